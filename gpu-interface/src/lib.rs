@@ -1,0 +1,31 @@
+//! The common display/compute interface of the vGPU stack.
+//!
+//! Every GPU path (VFIO passthrough, vGPU slices, virtio-gpu backends) implements these traits and
+//! the VMM consumes them. Display and compute are separate traits: a scanout-only device need not
+//! pretend to run command streams, and a headless compute slice need not fake scanouts.
+//! [`GpuBackend`] is the pair, for devices that offer both.
+
+pub mod compute;
+pub mod display;
+pub mod edid;
+pub mod error;
+pub mod format;
+pub mod geometry;
+pub mod resource;
+pub mod screenshot;
+
+pub use compute::{CapsetInfo, ComputeBackend, FenceTimeline, RingIdx};
+pub use display::{CursorImage, DisplayBackend, DisplayListener, DisplayMode, Frame, ScanoutId};
+pub use error::{GpuError, GpuResult};
+pub use format::PixelFormat;
+pub use geometry::Rect;
+pub use resource::{
+    BlobDesc, BlobMapping, BlobMem, MapCache, Resource2dDesc, Resource3dDesc, ResourceId,
+    RowSink, RowSource, Transfer3d,
+};
+
+/// A backend that serves both display and compute: what a virtio-gpu device drives.
+pub trait GpuBackend: DisplayBackend + ComputeBackend + Send {
+    /// A short name for logs and CLI output ("software", "vulkan", "rutabaga").
+    fn name(&self) -> &'static str;
+}

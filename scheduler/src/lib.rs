@@ -1,0 +1,1 @@
+//! GPU context scheduler (under construction).

@@ -1,0 +1,1 @@
+//! vGPU slice management (under construction).

@@ -1,0 +1,51 @@
+//! The `vgpu` command line: one module per subcommand, each with its own error enum.
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+
+/// GPU virtualization stack: VFIO passthrough, vGPU slices and virtio-gpu.
+#[derive(Debug, Parser)]
+#[command(name = "vgpu", version, about)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Benchmarks that print a table.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Why a subcommand failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Bench(#[from] bench::BenchError),
+}
+
+/// Logs go to stderr so that stdout stays for results and the guest's serial console.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Bench(b) => Ok(bench::run(b)?),
+    }
+}
