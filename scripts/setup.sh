@@ -7,7 +7,8 @@ need_root() { if [ "$(id -u)" -ne 0 ]; then echo "sudo"; fi; }
 SUDO=$(need_root)
 
 BASE_PKGS=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools pkg-config
-           busybox-static cpio kmod zstd xz-utils)
+           busybox-static cpio kmod zstd xz-utils
+           gcc libc6-dev libdrm-dev)
 # QEMU 10 (vhost-user without KVM) and the 6.12 kernel come from bookworm-backports.
 BACKPORT_PKGS=(qemu-system-x86 qemu-system-gui)
 
