@@ -1,5 +1,6 @@
 //! Backends that serve virtio-gpu commands, chosen at run time.
 
+pub mod compose;
 pub mod software;
 
 use std::str::FromStr;

@@ -1,0 +1,292 @@
+//! The software backend: every resource lives in host memory and the CPU does all the work.
+//!
+//! Display: 2D resources, 16 scanouts with a front buffer each (updated on flush), a 64x64 cursor
+//! plane per scanout, and composition through [`super::compose`].
+//!
+//! Compute: one private capset, [`stream::CAPSET_ID`] (0x5647, "VG"), whose command stream
+//! (documented in [`stream`]) fills and copies rectangles of context resources, fills host blobs
+//! and delays a ring, so that contexts, SUBMIT_3D, per-ring fence timelines, 3D resources, 3D
+//! transfers and HOST3D blobs (memfd-backed, so `map_blob` returns a real fd) all do real work.
+
+mod compute;
+mod resources;
+pub mod stream;
+mod timeline;
+
+use std::collections::HashMap;
+
+use gpu_interface::display::MAX_SCANOUTS;
+use gpu_interface::{
+    CursorImage, DisplayBackend, Frame, GpuBackend, GpuError, GpuResult, Rect, Resource2dDesc,
+    ResourceId, RowSink, RowSource, ScanoutId,
+};
+
+use super::compose::{self, CursorPlane, ImageRef};
+use resources::{Image, Resource, Storage};
+
+/// Host memory the software backend lets resources use in all, so a guest cannot exhaust the host.
+pub const MEMORY_LIMIT: u64 = 1 << 30;
+
+/// What a scanout shows: a rectangle of a resource, copied into a front buffer on flush.
+#[derive(Debug)]
+struct Shown {
+    resource: ResourceId,
+    rect: Rect,
+    front: Image,
+}
+
+/// The cursor plane of one scanout: the image as 64x64 ARGB8888, taken at UPDATE_CURSOR time.
+#[derive(Debug)]
+struct Cursor {
+    image: CursorImage,
+    argb: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Scanout {
+    shown: Option<Shown>,
+    cursor: Option<Cursor>,
+    cursor_pos: (u32, u32),
+}
+
+/// A CPU-only [`GpuBackend`].
+#[derive(Debug)]
+pub struct SoftwareBackend {
+    resources: HashMap<ResourceId, Resource>,
+    scanouts: Vec<Scanout>,
+    contexts: HashMap<u32, compute::Context>,
+    timelines: timeline::Timelines,
+    memory_used: u64,
+}
+
+impl Default for SoftwareBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SoftwareBackend {
+    pub fn new() -> Self {
+        SoftwareBackend {
+            resources: HashMap::new(),
+            scanouts: (0..MAX_SCANOUTS).map(|_| Scanout::default()).collect(),
+            contexts: HashMap::new(),
+            timelines: timeline::Timelines::default(),
+            memory_used: 0,
+        }
+    }
+
+    /// Reserves `bytes` of the memory budget.
+    fn charge(&mut self, bytes: u64) -> GpuResult<()> {
+        match self.memory_used.checked_add(bytes) {
+            Some(total) if total <= MEMORY_LIMIT => {
+                self.memory_used = total;
+                Ok(())
+            }
+            _ => Err(GpuError::OutOfHostMemory),
+        }
+    }
+
+    fn insert_resource(&mut self, id: ResourceId, resource: Resource) -> GpuResult<()> {
+        if id == 0 || self.resources.contains_key(&id) {
+            return Err(GpuError::InvalidResourceId(id));
+        }
+        self.charge(resource.bytes())?;
+        self.resources.insert(id, resource);
+        Ok(())
+    }
+
+    fn scanout_mut(&mut self, scanout: ScanoutId) -> GpuResult<&mut Scanout> {
+        usize::try_from(scanout)
+            .ok()
+            .and_then(|i| self.scanouts.get_mut(i))
+            .ok_or(GpuError::InvalidScanoutId(scanout))
+    }
+
+    fn image(&self, id: ResourceId) -> GpuResult<&Image> {
+        match self.resources.get(&id).map(|r| &r.storage) {
+            Some(Storage::Image(img)) => Ok(img),
+            Some(Storage::Blob(_)) => Err(GpuError::InvalidParameter("resource is a blob")),
+            None => Err(GpuError::InvalidResourceId(id)),
+        }
+    }
+
+    fn image_mut(&mut self, id: ResourceId) -> GpuResult<&mut Image> {
+        match self.resources.get_mut(&id).map(|r| &mut r.storage) {
+            Some(Storage::Image(img)) => Ok(img),
+            Some(Storage::Blob(_)) => Err(GpuError::InvalidParameter("resource is a blob")),
+            None => Err(GpuError::InvalidResourceId(id)),
+        }
+    }
+}
+
+impl GpuBackend for SoftwareBackend {
+    fn name(&self) -> &'static str {
+        "software"
+    }
+}
+
+impl DisplayBackend for SoftwareBackend {
+    fn create_resource_2d(&mut self, id: ResourceId, desc: Resource2dDesc) -> GpuResult<()> {
+        let image = Image::new_2d(desc, MEMORY_LIMIT)?;
+        self.insert_resource(id, Resource::new(Storage::Image(image)))
+    }
+
+    fn destroy_resource(&mut self, id: ResourceId) -> GpuResult<()> {
+        let resource = self
+            .resources
+            .remove(&id)
+            .ok_or(GpuError::InvalidResourceId(id))?;
+        self.memory_used = self.memory_used.saturating_sub(resource.bytes());
+        for scanout in &mut self.scanouts {
+            if scanout.shown.as_ref().is_some_and(|s| s.resource == id) {
+                scanout.shown = None;
+            }
+            if scanout
+                .cursor
+                .as_ref()
+                .is_some_and(|c| c.image.resource == id)
+            {
+                scanout.cursor = None;
+            }
+        }
+        for ctx in self.contexts.values_mut() {
+            ctx.resources.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn write_rect(
+        &mut self,
+        id: ResourceId,
+        rect: Rect,
+        source: &mut dyn RowSource,
+    ) -> GpuResult<()> {
+        self.image_mut(id)?.write_rect(rect, 0, source)
+    }
+
+    fn read_rect(&mut self, id: ResourceId, rect: Rect, sink: &mut dyn RowSink) -> GpuResult<()> {
+        self.image(id)?.read_rect(rect, 0, sink)
+    }
+
+    fn set_scanout(
+        &mut self,
+        scanout: ScanoutId,
+        id: Option<ResourceId>,
+        rect: Rect,
+    ) -> GpuResult<()> {
+        self.scanout_mut(scanout)?;
+        let Some(id) = id else {
+            self.scanout_mut(scanout)?.shown = None;
+            return Ok(());
+        };
+        let image = self.image(id)?;
+        let format = image
+            .format
+            .ok_or(GpuError::InvalidParameter("resource has no 2D format"))?;
+        if rect.is_empty() || !rect.fits_in(image.width, image.height) {
+            return Err(GpuError::InvalidParameter(
+                "scanout rectangle outside the resource",
+            ));
+        }
+        let desc = Resource2dDesc {
+            width: rect.width,
+            height: rect.height,
+            format,
+        };
+        let mut front = Image::new_2d(desc, MEMORY_LIMIT)?;
+        // What the resource holds now is shown at once; later changes appear on flush.
+        image.copy_to(rect, &mut front, 0, 0)?;
+        self.scanout_mut(scanout)?.shown = Some(Shown {
+            resource: id,
+            rect,
+            front,
+        });
+        Ok(())
+    }
+
+    fn flush(&mut self, id: ResourceId, rect: Rect) -> GpuResult<()> {
+        let image = match self.resources.get(&id).map(|r| &r.storage) {
+            Some(Storage::Image(img)) => img,
+            Some(Storage::Blob(_)) => return Ok(()),
+            None => return Err(GpuError::InvalidResourceId(id)),
+        };
+        if !rect.fits_in(image.width, image.height) {
+            return Err(GpuError::InvalidParameter(
+                "flush rectangle outside the resource",
+            ));
+        }
+        for scanout in &mut self.scanouts {
+            let Some(shown) = scanout.shown.as_mut().filter(|s| s.resource == id) else {
+                continue;
+            };
+            let Some(damage) = rect.intersect(&shown.rect) else {
+                continue;
+            };
+            let (dx, dy) = (damage.x - shown.rect.x, damage.y - shown.rect.y);
+            image.copy_to(damage, &mut shown.front, dx, dy)?;
+        }
+        Ok(())
+    }
+
+    fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {
+        self.scanout_mut(scanout)?;
+        let cursor = match image {
+            None => None,
+            Some(cursor_image) => {
+                let img = self.image(cursor_image.resource)?;
+                let format = img
+                    .format
+                    .ok_or(GpuError::InvalidParameter("cursor has no 2D format"))?;
+                let argb = compose::cursor_to_argb(&ImageRef {
+                    width: img.width,
+                    height: img.height,
+                    stride: img.stride,
+                    format,
+                    data: &img.data,
+                })?;
+                Some(Cursor {
+                    image: cursor_image,
+                    argb,
+                })
+            }
+        };
+        self.scanout_mut(scanout)?.cursor = cursor;
+        Ok(())
+    }
+
+    fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
+        self.scanout_mut(scanout)?.cursor_pos = (x, y);
+        Ok(())
+    }
+
+    fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
+        let s = self.scanout_mut(scanout)?;
+        let shown = s
+            .shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let front = &shown.front;
+        let format = front
+            .format
+            .ok_or(GpuError::InvalidParameter("scanout has no format"))?;
+        let primary = ImageRef {
+            width: front.width,
+            height: front.height,
+            stride: front.stride,
+            format,
+            data: &front.data,
+        };
+        let cursor = s.cursor.as_ref().map(|c| CursorPlane {
+            argb: &c.argb,
+            x: s.cursor_pos.0,
+            y: s.cursor_pos.1,
+            hot_x: c.image.hot_x,
+            hot_y: c.image.hot_y,
+        });
+        compose::compose(&primary, cursor)
+    }
+}
+
+#[cfg(test)]
+mod tests;
