@@ -3,3 +3,4 @@
 pub mod bus;
 pub mod cli;
 pub mod hypervisor;
+pub mod pci;
