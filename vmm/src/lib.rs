@@ -1,6 +1,11 @@
 //! The VMM that hosts the GPU paths, and the `vgpu` command line.
 
+pub mod boot;
 pub mod bus;
 pub mod cli;
 pub mod hypervisor;
+pub mod memory;
 pub mod pci;
+pub mod raw;
+pub mod serial;
+pub mod vcpu;

@@ -1,0 +1,167 @@
+//! Raw mode, the seed's minimal VMM: a flat binary at guest address 0 in real mode, one vCPU,
+//! no interrupt controller. Bytes the guest writes to port 0xf1 go to the output; HLT ends the
+//! run.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::bus::{Bus, BusDevice, BusError};
+use crate::hypervisor::{Hypervisor, HypervisorError};
+use crate::memory::{Memory, MemoryError};
+use crate::vcpu::{ExitSignal, VcpuRunner, VmExit};
+
+/// The port whose writes are the guest's output.
+pub const OUTPUT_PORT: u64 = 0xf1;
+/// Guest RAM in raw mode unless asked otherwise: a real-mode guest addresses 1 MiB.
+pub const DEFAULT_MEMORY: u64 = 2 << 20;
+
+/// Why a raw run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error("the image is {image} bytes; guest memory is only {memory}")]
+    TooBig { image: usize, memory: u64 },
+    #[error("the image is empty")]
+    Empty,
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("writing the image into guest memory failed")]
+    Load(#[source] vm_memory::GuestMemoryError),
+}
+
+/// Writes every byte the guest sends to the port to `out`.
+pub struct OutputPort(pub Box<dyn Write + Send>);
+
+impl BusDevice for OutputPort {
+    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) {
+        if let Err(e) = self.0.write_all(data) {
+            tracing::warn!("guest output lost: {e}");
+        }
+    }
+}
+
+/// Runs `image` in real mode until it halts (or stops otherwise); returns why it stopped.
+pub fn run_raw(
+    hv: &dyn Hypervisor,
+    image: &[u8],
+    memory_size: u64,
+    out: Box<dyn Write + Send>,
+) -> Result<VmExit, RawError> {
+    if image.is_empty() {
+        return Err(RawError::Empty);
+    }
+    if image.len() as u64 > memory_size {
+        return Err(RawError::TooBig {
+            image: image.len(),
+            memory: memory_size,
+        });
+    }
+    let vm = hv.create_vm()?;
+    let memory = Memory::new(memory_size)?;
+    memory.register(vm.as_ref())?;
+    memory
+        .ram
+        .write_slice(image, GuestAddress(0))
+        .map_err(RawError::Load)?;
+
+    let pio = Arc::new(Bus::new());
+    let output = Arc::new(Mutex::new(OutputPort(out)));
+    pio.insert(output.clone(), OUTPUT_PORT, 1)?;
+
+    let vcpu = vm.create_vcpu(0)?;
+    let mut sregs = vcpu.sregs()?;
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.set_sregs(&sregs)?;
+    let mut regs = vcpu.regs()?;
+    regs.rip = 0;
+    regs.rflags = 2;
+    vcpu.set_regs(&regs)?;
+
+    let mut runner = VcpuRunner {
+        vcpu,
+        id: 0,
+        pio,
+        mmio: Arc::new(Bus::new()),
+        hlt_stops: true,
+        exit: ExitSignal::new(),
+    };
+    let reason = runner.run();
+    let _ = output.lock().unwrap_or_else(|e| e.into_inner()).0.flush();
+    Ok(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypervisor::mock::{MockExit, MockHypervisor};
+
+    #[derive(Clone, Default)]
+    struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+    impl Write for SharedBuf {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn starts_at_zero_in_real_mode_and_prints_port_0xf1() {
+        let hv = MockHypervisor::new();
+        hv.state.lock().unwrap().vcpu_scripts.insert(
+            0,
+            vec![
+                MockExit::IoOut {
+                    port: 0xf1,
+                    data: b"h".to_vec(),
+                },
+                MockExit::IoOut {
+                    port: 0x80,
+                    data: b"x".to_vec(),
+                },
+                MockExit::IoOut {
+                    port: 0xf1,
+                    data: b"i".to_vec(),
+                },
+                MockExit::Hlt,
+            ],
+        );
+        let out = SharedBuf::default();
+        let reason = run_raw(&hv, &[0xf4], DEFAULT_MEMORY, Box::new(out.clone())).unwrap();
+        assert_eq!(reason, VmExit::Halted);
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"hi");
+        let s = hv.state.lock().unwrap();
+        assert_eq!(s.regs[&0].rip, 0);
+        assert_eq!(s.sregs[&0].cs.base, 0);
+        assert_eq!(
+            s.memory_slots[&0],
+            (0, DEFAULT_MEMORY, s.memory_slots[&0].2)
+        );
+    }
+
+    #[test]
+    fn rejects_empty_and_oversized_images() {
+        let hv = MockHypervisor::new();
+        let sink = || Box::new(std::io::sink()) as Box<dyn Write + Send>;
+        assert!(matches!(
+            run_raw(&hv, &[], DEFAULT_MEMORY, sink()),
+            Err(RawError::Empty)
+        ));
+        let big = vec![0u8; (DEFAULT_MEMORY + 1) as usize];
+        assert!(matches!(
+            run_raw(&hv, &big, DEFAULT_MEMORY, sink()),
+            Err(RawError::TooBig { .. })
+        ));
+    }
+}
