@@ -1,0 +1,312 @@
+//! The scheduler: owns the tenants and their queues, the slice in progress and the watchdog,
+//! and asks the current policy who runs next. The policy can be switched at run time; tenants
+//! and their queued jobs stay.
+
+use crate::clock::{Clock, Nanos};
+use crate::params::{Params, ParamsError};
+use crate::policy::{Pick, Policy, PolicyKind};
+use crate::tenant::{
+    JobId, QueuedJob, Tenant, TenantId, TenantSpec, TenantTable, MAX_WEIGHT, MIN_WEIGHT,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchedError {
+    #[error("no tenant {0:?}")]
+    UnknownTenant(TenantId),
+    #[error("weight {0} is outside {MIN_WEIGHT}-{MAX_WEIGHT}")]
+    Weight(u32),
+    #[error("job {0:?} is not the one on the device")]
+    NotRunning(JobId),
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+}
+
+/// What the executor should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Put this job on the device.
+    Run(Dispatch),
+    /// Nothing to run until `Some(t)` (or until new work arrives).
+    Idle { until: Option<Nanos> },
+    /// A job is on the device already; jobs are not preempted.
+    Busy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    pub tenant: TenantId,
+    pub job: JobId,
+    pub submitted_at: Nanos,
+    /// The device changes context for this job (another tenant ran last).
+    pub switch: bool,
+}
+
+/// A job that ran past the watchdog timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogEvent {
+    pub tenant: TenantId,
+    pub job: JobId,
+    pub ran: Nanos,
+    /// Extra device time charged to the tenant as a penalty.
+    pub penalty: Nanos,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    tenant: TenantId,
+    left: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    tenant: TenantId,
+    job: JobId,
+    started: Nanos,
+}
+
+pub struct Scheduler<C: Clock> {
+    clock: C,
+    params: Params,
+    tenants: TenantTable,
+    policy: Box<dyn Policy>,
+    slice: Option<Slice>,
+    running: Option<Running>,
+    last_tenant: Option<TenantId>,
+    next_tenant: u32,
+    next_job: u64,
+    watchdog: Vec<WatchdogEvent>,
+}
+
+impl<C: Clock> Scheduler<C> {
+    pub fn new(clock: C, params: Params, policy: PolicyKind) -> Result<Self, SchedError> {
+        params.validate()?;
+        let policy = policy.build(&params);
+        Ok(Self {
+            clock,
+            params,
+            tenants: TenantTable::default(),
+            policy,
+            slice: None,
+            running: None,
+            last_tenant: None,
+            next_tenant: 0,
+            next_job: 0,
+            watchdog: Vec::new(),
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn policy(&self) -> PolicyKind {
+        self.policy.kind()
+    }
+
+    pub fn tenants(&self) -> &TenantTable {
+        &self.tenants
+    }
+
+    pub fn now(&self) -> Nanos {
+        self.clock.now()
+    }
+
+    /// Watchdog reports so far.
+    pub fn watchdog_events(&self) -> &[WatchdogEvent] {
+        &self.watchdog
+    }
+
+    /// Switches policy without touching tenants or queues. The slice in progress ends; the
+    /// job on the device (if any) finishes and is charged to the new policy.
+    pub fn set_policy(&mut self, kind: PolicyKind) {
+        let now = self.clock.now();
+        let mut policy = kind.build(&self.params);
+        for t in self.tenants.iter() {
+            policy.join(t, now);
+            if t.active() {
+                policy.wake(t, now);
+            }
+        }
+        tracing::info!(from = %self.policy.kind(), to = %kind, "scheduler policy switched");
+        self.policy = policy;
+        self.slice = None;
+    }
+
+    pub fn add_tenant(&mut self, spec: TenantSpec) -> Result<TenantId, SchedError> {
+        if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&spec.weight) {
+            return Err(SchedError::Weight(spec.weight));
+        }
+        let id = TenantId(self.next_tenant);
+        self.next_tenant += 1;
+        let tenant = Tenant::new(id, spec);
+        self.policy.join(&tenant, self.clock.now());
+        self.tenants.push(tenant);
+        tracing::debug!(?id, "tenant joined");
+        Ok(id)
+    }
+
+    /// Removes a tenant and drops its queued jobs (returned). A job of it still on the device
+    /// completes first; the tenant is gone once it does.
+    pub fn remove_tenant(&mut self, id: TenantId) -> Result<Vec<JobId>, SchedError> {
+        let t = self
+            .tenants
+            .get_mut(id)
+            .ok_or(SchedError::UnknownTenant(id))?;
+        let dropped = t.queue.drain(..).map(|j| j.id).collect();
+        self.policy.leave(id);
+        if self.slice.is_some_and(|s| s.tenant == id) {
+            self.slice = None;
+        }
+        if t.running {
+            t.leaving = true;
+        } else {
+            self.tenants.remove(id);
+        }
+        tracing::debug!(?id, "tenant left");
+        Ok(dropped)
+    }
+
+    /// Queues a job for `id`.
+    pub fn submit(&mut self, id: TenantId) -> Result<JobId, SchedError> {
+        let now = self.clock.now();
+        let job = JobId(self.next_job);
+        let t = self
+            .tenants
+            .get_mut(id)
+            .ok_or(SchedError::UnknownTenant(id))?;
+        if t.leaving {
+            return Err(SchedError::UnknownTenant(id));
+        }
+        self.next_job += 1;
+        let was_active = t.active();
+        if t.queue.is_empty() && !t.running {
+            t.head_ready_at = Some(now);
+        }
+        t.queue.push_back(QueuedJob {
+            id: job,
+            submitted_at: now,
+        });
+        if !was_active {
+            self.policy.wake(t, now);
+        }
+        Ok(job)
+    }
+
+    /// Decides what the device does next. The slice in progress continues while its tenant
+    /// has work and budget and the policy does not want the device for someone else.
+    pub fn next(&mut self) -> Decision {
+        if self.running.is_some() {
+            return Decision::Busy;
+        }
+        let now = self.clock.now();
+        if let Some(s) = self.slice {
+            let go_on = s.left > 0
+                && self.tenants.runnable(s.tenant)
+                && !self.policy.preempt(s.tenant, &self.tenants, now);
+            if go_on {
+                return Decision::Run(self.dispatch(s.tenant, now));
+            }
+            self.slice = None;
+        }
+        match self.policy.pick(&self.tenants, now) {
+            Pick::Run { tenant, budget } if self.tenants.runnable(tenant) => {
+                self.slice = Some(Slice {
+                    tenant,
+                    left: budget as i64,
+                });
+                Decision::Run(self.dispatch(tenant, now))
+            }
+            Pick::Run { tenant, .. } => {
+                tracing::error!(?tenant, policy = %self.policy.kind(), "policy picked a tenant with no work");
+                Decision::Idle { until: None }
+            }
+            Pick::IdleUntil(t) => Decision::Idle { until: Some(t) },
+            Pick::Idle => Decision::Idle { until: None },
+        }
+    }
+
+    fn dispatch(&mut self, tenant: TenantId, now: Nanos) -> Dispatch {
+        let t = self
+            .tenants
+            .get_mut(tenant)
+            .expect("dispatch is only called for runnable tenants");
+        let job = t.queue.pop_front().expect("runnable tenants have a job");
+        t.running = true;
+        self.running = Some(Running {
+            tenant,
+            job: job.id,
+            started: now,
+        });
+        let switch = self.last_tenant != Some(tenant);
+        self.last_tenant = Some(tenant);
+        Dispatch {
+            tenant,
+            job: job.id,
+            submitted_at: job.submitted_at,
+            switch,
+        }
+    }
+
+    /// The job on the device finished after using `device_time`. Charges it (plus a penalty if
+    /// it overran the watchdog timeout, which is then reported).
+    pub fn complete(
+        &mut self,
+        job: JobId,
+        device_time: Nanos,
+    ) -> Result<Option<WatchdogEvent>, SchedError> {
+        let r = match self.running {
+            Some(r) if r.job == job => r,
+            _ => return Err(SchedError::NotRunning(job)),
+        };
+        self.running = None;
+        let now = self.clock.now();
+        let mut event = None;
+        let mut charged = device_time;
+        if device_time > self.params.watchdog_timeout {
+            let penalty = (device_time - self.params.watchdog_timeout)
+                * u64::from(self.params.watchdog_penalty);
+            charged += penalty;
+            let e = WatchdogEvent {
+                tenant: r.tenant,
+                job,
+                ran: device_time,
+                penalty,
+            };
+            tracing::warn!(tenant = ?r.tenant, ?job, ran_ms = device_time as f64 / 1e6, "job overran the watchdog timeout; tenant penalised");
+            self.watchdog.push(e);
+            event = Some(e);
+        }
+        if let Some(s) = self.slice.as_mut().filter(|s| s.tenant == r.tenant) {
+            s.left -= device_time as i64;
+        }
+        let t = self
+            .tenants
+            .get_mut(r.tenant)
+            .expect("the running tenant stays until its job completes");
+        t.running = false;
+        t.used += device_time;
+        t.jobs_done += 1;
+        if event.is_some() {
+            t.watchdog_strikes += 1;
+        }
+        if t.leaving {
+            self.tenants.remove(r.tenant);
+            return Ok(event);
+        }
+        t.head_ready_at = (!t.queue.is_empty()).then_some(now);
+        let idle = t.queue.is_empty();
+        self.policy.charge(r.tenant, charged, now);
+        if idle {
+            self.policy.sleep(r.tenant, now);
+        }
+        Ok(event)
+    }
+
+    /// The job on the device and how long it has run, if it is past the watchdog timeout: a
+    /// real executor polls this to report a hung job before it completes.
+    pub fn overdue(&self) -> Option<(TenantId, JobId, Nanos)> {
+        let r = self.running?;
+        let ran = self.clock.now().saturating_sub(r.started);
+        (ran > self.params.watchdog_timeout).then_some((r.tenant, r.job, ran))
+    }
+}
