@@ -9,3 +9,5 @@ pub mod pci;
 pub mod raw;
 pub mod serial;
 pub mod vcpu;
+pub mod vm;
+pub mod virtio_pci;

@@ -1,0 +1,395 @@
+//! The transport driven the way a guest drives it: config space through the PCI root, registers
+//! through the MMIO bus, rings in real guest memory.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::transport::*;
+use super::*;
+use crate::bus::Bus;
+use crate::hypervisor::mock::MockHypervisor;
+use crate::hypervisor::{Hypervisor, IoEventAddress};
+use crate::pci::msix::tests::RecordingSink;
+use crate::pci::{MmioAllocator, PciDevice, PciRoot};
+
+const DESC: u64 = 0x1000;
+const AVAIL: u64 = 0x2000;
+const USED: u64 = 0x3000;
+const REQ: u64 = 0x4000;
+const RESP: u64 = 0x5000;
+
+/// Answers each request with its bytes reversed; offers one device feature bit.
+#[derive(Default)]
+struct Reverser {
+    acked: u64,
+    resets: u32,
+    config: [u8; 8],
+}
+
+impl VirtioDevice for Reverser {
+    fn device_type(&self) -> u16 {
+        63
+    }
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![8, 8]
+    }
+    fn device_features(&self) -> u64 {
+        1 << 3
+    }
+    fn ack_features(&mut self, features: u64) {
+        self.acked = features;
+    }
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let at = offset as usize;
+        data.copy_from_slice(&self.config[at..at + data.len()]);
+    }
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        let at = offset as usize;
+        self.config[at..at + data.len()].copy_from_slice(data);
+    }
+    fn process_queue(&mut self, index: usize, queues: &mut [Queue], mem: &GuestMemoryMmap) -> bool {
+        let q = &mut queues[index];
+        let mut served = false;
+        while let Some(chain) = q.pop_descriptor_chain(mem) {
+            let head = chain.head_index();
+            let descs: Vec<_> = chain.collect();
+            let mut bytes = Vec::new();
+            for d in descs.iter().filter(|d| !d.is_write_only()) {
+                let mut buf = vec![0u8; d.len() as usize];
+                mem.read_slice(&mut buf, d.addr()).unwrap();
+                bytes.extend(buf);
+            }
+            bytes.reverse();
+            let out = descs.iter().find(|d| d.is_write_only()).unwrap();
+            mem.write_slice(&bytes, out.addr()).unwrap();
+            q.add_used(mem, head, bytes.len() as u32).unwrap();
+            served = true;
+        }
+        served
+    }
+    fn reset(&mut self) {
+        self.resets += 1;
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+struct Guest {
+    bus: Arc<Bus>,
+    root: Arc<Mutex<PciRoot>>,
+    mem: GuestMemoryMmap,
+    dev: Arc<Mutex<VirtioPciDevice>>,
+    bar0: u64,
+}
+
+impl Guest {
+    fn new(vm: Option<Arc<dyn crate::hypervisor::Vm>>, sink: RecordingSink) -> Guest {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let device =
+            VirtioPciDevice::new(Box::<Reverser>::default(), mem.clone(), Box::new(sink), vm)
+                .unwrap();
+        let dev = Arc::new(Mutex::new(device));
+        let bus = Arc::new(Bus::new());
+        let mut root = PciRoot::new(bus.clone());
+        let mut alloc = MmioAllocator::new(0xc000_0000, 0x100_0000);
+        let slot = root.add_device(dev.clone(), &mut alloc).unwrap();
+        assert_eq!(slot, 1);
+        let root = Arc::new(Mutex::new(root));
+        let bar0 = dev.lock().unwrap().config().bar_address(0).unwrap();
+        let guest = Guest {
+            bus,
+            root,
+            mem,
+            dev,
+            bar0,
+        };
+        guest.cfg_write(4, &[0x06, 0x00]);
+        guest
+    }
+
+    fn cfg_write(&self, offset: usize, data: &[u8]) {
+        self.root
+            .lock()
+            .unwrap()
+            .config_write(0, 1, 0, offset, data);
+    }
+
+    fn cfg_read(&self, offset: usize, len: usize) -> u32 {
+        let mut data = [0u8; 4];
+        self.root
+            .lock()
+            .unwrap()
+            .config_read(0, 1, 0, offset, &mut data[..len]);
+        u32::from_le_bytes(data)
+    }
+
+    fn w(&self, offset: u64, value: u64, len: usize) {
+        assert!(self
+            .bus
+            .write(self.bar0 + offset, &value.to_le_bytes()[..len]));
+    }
+
+    fn r(&self, offset: u64, len: usize) -> u64 {
+        let mut data = [0u8; 8];
+        assert!(self.bus.read(self.bar0 + offset, &mut data[..len]));
+        u64::from_le_bytes(data)
+    }
+
+    /// The driver's side of initialisation, through FEATURES_OK and queue 0 setup.
+    fn init(&self, driver_features: u64) -> u8 {
+        self.w(0x14, 0, 1);
+        self.w(0x14, u64::from(status::ACKNOWLEDGE | status::DRIVER), 1);
+        self.w(0x08, 0, 4);
+        self.w(0x0c, driver_features & 0xffff_ffff, 4);
+        self.w(0x08, 1, 4);
+        self.w(0x0c, driver_features >> 32, 4);
+        self.w(
+            0x14,
+            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK),
+            1,
+        );
+        let status = self.r(0x14, 1) as u8;
+        self.w(0x16, 0, 2);
+        self.w(0x18, 8, 2);
+        self.w(0x20, DESC, 8);
+        self.w(0x28, AVAIL, 4);
+        self.w(0x2c, 0, 4);
+        self.w(0x30, USED, 8);
+        self.w(0x1c, 1, 2);
+        status
+    }
+
+    fn driver_ok(&self) {
+        let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
+        self.w(0x14, u64::from(s), 1);
+    }
+
+    /// Queues one request/response pair on queue 0 (avail index `n`).
+    fn post(&self, n: u16, request: &[u8]) {
+        self.mem.write_slice(request, GuestAddress(REQ)).unwrap();
+        let d0 = [
+            REQ.to_le_bytes().as_slice(),
+            &(request.len() as u32).to_le_bytes(),
+            &1u16.to_le_bytes(),
+            &1u16.to_le_bytes(),
+        ]
+        .concat();
+        let d1 = [
+            RESP.to_le_bytes().as_slice(),
+            &64u32.to_le_bytes(),
+            &2u16.to_le_bytes(),
+            &0u16.to_le_bytes(),
+        ]
+        .concat();
+        self.mem.write_slice(&d0, GuestAddress(DESC)).unwrap();
+        self.mem.write_slice(&d1, GuestAddress(DESC + 16)).unwrap();
+        self.mem
+            .write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * u64::from(n % 8)))
+            .unwrap();
+        self.mem.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
+    }
+
+    fn used_idx(&self) -> u16 {
+        self.mem.read_obj(GuestAddress(USED + 2)).unwrap()
+    }
+}
+
+#[test]
+fn capabilities_describe_the_bar0_layout() {
+    let g = Guest::new(None, RecordingSink::default());
+    assert_eq!(g.cfg_read(0, 4), 0x107f_1af4, "0x1040 + device type 63");
+    let mut found = Vec::new();
+    let mut cap = g.cfg_read(0x34, 1) as usize;
+    while cap != 0 {
+        let id = g.cfg_read(cap, 1);
+        if id == 0x09 {
+            let kind = g.cfg_read(cap + 3, 1);
+            found.push((
+                kind,
+                g.cfg_read(cap + 4, 1),
+                g.cfg_read(cap + 8, 4),
+                g.cfg_read(cap + 12, 4),
+            ));
+            if kind == 2 {
+                assert_eq!(g.cfg_read(cap + 16, 4), NOTIFY_MULTIPLIER);
+            }
+        } else {
+            assert_eq!(id, 0x11, "MSI-X");
+            assert_eq!(
+                g.cfg_read(cap + 2, 2),
+                2,
+                "3 vectors: two queues and config"
+            );
+            assert_eq!(g.cfg_read(cap + 4, 4), MSIX_TABLE_OFFSET as u32);
+        }
+        cap = g.cfg_read(cap + 1, 1) as usize;
+    }
+    assert_eq!(
+        found,
+        vec![
+            (1, 0, 0, 0x40),
+            (3, 0, 0x1000, 4),
+            (4, 0, 0x2000, 0x1000),
+            (2, 0, 0x3000, 8)
+        ]
+    );
+}
+
+#[test]
+fn negotiates_features_and_serves_a_queue_with_isr_and_msix() {
+    let sink = RecordingSink::default();
+    let g = Guest::new(None, sink.clone());
+    g.w(0x00, 1, 4);
+    assert_eq!(g.r(0x04, 4), 1, "VIRTIO_F_VERSION_1 in the high word");
+    g.w(0x00, 0, 4);
+    assert_eq!(g.r(0x04, 4), 1 << 3);
+    assert_eq!(g.r(0x12, 2), 2, "num_queues");
+    assert_eq!(g.r(0x18, 2), 8, "queue_size starts at the maximum");
+    let st = g.init(VIRTIO_F_VERSION_1 | 1 << 3);
+    assert_ne!(st & status::FEATURES_OK, 0);
+    assert_eq!(g.r(0x20, 8), DESC);
+    assert_eq!(g.r(0x1c, 2), 1);
+    g.post(0, b"abc");
+    g.w(NOTIFY_OFFSET, 0, 2);
+    assert_eq!(g.used_idx(), 0, "nothing served before DRIVER_OK");
+    g.driver_ok();
+    assert_eq!(g.used_idx(), 1, "DRIVER_OK serves what was queued");
+    assert_eq!(
+        g.mem.read_obj::<[u8; 3]>(GuestAddress(RESP)).unwrap(),
+        *b"cba"
+    );
+    assert_eq!(g.r(ISR_OFFSET, 1), 1, "ISR: used buffer");
+    assert_eq!(g.r(ISR_OFFSET, 1), 0, "reading the ISR clears it");
+    let dev = &g.dev;
+    let acked = dev
+        .lock()
+        .unwrap()
+        .device_any()
+        .downcast_mut::<Reverser>()
+        .unwrap()
+        .acked;
+    assert_eq!(acked, VIRTIO_F_VERSION_1 | 1 << 3);
+
+    // MSI-X: enable, give queue 0 vector 1 and unmask it.
+    let msix_cap = {
+        let mut cap = g.cfg_read(0x34, 1) as usize;
+        while g.cfg_read(cap, 1) != 0x11 {
+            cap = g.cfg_read(cap + 1, 1) as usize;
+        }
+        cap
+    };
+    g.cfg_write(msix_cap + 2, &0x8000u16.to_le_bytes());
+    g.w(0x1a, 1, 2);
+    assert_eq!(g.r(0x1a, 2), 1);
+    g.w(0x1a, 9, 2);
+    assert_eq!(g.r(0x1a, 2), u64::from(NO_VECTOR), "no such vector");
+    g.w(0x1a, 1, 2);
+    g.w(MSIX_TABLE_OFFSET + 16, 0xfee0_0000, 8);
+    g.w(MSIX_TABLE_OFFSET + 24, 0x31, 4);
+    g.w(MSIX_TABLE_OFFSET + 28, 0, 4);
+    g.post(1, b"xy");
+    g.w(NOTIFY_OFFSET, 0, 2);
+    assert_eq!(g.used_idx(), 2);
+    assert_eq!(*sink.fired.lock().unwrap(), vec![1]);
+    assert_eq!(sink.routes.lock().unwrap().last().unwrap().1.data, 0x31);
+}
+
+#[test]
+fn refuses_features_it_did_not_offer_or_without_version_1() {
+    let g = Guest::new(None, RecordingSink::default());
+    assert_eq!(g.init(VIRTIO_F_VERSION_1 | 1 << 5) & status::FEATURES_OK, 0);
+    assert_eq!(g.init(1 << 3) & status::FEATURES_OK, 0);
+    assert_ne!(g.init(VIRTIO_F_VERSION_1) & status::FEATURES_OK, 0);
+}
+
+#[test]
+fn reset_and_bad_rings_are_handled() {
+    let g = Guest::new(None, RecordingSink::default());
+    g.init(VIRTIO_F_VERSION_1);
+    g.w(0x20, 0x1234_5000, 4); // ignored: queue enabled
+    assert_eq!(g.r(0x20, 8), DESC);
+    g.w(0x14, 0, 1);
+    assert_eq!(g.r(0x14, 1), 0);
+    assert_eq!(g.r(0x1c, 2), 0, "reset disables queues");
+    // A ring outside guest memory: the device asks for a reset instead of touching it.
+    g.init(VIRTIO_F_VERSION_1);
+    g.w(0x1c, 0, 2); // not allowed: enable only takes 1
+    g.w(0x14, 0, 1);
+    g.w(0x14, u64::from(status::ACKNOWLEDGE | status::DRIVER), 1);
+    g.w(0x0c, 0, 4);
+    g.w(0x08, 1, 4);
+    g.w(0x0c, 1, 4);
+    g.w(
+        0x14,
+        u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK),
+        1,
+    );
+    g.w(0x20, 0x4000_0000, 8);
+    g.w(0x28, AVAIL, 8);
+    g.w(0x30, USED, 8);
+    g.w(0x1c, 1, 2);
+    g.driver_ok();
+    assert_ne!(g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET, 0);
+    assert_eq!(g.r(ISR_OFFSET, 1), 2, "config change");
+    // Malformed accesses are ignored.
+    g.w(0x15, 0xff, 1);
+    g.w(0x13, 0xff, 1);
+    assert_eq!(g.r(0x01, 2), 0);
+    let resets = g
+        .dev
+        .lock()
+        .unwrap()
+        .device_any()
+        .downcast_mut::<Reverser>()
+        .unwrap()
+        .resets;
+    assert_eq!(resets, 4);
+}
+
+#[test]
+fn ioeventfds_follow_bar0_and_the_worker_serves_them() {
+    let hv = MockHypervisor::new();
+    let vm: Arc<dyn crate::hypervisor::Vm> = Arc::from(hv.create_vm().unwrap());
+    let g = Guest::new(Some(vm), RecordingSink::default());
+    let first = IoEventAddress::Mmio(g.bar0 + NOTIFY_OFFSET);
+    assert!(hv.state.lock().unwrap().ioeventfd(first).is_some());
+    assert!(hv
+        .state
+        .lock()
+        .unwrap()
+        .ioeventfd(IoEventAddress::Mmio(g.bar0 + NOTIFY_OFFSET + 4))
+        .is_some());
+    // Move BAR 0 up by 1 MiB.
+    let moved = g.bar0 + 0x10_0000;
+    g.cfg_write(4, &[0, 0]);
+    g.cfg_write(0x10, &(moved as u32).to_le_bytes());
+    g.cfg_write(4, &[0x06, 0]);
+    let state = hv.state.lock().unwrap();
+    assert!(state.ioeventfd(first).is_none());
+    let fd = state
+        .ioeventfd(IoEventAddress::Mmio(moved + NOTIFY_OFFSET))
+        .unwrap()
+        .try_clone()
+        .unwrap();
+    drop(state);
+    let g = Guest { bar0: moved, ..g };
+    let worker = Worker::spawn(g.dev.clone(), "virtio-test").unwrap();
+    g.init(VIRTIO_F_VERSION_1);
+    g.driver_ok();
+    g.post(0, b"hello");
+    fd.write(1).unwrap(); // what KVM does on the guest's notify write
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while g.used_idx() != 1 {
+        assert!(Instant::now() < deadline, "worker did not serve the queue");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        g.mem.read_obj::<[u8; 5]>(GuestAddress(RESP)).unwrap(),
+        *b"olleh"
+    );
+    drop(worker);
+}

@@ -1,0 +1,396 @@
+//! A virtio device as a PCI function: capabilities, BAR 0 register blocks, MSI-X, and the
+//! ioeventfds behind the notification area.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::common::{CommonConfig, CommonEvent, Queues, COMMON_CFG_SIZE};
+use super::{status, VirtioDevice, VirtioPciError, NO_VECTOR, VIRTIO_F_VERSION_1};
+use crate::hypervisor::{IoEventAddress, Vm};
+use crate::pci::config::COMMAND_BUS_MASTER;
+use crate::pci::{BarSpec, MsiSink, Msix, PciConfig, PciDevice, PciIds};
+use vm_memory::GuestMemoryMmap as GuestRam;
+
+/// BAR 0 layout: one page per structure.
+pub const COMMON_OFFSET: u64 = 0x0000;
+pub const ISR_OFFSET: u64 = 0x1000;
+pub const DEVICE_CFG_OFFSET: u64 = 0x2000;
+pub const DEVICE_CFG_SIZE: u64 = 0x1000;
+pub const NOTIFY_OFFSET: u64 = 0x3000;
+pub const NOTIFY_MULTIPLIER: u32 = 4;
+pub const MSIX_TABLE_OFFSET: u64 = 0x4000;
+pub const MSIX_PBA_OFFSET: u64 = 0x6000;
+pub const BAR0_SIZE: u64 = 0x8000;
+/// BAR 2 is the host-visible shared-memory region (shmid 1) when the device has one.
+pub const SHM_BAR: usize = 2;
+pub const SHM_ID_HOST_VISIBLE: u8 = 1;
+const MAX_QUEUES: usize = 64;
+
+/// virtio_pci_cap cfg_type values.
+const CAP_COMMON: u8 = 1;
+const CAP_NOTIFY: u8 = 2;
+const CAP_ISR: u8 = 3;
+const CAP_DEVICE: u8 = 4;
+const CAP_SHARED_MEMORY: u8 = 8;
+
+/// A virtio device on PCI.
+pub struct VirtioPciDevice {
+    config: PciConfig,
+    msix: Msix,
+    msix_cap: usize,
+    common: CommonConfig,
+    queues: Vec<Queue>,
+    vectors: Vec<u16>,
+    isr: u8,
+    device: Box<dyn VirtioDevice>,
+    device_features: u64,
+    mem: GuestRam,
+    /// One eventfd per queue; registered as ioeventfds where BAR 0 is mapped.
+    notify: Vec<EventFd>,
+    vm: Option<Arc<dyn Vm>>,
+    ioeventfds_at: Option<u64>,
+}
+
+/// Builds a vendor capability (virtio_pci_cap, or virtio_pci_cap64 when `offset`/`len` need it).
+fn virtio_cap(cfg_type: u8, bar: u8, id: u8, offset: u64, len: u64, extra: &[u8]) -> Vec<u8> {
+    let wide = cfg_type == CAP_SHARED_MEMORY;
+    let cap_len = 16 + extra.len() + if wide { 8 } else { 0 };
+    let mut cap = vec![0x09, 0, cap_len as u8, cfg_type, bar, id, 0, 0];
+    cap.extend_from_slice(&(offset as u32).to_le_bytes());
+    cap.extend_from_slice(&(len as u32).to_le_bytes());
+    cap.extend_from_slice(extra);
+    if wide {
+        cap.extend_from_slice(&((offset >> 32) as u32).to_le_bytes());
+        cap.extend_from_slice(&((len >> 32) as u32).to_le_bytes());
+    }
+    cap
+}
+
+impl VirtioPciDevice {
+    /// Wraps `device`. `msi` delivers its MSI-X vectors (one per queue plus one for config
+    /// changes); `vm`, when given, gets an ioeventfd per queue so notifications skip the vCPU
+    /// exit (a [`super::Worker`] must then serve them).
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestRam,
+        msi: Box<dyn MsiSink>,
+        vm: Option<Arc<dyn Vm>>,
+    ) -> Result<Self, VirtioPciError> {
+        let sizes = device.queue_max_sizes();
+        if sizes.is_empty() || sizes.len() > MAX_QUEUES {
+            return Err(VirtioPciError::QueueCount(sizes.len()));
+        }
+        let queues = sizes
+            .iter()
+            .map(|&s| Queue::new(s).map_err(|_| VirtioPciError::Queue(s)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let vector_count = sizes.len() as u16 + 1;
+        let msix = Msix::new(vector_count, msi)?;
+        let device_type = device.device_type();
+        let mut config = PciConfig::new(PciIds {
+            vendor: super::VIRTIO_PCI_VENDOR,
+            device: super::VIRTIO_PCI_DEVICE_BASE + device_type,
+            // Modern-only devices have revision 1 and a subsystem ID of 0x40 or more.
+            revision: 1,
+            class: if device_type == 16 { 0x03 } else { 0xff },
+            subclass: if device_type == 16 { 0x80 } else { 0x00 },
+            prog_if: 0,
+            subsystem_vendor: super::VIRTIO_PCI_VENDOR,
+            subsystem: 0x40 + device_type,
+            header_type: 0,
+        });
+        config.add_bar(BarSpec {
+            index: 0,
+            size: BAR0_SIZE,
+            is_64bit: true,
+            prefetchable: false,
+        })?;
+        let notify_len = sizes.len() as u64 * u64::from(NOTIFY_MULTIPLIER);
+        let caps = [
+            virtio_cap(CAP_COMMON, 0, 0, COMMON_OFFSET, COMMON_CFG_SIZE, &[]),
+            virtio_cap(CAP_ISR, 0, 0, ISR_OFFSET, 4, &[]),
+            virtio_cap(CAP_DEVICE, 0, 0, DEVICE_CFG_OFFSET, DEVICE_CFG_SIZE, &[]),
+            virtio_cap(
+                CAP_NOTIFY,
+                0,
+                0,
+                NOTIFY_OFFSET,
+                notify_len,
+                &NOTIFY_MULTIPLIER.to_le_bytes(),
+            ),
+        ];
+        for cap in caps {
+            config.add_capability(&cap, &[])?;
+        }
+        if let Some(size) = device.shm_size() {
+            let size = size.next_power_of_two();
+            config.add_bar(BarSpec {
+                index: SHM_BAR,
+                size,
+                is_64bit: true,
+                prefetchable: true,
+            })?;
+            let cap = virtio_cap(
+                CAP_SHARED_MEMORY,
+                SHM_BAR as u8,
+                SHM_ID_HOST_VISIBLE,
+                0,
+                size,
+                &[],
+            );
+            config.add_capability(&cap, &[])?;
+        }
+        let (body, mask) =
+            msix.capability((0, MSIX_TABLE_OFFSET as u32), (0, MSIX_PBA_OFFSET as u32));
+        let msix_cap = config.add_capability(&body, &mask)?;
+        let notify = (0..sizes.len())
+            .map(|_| EventFd::new(EFD_NONBLOCK))
+            .collect::<Result<_, _>>()?;
+        let device_features = device.device_features() | VIRTIO_F_VERSION_1;
+        Ok(VirtioPciDevice {
+            config,
+            msix,
+            msix_cap,
+            common: CommonConfig::default(),
+            vectors: vec![NO_VECTOR; queues.len()],
+            queues,
+            isr: 0,
+            device,
+            device_features,
+            mem,
+            notify,
+            vm,
+            ioeventfds_at: None,
+        })
+    }
+
+    /// Clones of the per-queue notification eventfds, for a worker to wait on.
+    pub fn notify_fds(&self) -> std::io::Result<Vec<EventFd>> {
+        self.notify.iter().map(EventFd::try_clone).collect()
+    }
+
+    /// The device behind the transport, for host-side requests (screenshots, mode changes).
+    pub fn device_any(&mut self) -> &mut dyn Any {
+        self.device.as_any_mut()
+    }
+
+    pub fn status(&self) -> u8 {
+        self.common.status
+    }
+
+    /// Serves queue `index` after the guest notified it.
+    pub fn process_queue(&mut self, index: usize) {
+        if self.common.status & status::DRIVER_OK == 0
+            || self.common.status & status::DEVICE_NEEDS_RESET != 0
+            || !self.queues.get(index).is_some_and(|q| q.ready())
+        {
+            return;
+        }
+        if !self.queues[index].is_valid(&self.mem) {
+            warn!(
+                queue = index,
+                "virtio-pci: queue set up outside guest memory; device needs reset"
+            );
+            self.common.status |= status::DEVICE_NEEDS_RESET;
+            self.signal_config();
+            return;
+        }
+        if self
+            .device
+            .process_queue(index, &mut self.queues, &self.mem)
+        {
+            self.signal_used(index);
+        }
+        self.poll_device();
+    }
+
+    /// Completes asynchronous work (fences) and forwards config changes.
+    pub fn poll_device(&mut self) {
+        if self.common.status & status::DRIVER_OK == 0 {
+            return;
+        }
+        for index in self.device.poll(&mut self.queues, &self.mem) {
+            self.signal_used(index);
+        }
+        if self.device.take_config_changed() {
+            self.signal_config();
+        }
+    }
+
+    fn signal_used(&mut self, index: usize) {
+        self.isr |= 1;
+        if self.msix.enabled() {
+            let vector = self.vectors[index];
+            if vector != NO_VECTOR {
+                self.msix.trigger(vector);
+            }
+        }
+    }
+
+    fn signal_config(&mut self) {
+        self.isr |= 2;
+        self.common.config_generation = self.common.config_generation.wrapping_add(1);
+        if self.msix.enabled() && self.common.msix_config != NO_VECTOR {
+            self.msix.trigger(self.common.msix_config);
+        }
+    }
+
+    fn reset(&mut self) {
+        debug!("virtio-pci: device reset");
+        self.device.reset();
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.vectors.fill(NO_VECTOR);
+        self.common.reset();
+        self.isr = 0;
+    }
+
+    fn status_changed(&mut self, old: u8) {
+        let new = self.common.status;
+        if new & status::FEATURES_OK != 0 && old & status::FEATURES_OK == 0 {
+            let features = self.common.driver_features;
+            if features & !self.device_features != 0 || features & VIRTIO_F_VERSION_1 == 0 {
+                warn!(
+                    features,
+                    offered = self.device_features,
+                    "virtio-pci: features refused"
+                );
+                self.common.status &= !status::FEATURES_OK;
+                return;
+            }
+            self.device.ack_features(features);
+        }
+        if new & status::DRIVER_OK != 0 && old & status::DRIVER_OK == 0 {
+            if self.config.command() & COMMAND_BUS_MASTER == 0 {
+                debug!("virtio-pci: DRIVER_OK without bus mastering enabled");
+            }
+            for index in 0..self.queues.len() {
+                self.process_queue(index);
+            }
+        }
+    }
+
+    fn write_common(&mut self, offset: u64, data: &[u8]) {
+        let vectors = self.msix.vectors();
+        let mut queues = Queues {
+            queues: &mut self.queues,
+            vectors: &mut self.vectors,
+        };
+        match self.common.write(offset, data, &mut queues, vectors) {
+            CommonEvent::None => {}
+            CommonEvent::Reset => self.reset(),
+            CommonEvent::Status { old } => self.status_changed(old),
+        }
+    }
+
+    fn move_ioeventfds(&mut self, new: Option<u64>) {
+        let Some(vm) = self.vm.clone() else {
+            return;
+        };
+        if let Some(old) = self.ioeventfds_at.take() {
+            for (q, fd) in self.notify.iter().enumerate() {
+                let addr = old + NOTIFY_OFFSET + q as u64 * u64::from(NOTIFY_MULTIPLIER);
+                if let Err(err) = vm.unregister_ioeventfd(fd, IoEventAddress::Mmio(addr)) {
+                    warn!(%err, queue = q, "virtio-pci: unregistering ioeventfd");
+                }
+            }
+        }
+        let Some(base) = new else {
+            return;
+        };
+        for (q, fd) in self.notify.iter().enumerate() {
+            let addr = base + NOTIFY_OFFSET + q as u64 * u64::from(NOTIFY_MULTIPLIER);
+            if let Err(err) = vm.register_ioeventfd(fd, IoEventAddress::Mmio(addr), None) {
+                // Notifications still work, through the trapped BAR write.
+                warn!(%err, queue = q, "virtio-pci: registering ioeventfd");
+            }
+        }
+        self.ioeventfds_at = Some(base);
+    }
+}
+
+impl PciDevice for VirtioPciDevice {
+    fn config(&self) -> &PciConfig {
+        &self.config
+    }
+
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.config
+    }
+
+    fn config_written(&mut self, offset: usize, len: usize) {
+        let control = self.msix_cap + 2;
+        if offset < control + 2 && offset + len > control {
+            self.msix.set_control(self.config.read_u16(control));
+        }
+    }
+
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if bar != 0 {
+            data.fill(0);
+            return;
+        }
+        match offset {
+            o if o < COMMON_CFG_SIZE => {
+                let queues = Queues {
+                    queues: &mut self.queues,
+                    vectors: &mut self.vectors,
+                };
+                self.common.read(o, data, self.device_features, &queues);
+            }
+            o if (ISR_OFFSET..ISR_OFFSET + 4).contains(&o) => {
+                // Reading the ISR acknowledges it.
+                data.fill(0);
+                if o == ISR_OFFSET {
+                    data[0] = std::mem::take(&mut self.isr);
+                }
+            }
+            o if (DEVICE_CFG_OFFSET..DEVICE_CFG_OFFSET + DEVICE_CFG_SIZE).contains(&o) => {
+                self.device.read_config(o - DEVICE_CFG_OFFSET, data);
+            }
+            o if (MSIX_TABLE_OFFSET..MSIX_TABLE_OFFSET + self.msix.table_size()).contains(&o) => {
+                self.msix.read_table(o - MSIX_TABLE_OFFSET, data);
+            }
+            o if (MSIX_PBA_OFFSET..MSIX_PBA_OFFSET + self.msix.pba_size()).contains(&o) => {
+                self.msix.read_pba(o - MSIX_PBA_OFFSET, data);
+            }
+            _ => data.fill(0),
+        }
+    }
+
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if bar != 0 {
+            warn!(bar, offset, "virtio-pci: write to a BAR without registers");
+            return;
+        }
+        let notify_end = NOTIFY_OFFSET + self.queues.len() as u64 * u64::from(NOTIFY_MULTIPLIER);
+        match offset {
+            o if o < COMMON_CFG_SIZE => self.write_common(o, data),
+            o if (DEVICE_CFG_OFFSET..DEVICE_CFG_OFFSET + DEVICE_CFG_SIZE).contains(&o) => {
+                self.device.write_config(o - DEVICE_CFG_OFFSET, data);
+            }
+            o if (NOTIFY_OFFSET..notify_end).contains(&o) => {
+                self.process_queue(((o - NOTIFY_OFFSET) / u64::from(NOTIFY_MULTIPLIER)) as usize);
+            }
+            o if (MSIX_TABLE_OFFSET..MSIX_TABLE_OFFSET + self.msix.table_size()).contains(&o) => {
+                self.msix.write_table(o - MSIX_TABLE_OFFSET, data);
+            }
+            _ => warn!(
+                offset,
+                len = data.len(),
+                "virtio-pci: write to a read-only or unused offset"
+            ),
+        }
+    }
+
+    fn bar_moved(&mut self, bar: usize, _old: Option<u64>, new: Option<u64>) {
+        if bar == 0 {
+            self.move_ioeventfds(new);
+        }
+    }
+}
