@@ -310,3 +310,147 @@ impl<C: Clock> Scheduler<C> {
         (ran > self.params.watchdog_timeout).then_some((r.tenant, r.job, ran))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{SimClock, MS};
+
+    fn sched(kind: PolicyKind) -> (SimClock, Scheduler<SimClock>) {
+        let clock = SimClock::new();
+        let s = Scheduler::new(clock.clone(), Params::default(), kind).unwrap();
+        (clock, s)
+    }
+
+    fn run_job(clock: &SimClock, s: &mut Scheduler<SimClock>, len: Nanos) -> Dispatch {
+        let Decision::Run(d) = s.next() else {
+            panic!("expected a job to run")
+        };
+        assert_eq!(s.next(), Decision::Busy);
+        clock.advance(len);
+        s.complete(d.job, len).unwrap();
+        d
+    }
+
+    #[test]
+    fn slice_spans_jobs_until_budget_is_spent() {
+        let (clock, mut s) = sched(PolicyKind::BestEffort);
+        let a = s.add_tenant(TenantSpec::new("a")).unwrap();
+        let b = s.add_tenant(TenantSpec::new("b")).unwrap();
+        for _ in 0..4 {
+            s.submit(a).unwrap();
+            s.submit(b).unwrap();
+        }
+        // 2 ms slice, 0.8 ms jobs: a runs three jobs (the third ends past the slice), then b.
+        let order: Vec<_> = (0..6).map(|_| run_job(&clock, &mut s, 800_000)).collect();
+        let tenants: Vec<_> = order.iter().map(|d| d.tenant).collect();
+        assert_eq!(tenants, vec![a, a, a, b, b, b]);
+        let switches: Vec<_> = order.iter().map(|d| d.switch).collect();
+        assert_eq!(switches, vec![true, false, false, true, false, false]);
+    }
+
+    #[test]
+    fn watchdog_reports_and_penalises_overruns() {
+        let (clock, mut s) = sched(PolicyKind::Fair);
+        let a = s.add_tenant(TenantSpec::new("a")).unwrap();
+        let b = s.add_tenant(TenantSpec::new("b")).unwrap();
+        s.submit(a).unwrap();
+        s.submit(b).unwrap();
+        let Decision::Run(d) = s.next() else { panic!() };
+        clock.advance(150 * MS);
+        assert_eq!(s.overdue().map(|o| o.0), Some(d.tenant));
+        let e = s
+            .complete(d.job, 150 * MS)
+            .unwrap()
+            .expect("watchdog event");
+        assert_eq!((e.ran, e.penalty), (150 * MS, 50 * MS));
+        assert_eq!(s.watchdog_events().len(), 1);
+        assert_eq!(s.tenants().get(d.tenant).unwrap().watchdog_strikes, 1);
+        // The other tenant is owed 200 ms (150 used + 50 penalty): it runs many jobs first.
+        let other = if d.tenant == a { b } else { a };
+        for _ in 0..60 {
+            s.submit(other).unwrap();
+            assert_eq!(run_job(&clock, &mut s, 3 * MS).tenant, other);
+        }
+    }
+
+    #[test]
+    fn policy_switch_keeps_tenants_and_queues() {
+        let (clock, mut s) = sched(PolicyKind::BestEffort);
+        let a = s.add_tenant(TenantSpec::new("a").weight(1)).unwrap();
+        let b = s.add_tenant(TenantSpec::new("b").weight(3)).unwrap();
+        for _ in 0..400 {
+            s.submit(a).unwrap();
+            s.submit(b).unwrap();
+        }
+        s.set_policy(PolicyKind::Weighted);
+        assert_eq!(s.policy(), PolicyKind::Weighted);
+        let mut used = [0u64; 2];
+        for _ in 0..400 {
+            let d = run_job(&clock, &mut s, MS);
+            used[d.tenant.0 as usize] += MS;
+        }
+        assert_eq!(used[0] + used[1], 400 * MS);
+        assert!(
+            (used[1] as f64 / used[0] as f64 - 3.0).abs() < 0.2,
+            "{used:?}"
+        );
+    }
+
+    #[test]
+    fn leaving_tenant_finishes_its_job_and_loses_its_queue() {
+        let (clock, mut s) = sched(PolicyKind::EqualShare);
+        let a = s.add_tenant(TenantSpec::new("a")).unwrap();
+        s.submit(a).unwrap();
+        s.submit(a).unwrap();
+        let Decision::Run(d) = s.next() else { panic!() };
+        assert_eq!(s.remove_tenant(a).unwrap().len(), 1);
+        assert_eq!(s.submit(a), Err(SchedError::UnknownTenant(a)));
+        clock.advance(MS);
+        s.complete(d.job, MS).unwrap();
+        assert!(s.tenants().is_empty());
+        assert_eq!(s.next(), Decision::Idle { until: None });
+    }
+
+    #[test]
+    fn bad_input_is_rejected() {
+        let (_, mut s) = sched(PolicyKind::Weighted);
+        assert_eq!(
+            s.add_tenant(TenantSpec::new("x").weight(0)),
+            Err(SchedError::Weight(0))
+        );
+        assert_eq!(
+            s.add_tenant(TenantSpec::new("x").weight(17)),
+            Err(SchedError::Weight(17))
+        );
+        assert_eq!(
+            s.submit(TenantId(9)),
+            Err(SchedError::UnknownTenant(TenantId(9)))
+        );
+        assert_eq!(
+            s.complete(JobId(3), 1),
+            Err(SchedError::NotRunning(JobId(3)))
+        );
+        let bad = Params::default().with_slice(40 * MS);
+        assert!(Scheduler::new(SimClock::new(), bad, PolicyKind::Fair).is_err());
+    }
+
+    #[test]
+    fn fixed_share_idles_with_work_queued() {
+        let (clock, mut s) = sched(PolicyKind::FixedShare);
+        let a = s.add_tenant(TenantSpec::new("a")).unwrap();
+        for _ in 0..10 {
+            s.submit(a).unwrap();
+        }
+        run_job(&clock, &mut s, 2 * MS);
+        // 1 of 8 instances: 2 ms per 16 ms period.
+        assert_eq!(
+            s.next(),
+            Decision::Idle {
+                until: Some(16 * MS)
+            }
+        );
+        clock.set(16 * MS);
+        assert!(matches!(s.next(), Decision::Run(_)));
+    }
+}
