@@ -128,6 +128,7 @@ for entry in "${order[@]}"; do
 done
 cp "$cache"/programs/* "$stage/bin/" 2>/dev/null || true
 install -m 0755 "$here/lib/init" "$stage/init"
+install -m 0755 "$here/lib/vgpu-rebind" "$stage/bin/vgpu-rebind"
 for spec in "${extra_files[@]}"; do
   src="${spec%%:*}" dst="${spec#*:}"
   mkdir -p "$stage/$(dirname "$dst")"

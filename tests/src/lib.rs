@@ -125,6 +125,9 @@ pub enum GpuDevice {
     QemuVhostUser,
     /// `vhost-user-gpu-pci` served by `vgpu vhost-user-gpu --backend <backend>`.
     Ours { backend: String },
+    /// `vhost-user-gpu-pci` connected to a backend the test started itself (see
+    /// [`OurBackend`]), which outlives the guest.
+    External { socket: PathBuf },
 }
 
 /// How to boot a guest.
@@ -218,6 +221,11 @@ impl Guest {
                     .arg(dir.join("shots"));
                 Some(cmd)
             }
+            GpuDevice::External { .. } => None,
+        };
+        let sock = match &spec.device {
+            GpuDevice::External { socket } => socket.clone(),
+            _ => sock,
         };
         let backend = match backend {
             Some(mut cmd) => {
@@ -646,5 +654,85 @@ impl Image {
             height: info.height,
             rgb,
         })
+    }
+}
+
+/// Our backend started by a test and serving several guests in turn.
+pub struct OurBackend {
+    child: Child,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl OurBackend {
+    /// Starts `vgpu vhost-user-gpu` with `extra` arguments and waits for its socket.
+    pub fn start(backend: &str, extra: &[&str]) -> Result<OurBackend, E2eError> {
+        qemu10()?;
+        guest_image()?;
+        let dir = scratch_dir()?;
+        let socket = dir.join("gpu.sock");
+        let log = std::fs::File::create(dir.join("backend.log")).map_err(io("backend log"))?;
+        let child = Command::new(vgpu_bin()?)
+            .args(["vhost-user-gpu", "--backend", backend, "--socket-path"])
+            .arg(&socket)
+            .arg("--screenshot-dir")
+            .arg(dir.join("shots"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(io("starting vgpu vhost-user-gpu"))?;
+        let mut me = OurBackend { child, socket, dir };
+        if !wait_for_path(&me.socket, Duration::from_secs(10)) {
+            let _ = me.child.kill();
+            return Err(E2eError::Timeout {
+                what: "backend socket".into(),
+                secs: 10,
+                tail: me.log(),
+            });
+        }
+        Ok(me)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Open file descriptors of the backend process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Threads of the backend process.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("backend.log")).unwrap_or_default()
+    }
+
+    /// Waits for the backend to exit on its own (e.g. after `--max-connections`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for OurBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
