@@ -13,7 +13,7 @@ pub mod clock;
 pub mod executor;
 pub mod metrics;
 pub mod params;
-// pub mod plot;
+pub mod plot;
 pub mod policy;
 pub mod scheduler;
 pub mod tenant;
