@@ -19,9 +19,24 @@ build_gpu() {
   echo "built $out/gpu.bin ($(stat -c %s "$out/gpu.bin") bytes)"
 }
 
+build_hello() {
+  local src=$here/hello tmp g
+  tmp=$(mktemp -d)
+  for g in hello pio-bench; do
+    as --32 -o "$tmp/$g.o" "$src/$g.S"
+    ld -m elf_i386 -Ttext=0 -e _start --oformat binary -o "$out/$g.bin" "$tmp/$g.o"
+    echo "built $out/$g.bin ($(stat -c %s "$out/$g.bin") bytes)"
+  done
+  rm -rf "$tmp"
+  # The seed-style minimal C VMM, the baseline of `vgpu bench pio`.
+  gcc -O2 -Wall -Wextra -Werror -o "$out/minivmm" "$here/minivmm.c"
+  echo "built $out/minivmm"
+}
+
 # Other micro-guests (hello, ...) add their build steps here.
 for d in "$here"/*/; do
   case "$(basename "$d")" in
     gpu) build_gpu ;;
+    hello) build_hello ;;
   esac
 done

@@ -7,6 +7,8 @@
 //! collects them as they arrive, takes screenshots through QMP and through our backend's scanout
 //! export, and cleans up every process it started.
 
+pub mod vmm;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

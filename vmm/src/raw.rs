@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::bus::{Bus, BusDevice, BusError};
+use crate::bus::{BusDevice, BusError};
 use crate::hypervisor::{Hypervisor, HypervisorError};
-use crate::memory::{Memory, MemoryError};
-use crate::vcpu::{ExitSignal, VcpuRunner, VmExit};
+use crate::vcpu::{VcpuRunner, VmExit};
+use crate::vm::{Vm, VmError};
 
 /// The port whose writes are the guest's output.
 pub const OUTPUT_PORT: u64 = 0xf1;
@@ -25,7 +25,7 @@ pub enum RawError {
     #[error("the image is empty")]
     Empty,
     #[error(transparent)]
-    Memory(#[from] MemoryError),
+    Vm(#[from] VmError),
     #[error(transparent)]
     Hypervisor(#[from] HypervisorError),
     #[error(transparent)]
@@ -48,13 +48,14 @@ impl BusDevice for OutputPort {
     }
 }
 
-/// Runs `image` in real mode until it halts (or stops otherwise); returns why it stopped.
-pub fn run_raw(
+/// Builds a raw-mode VM: `image` at address 0, port 0xf1 to `out`, no interrupt controller.
+/// Devices (e.g. `--gpu`) may be added to the returned VM before [`run_raw_vm`].
+pub fn build_raw_vm(
     hv: &dyn Hypervisor,
     image: &[u8],
     memory_size: u64,
     out: Box<dyn Write + Send>,
-) -> Result<VmExit, RawError> {
+) -> Result<(Vm, Arc<Mutex<OutputPort>>), RawError> {
     if image.is_empty() {
         return Err(RawError::Empty);
     }
@@ -64,19 +65,22 @@ pub fn run_raw(
             memory: memory_size,
         });
     }
-    let vm = hv.create_vm()?;
-    let memory = Memory::new(memory_size)?;
-    memory.register(vm.as_ref())?;
-    memory
+    let vm = Vm::new(hv, memory_size, false)?;
+    vm.memory
         .ram
         .write_slice(image, GuestAddress(0))
         .map_err(RawError::Load)?;
-
-    let pio = Arc::new(Bus::new());
     let output = Arc::new(Mutex::new(OutputPort(out)));
-    pio.insert(output.clone(), OUTPUT_PORT, 1)?;
+    vm.pio.insert(output.clone(), OUTPUT_PORT, 1)?;
+    Ok((vm, output))
+}
 
-    let vcpu = vm.create_vcpu(0)?;
+/// Runs vCPU 0 of a raw VM in real mode at 0 on this thread until it halts (or stops
+/// otherwise); returns why it stopped.
+pub fn run_raw_vm(vm: &Vm, output: &Mutex<OutputPort>) -> Result<VmExit, RawError> {
+    let vcpu = vm.hv.create_vcpu(0)?;
+    // Micro-guests that enter long mode need CPUID to show LM (KVM refuses EFER.LME otherwise).
+    vcpu.setup_cpuid(1)?;
     let mut sregs = vcpu.sregs()?;
     sregs.cs.base = 0;
     sregs.cs.selector = 0;
@@ -89,14 +93,25 @@ pub fn run_raw(
     let mut runner = VcpuRunner {
         vcpu,
         id: 0,
-        pio,
-        mmio: Arc::new(Bus::new()),
+        pio: vm.pio.clone(),
+        mmio: vm.mmio.clone(),
         hlt_stops: true,
-        exit: ExitSignal::new(),
+        exit: vm.exit.clone(),
     };
     let reason = runner.run();
     let _ = output.lock().unwrap_or_else(|e| e.into_inner()).0.flush();
     Ok(reason)
+}
+
+/// [`build_raw_vm`] then [`run_raw_vm`], for a VM with no extra devices.
+pub fn run_raw(
+    hv: &dyn Hypervisor,
+    image: &[u8],
+    memory_size: u64,
+    out: Box<dyn Write + Send>,
+) -> Result<VmExit, RawError> {
+    let (vm, output) = build_raw_vm(hv, image, memory_size, out)?;
+    run_raw_vm(&vm, &output)
 }
 
 #[cfg(test)]

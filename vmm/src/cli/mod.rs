@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod run;
 
 /// GPU virtualization stack: VFIO passthrough, vGPU slices and virtio-gpu.
 #[derive(Debug, Parser)]
@@ -20,6 +21,8 @@ pub enum Command {
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
+    Run(run::RunArgs),
 }
 
 /// Why a subcommand failed.
@@ -27,6 +30,8 @@ pub enum Command {
 pub enum CliError {
     #[error(transparent)]
     Bench(#[from] bench::BenchError),
+    #[error(transparent)]
+    Run(#[from] run::RunError),
 }
 
 /// Logs go to stderr so that stdout stays for results and the guest's serial console.
@@ -47,5 +52,6 @@ pub fn init_logging(verbose: u8) {
 pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Bench(b) => Ok(bench::run(b)?),
+        Command::Run(args) => Ok(run::run(args)?),
     }
 }

@@ -29,10 +29,19 @@ pub struct KvmHypervisor {
 }
 
 impl KvmHypervisor {
-    /// Opens /dev/kvm; a clear error if it is absent or not accessible.
+    /// Opens /dev/kvm (or `$VGPU_KVM_DEVICE`); a clear error if it is absent or not accessible.
     pub fn new() -> Result<KvmHypervisor> {
-        let kvm = Kvm::new()
-            .map_err(|e| HypervisorError::NoKvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        let path = std::env::var_os("VGPU_KVM_DEVICE").unwrap_or_else(|| "/dev/kvm".into());
+        let kvm = Kvm::new_with_path(std::ffi::CString::new(path.as_encoded_bytes()).map_err(
+            |_| HypervisorError::NoKvm {
+                path: path.to_string_lossy().into_owned(),
+                source: std::io::ErrorKind::InvalidInput.into(),
+            },
+        )?)
+        .map_err(|e| HypervisorError::NoKvm {
+            path: path.to_string_lossy().into_owned(),
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })?;
         let version = kvm.get_api_version();
         if version != 12 {
             return Err(HypervisorError::ApiVersion(version));

@@ -16,10 +16,12 @@ pub use kvm_bindings::{
 /// Why a hypervisor call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HypervisorError {
-    #[error(
-        "/dev/kvm is missing or cannot be opened (is KVM enabled and are you allowed to use it?)"
-    )]
-    NoKvm(#[source] std::io::Error),
+    #[error("{path} is missing or cannot be opened (is KVM enabled and may this user use it?)")]
+    NoKvm {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("KVM API version {0} is not the supported version 12")]
     ApiVersion(i32),
     #[error("{op} failed")]

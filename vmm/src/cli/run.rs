@@ -1,0 +1,337 @@
+//! `vgpu run`: boots a Linux guest (or, with `--raw`, runs a flat real-mode binary), serial
+//! console on stdout, optional virtio-gpu, screenshots on request.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gpu_interface::DisplayMode;
+use virtio_gpu::backend::BackendKind;
+
+use crate::boot::{self, mptable::MAX_CPUS, BootError};
+use crate::hypervisor::kvm::KvmHypervisor;
+use crate::hypervisor::{Hypervisor, HypervisorError};
+use crate::raw::{self, RawError};
+use crate::serial::{self, SerialDevice, COM1_IRQ, COM1_LEN, COM1_PORT};
+use crate::vcpu::{VcpuError, VcpuRunner, VcpuThreads, VmExit};
+use crate::vm::{GpuSpec, Vm, VmError};
+
+const DEFAULT_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+const DEFAULT_LINUX_MEMORY: u64 = 512 << 20;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run a flat binary at guest address 0 in real mode (the seed's minimal VMM): port 0xf1
+    /// goes to stdout and HLT ends the run with status 0.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "cmdline", "cpus"])]
+    pub raw: Option<PathBuf>,
+    /// Linux bzImage to boot.
+    #[arg(long, value_name = "FILE", required_unless_present = "raw")]
+    pub kernel: Option<PathBuf>,
+    /// initramfs (cpio, optionally compressed).
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = DEFAULT_CMDLINE)]
+    pub cmdline: Option<String>,
+    /// Guest memory: bytes, or with a K/M/G suffix (default 512M; 2M with --raw).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub mem: Option<u64>,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=MAX_CPUS as i64))]
+    pub cpus: u8,
+    /// virtio-gpu: `virtio[,backend=software|vulkan|rutabaga][,width=W][,height=H][,scanouts=N][,edid=on|off]`.
+    #[arg(long, value_name = "SPEC", value_parser = parse_gpu)]
+    pub gpu: Option<GpuSpec>,
+    /// Write a PNG of a scanout when the guest stops (or at --screenshot-after).
+    #[arg(long, value_name = "PNG", requires = "gpu")]
+    pub screenshot: Option<PathBuf>,
+    /// Which scanout --screenshot captures.
+    #[arg(long, default_value_t = 0, requires = "screenshot")]
+    pub scanout: u32,
+    /// Take the screenshot after this many seconds, then stop the guest.
+    #[arg(long, value_name = "SECONDS", requires = "screenshot")]
+    pub screenshot_after: Option<f64>,
+}
+
+/// Why `vgpu run` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    #[error(transparent)]
+    Raw(#[from] RawError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    #[error(transparent)]
+    Serial(#[from] serial::SerialError),
+    #[error("the guest stopped: {0}")]
+    Guest(String),
+    #[error("no display device to take a screenshot of")]
+    NoDisplay,
+    #[error("screenshot of scanout {scanout} failed: {reason}")]
+    Screenshot { scanout: u32, reason: String },
+}
+
+/// `512M`, `1G`, `65536K`, or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512M, 1G or a byte count"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("size {s:?} is zero or too large"))
+}
+
+/// Parses the `--gpu` value.
+pub fn parse_gpu(s: &str) -> Result<GpuSpec, String> {
+    let mut parts = s.split(',');
+    match parts.next() {
+        Some("virtio") => {}
+        other => {
+            return Err(format!(
+                "unknown GPU kind {:?}: only `virtio` is supported",
+                other.unwrap_or("")
+            ))
+        }
+    }
+    let (mut backend, mut width, mut height, mut count, mut edid) =
+        (BackendKind::Software, 1024u32, 768u32, 1usize, true);
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("GPU option {part:?} is not key=value"))?;
+        let number = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("GPU option {key}={v:?} is not a number"))
+        };
+        match key {
+            "backend" => backend = value.parse().map_err(|e| format!("{e}"))?,
+            "width" => width = number(value)?,
+            "height" => height = number(value)?,
+            "scanouts" => count = number(value)? as usize,
+            "edid" => {
+                edid = match value {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    _ => return Err(format!("edid={value:?}: expected on or off")),
+                }
+            }
+            _ => return Err(format!("unknown GPU option {key:?}")),
+        }
+    }
+    if !(1..=16).contains(&count) {
+        return Err(format!("scanouts={count}: virtio-gpu has 1 to 16"));
+    }
+    if !(1..=16384).contains(&width) || !(1..=16384).contains(&height) {
+        return Err(format!("{width}x{height} is not a usable display mode"));
+    }
+    Ok(GpuSpec {
+        backend,
+        scanouts: vec![DisplayMode::new(width, height); count],
+        edid,
+    })
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, RunError> {
+    std::fs::read(path).map_err(|source| RunError::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+fn open_file(path: &PathBuf) -> Result<File, RunError> {
+    File::open(path).map_err(|source| RunError::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+pub fn run(args: RunArgs) -> Result<(), RunError> {
+    // Open the inputs first so a bad path is reported before anything about KVM.
+    let reason = match &args.raw {
+        Some(path) => {
+            let image = read_file(path)?;
+            run_raw(&KvmHypervisor::new()?, &image, &args)?
+        }
+        None => {
+            let kernel_path = args
+                .kernel
+                .as_ref()
+                .expect("clap requires --kernel without --raw");
+            let kernel = open_file(kernel_path)?;
+            let initrd = args.initrd.as_ref().map(open_file).transpose()?;
+            run_linux(&KvmHypervisor::new()?, kernel, initrd, &args)?
+        }
+    };
+    match reason {
+        VmExit::Halted | VmExit::Reset | VmExit::PowerOff | VmExit::Stopped => Ok(()),
+        VmExit::Error(e) => Err(RunError::Guest(e)),
+    }
+}
+
+fn run_raw(hv: &dyn Hypervisor, image: &[u8], args: &RunArgs) -> Result<VmExit, RunError> {
+    let memory = args.mem.unwrap_or(raw::DEFAULT_MEMORY);
+    let (mut vm, output) = raw::build_raw_vm(hv, image, memory, Box::new(std::io::stdout()))?;
+    if let Some(gpu) = &args.gpu {
+        vm.add_gpu(gpu)?;
+    }
+    let reason = raw::run_raw_vm(&vm, &output)?;
+    tracing::debug!("raw guest stopped: {reason:?}");
+    if let Some(path) = &args.screenshot {
+        screenshot(&vm, args.scanout, path)?;
+    }
+    Ok(reason)
+}
+
+fn run_linux(
+    hv: &dyn Hypervisor,
+    mut kernel: File,
+    mut initrd: Option<File>,
+    args: &RunArgs,
+) -> Result<VmExit, RunError> {
+    let memory = args.mem.unwrap_or(DEFAULT_LINUX_MEMORY);
+    let cmdline = args.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE);
+
+    let mut vm = Vm::new(hv, memory, true)?;
+    let (serial, serial_irq) = SerialDevice::new(Box::new(std::io::stdout()))?;
+    let serial = Arc::new(Mutex::new(serial));
+    vm.pio
+        .insert(serial.clone(), COM1_PORT, COM1_LEN)
+        .map_err(VmError::from)?;
+    vm.hv.register_irqfd(&serial_irq, COM1_IRQ)?;
+    serial::forward_stdin(serial);
+    vm.add_reset_device()?;
+    vm.pci_root()?;
+    if let Some(gpu) = &args.gpu {
+        vm.add_gpu(gpu)?;
+    }
+
+    let entry = boot::load_linux(
+        &vm.memory.ram,
+        &mut kernel,
+        initrd.as_mut(),
+        cmdline,
+        args.cpus,
+    )?;
+    let mut runners = Vec::new();
+    for id in 0..args.cpus {
+        let vcpu = vm.hv.create_vcpu(id)?;
+        vcpu.setup_cpuid(args.cpus)?;
+        vcpu.set_msrs(&boot::x86::boot_msrs())?;
+        vcpu.setup_lapic()?;
+        if id == 0 {
+            boot::x86::setup_boot_vcpu(vcpu.as_ref(), entry.entry, entry.zero_page)
+                .map_err(BootError::from)?;
+        }
+        runners.push(VcpuRunner {
+            vcpu,
+            id,
+            pio: vm.pio.clone(),
+            mmio: vm.mmio.clone(),
+            hlt_stops: false,
+            exit: vm.exit.clone(),
+        });
+    }
+    let threads = VcpuThreads::spawn(runners, vm.exit.clone())?;
+
+    if let Some(after) = args.screenshot_after {
+        let exit = vm.exit.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(after.max(0.0));
+        while exit.requested().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if exit.requested().is_none() {
+            let path = args
+                .screenshot
+                .as_ref()
+                .expect("clap requires --screenshot");
+            let taken = screenshot(&vm, args.scanout, path);
+            threads.stop();
+            taken?;
+            return Ok(VmExit::Stopped);
+        }
+    }
+    let reason = threads.wait();
+    tracing::info!("guest stopped: {reason:?}");
+    if let (Some(path), None) = (&args.screenshot, args.screenshot_after) {
+        screenshot(&vm, args.scanout, path)?;
+    }
+    Ok(reason)
+}
+
+fn screenshot(vm: &Vm, scanout: u32, path: &std::path::Path) -> Result<(), RunError> {
+    let display = vm.display().ok_or(RunError::NoDisplay)?;
+    let frame = display
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .screenshot(scanout)
+        .map_err(|e| RunError::Screenshot {
+            scanout,
+            reason: e.to_string(),
+        })?;
+    gpu_interface::screenshot::save_png(&frame, path).map_err(|e| RunError::Screenshot {
+        scanout,
+        reason: e.to_string(),
+    })?;
+    tracing::info!("scanout {scanout} saved to {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_suffixes_and_reject_nonsense() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "M", "12X", "0", "-1M", "99999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn gpu_spec_parses_backend_modes_and_rejects_unknowns() {
+        let spec = parse_gpu("virtio").unwrap();
+        assert_eq!(spec.backend, BackendKind::Software);
+        assert_eq!(spec.scanouts, vec![DisplayMode::new(1024, 768)]);
+        let spec =
+            parse_gpu("virtio,backend=vulkan,width=640,height=480,scanouts=2,edid=off").unwrap();
+        assert_eq!(spec.backend, BackendKind::Vulkan);
+        assert_eq!(spec.scanouts, vec![DisplayMode::new(640, 480); 2]);
+        assert!(!spec.edid);
+        for bad in [
+            "vfio",
+            "virtio,backend=opengl",
+            "virtio,width",
+            "virtio,width=wide",
+            "virtio,scanouts=17",
+            "virtio,height=0",
+            "virtio,colour=blue",
+        ] {
+            assert!(parse_gpu(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

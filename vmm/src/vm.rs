@@ -1,0 +1,211 @@
+//! VM construction shared by raw mode and Linux boot: hypervisor VM, guest memory, buses, the
+//! PCI root, legacy devices, vCPUs, and the hooks device code plugs into.
+//!
+//! Device owners (PCI, virtio-pci) plug in through [`Vm::pci_root`], [`Vm::add_pci_device`],
+//! [`Vm::allocate_gsi`], [`Vm::allocate_memory_slot`] and [`Vm::add_gpu`]; a display device
+//! registers itself with [`Vm::set_display`] so `vgpu run --screenshot` can reach it.
+
+use std::sync::{Arc, Mutex};
+
+use gpu_interface::{DisplayMode, Frame, GpuResult};
+use virtio_gpu::backend::BackendKind;
+
+use crate::bus::{Bus, BusDevice, BusError};
+use crate::hypervisor::{Hypervisor, HypervisorError, Vm as HvVm};
+use crate::memory::{Memory, MemoryError};
+use crate::pci::{self, MmioAllocator, PciConfigIo, PciConfigMmio, PciDevice, PciError, PciRoot};
+use crate::vcpu::{ExitSignal, VmExit};
+
+/// First GSI handed out for MSI routes (0..24 are the IOAPIC's pins).
+const FIRST_MSI_GSI: u32 = 24;
+/// The i8042 controller's command port: writing 0xfe pulses the CPU reset line.
+pub const I8042_COMMAND_PORT: u64 = 0x64;
+const I8042_RESET: u8 = 0xfe;
+
+/// Why a VM could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Pci(#[from] PciError),
+    #[error("the virtio-gpu device could not be created: {0}")]
+    Gpu(String),
+}
+
+/// `--gpu virtio[,backend=B][,width=W][,height=H][,scanouts=N][,edid=on|off]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuSpec {
+    pub backend: BackendKind,
+    /// Every scanout starts with this mode.
+    pub scanouts: Vec<DisplayMode>,
+    pub edid: bool,
+}
+
+/// Something with scanouts the host can capture (the virtio-gpu device).
+pub trait Display: Send {
+    fn screenshot(&mut self, scanout: u32) -> GpuResult<Frame>;
+}
+
+/// A VM being assembled or run.
+pub struct Vm {
+    pub hv: Arc<dyn HvVm>,
+    pub memory: Memory,
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub exit: Arc<ExitSignal>,
+    /// Whether the in-kernel interrupt controllers exist (Linux mode); raw mode has none, so
+    /// devices there must work without interrupts (MSI routes fail with `Unsupported`).
+    pub irqchip: bool,
+    pci: Option<Arc<Mutex<PciRoot>>>,
+    mmio_allocator: MmioAllocator,
+    display: Option<Arc<Mutex<dyn Display>>>,
+    next_gsi: u32,
+    next_slot: u32,
+}
+
+impl Vm {
+    /// A VM with `memory_size` bytes of RAM registered; `irqchip` creates PIC/IOAPIC/LAPIC/PIT.
+    pub fn new(hv: &dyn Hypervisor, memory_size: u64, irqchip: bool) -> Result<Vm, VmError> {
+        let hv_vm: Arc<dyn HvVm> = Arc::from(hv.create_vm()?);
+        if irqchip {
+            hv_vm.create_irq_chip()?;
+        }
+        let memory = Memory::new(memory_size)?;
+        let next_slot = memory.register(hv_vm.as_ref())?;
+        Ok(Vm {
+            hv: hv_vm,
+            memory,
+            pio: Arc::new(Bus::new()),
+            mmio: Arc::new(Bus::new()),
+            exit: ExitSignal::new(),
+            irqchip,
+            pci: None,
+            mmio_allocator: MmioAllocator::new(pci::MMIO32_START, pci::MMIO32_SIZE),
+            display: None,
+            next_gsi: FIRST_MSI_GSI,
+            next_slot,
+        })
+    }
+
+    /// A fresh GSI for an MSI route.
+    pub fn allocate_gsi(&mut self) -> u32 {
+        let gsi = self.next_gsi;
+        self.next_gsi += 1;
+        gsi
+    }
+
+    /// A fresh memory slot (e.g. for a device's host-visible shared memory region).
+    pub fn allocate_memory_slot(&mut self) -> u32 {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        slot
+    }
+
+    /// The PCI root, created on first use with its config ports (0xCF8) and ECAM window.
+    pub fn pci_root(&mut self) -> Result<Arc<Mutex<PciRoot>>, VmError> {
+        if let Some(root) = &self.pci {
+            return Ok(root.clone());
+        }
+        let root = Arc::new(Mutex::new(PciRoot::new(self.mmio.clone())));
+        self.pio.insert(
+            Arc::new(Mutex::new(PciConfigIo::new(root.clone()))),
+            pci::CONFIG_IO_PORT,
+            pci::CONFIG_IO_LEN,
+        )?;
+        self.mmio.insert(
+            Arc::new(Mutex::new(PciConfigMmio::new(root.clone()))),
+            pci::ECAM_START,
+            pci::ECAM_SIZE,
+        )?;
+        self.pci = Some(root.clone());
+        Ok(root)
+    }
+
+    /// Plugs a device into bus 0 with its BARs assigned; returns its slot.
+    pub fn add_pci_device(&mut self, device: Arc<Mutex<dyn PciDevice>>) -> Result<u8, VmError> {
+        let root = self.pci_root()?;
+        let mut root = root.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(root.add_device(device, &mut self.mmio_allocator)?)
+    }
+
+    /// Adds the virtio-gpu PCI device `spec` describes and makes it the display
+    /// `--screenshot` captures.
+    pub fn add_gpu(&mut self, spec: &GpuSpec) -> Result<(), VmError> {
+        let gpu =
+            crate::virtio_pci::gpu::attach(self, spec).map_err(|e| VmError::Gpu(e.to_string()))?;
+        self.set_display(Arc::new(Mutex::new(gpu)));
+        Ok(())
+    }
+
+    /// Registers the display `vgpu run --screenshot` captures.
+    pub fn set_display(&mut self, display: Arc<Mutex<dyn Display>>) {
+        self.display = Some(display);
+    }
+
+    pub fn display(&self) -> Option<Arc<Mutex<dyn Display>>> {
+        self.display.clone()
+    }
+
+    /// Adds the i8042 reset line (Linux's `reboot=k` path, our power-off in practice).
+    pub fn add_reset_device(&mut self) -> Result<(), VmError> {
+        let dev = Arc::new(Mutex::new(I8042 {
+            exit: self.exit.clone(),
+        }));
+        self.pio.insert(dev, I8042_COMMAND_PORT, 1)?;
+        Ok(())
+    }
+}
+
+/// Just enough of the i8042 for the reset pulse; status reads say "nothing to read".
+struct I8042 {
+    exit: Arc<ExitSignal>,
+}
+
+impl BusDevice for I8042 {
+    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) {
+        if data.first() == Some(&I8042_RESET) {
+            tracing::info!("guest reset through the i8042");
+            self.exit.request(VmExit::Reset);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypervisor::mock::MockHypervisor;
+
+    #[test]
+    fn builds_memory_irqchip_pci_root_and_reset_line() {
+        let hv = MockHypervisor::new();
+        let mut vm = Vm::new(&hv, 16 << 20, true).unwrap();
+        assert!(hv.state.lock().unwrap().irqchip);
+        assert_eq!(hv.state.lock().unwrap().memory_slots.len(), 1);
+        assert_eq!(vm.allocate_memory_slot(), 1);
+        assert_eq!((vm.allocate_gsi(), vm.allocate_gsi()), (24, 25));
+
+        // The host bridge answers at 00.0 through port 0xCF8/0xCFC.
+        vm.pci_root().unwrap();
+        assert!(vm.pio.write(0xcf8, &0x8000_0000u32.to_le_bytes()));
+        let mut id = [0u8; 4];
+        assert!(vm.pio.read(0xcfc, &mut id));
+        assert_eq!(u16::from_le_bytes([id[0], id[1]]), 0x8086);
+        // A second call reuses the root instead of clashing on the bus.
+        vm.pci_root().unwrap();
+        assert!(vm.mmio.read(pci::ECAM_START, &mut id));
+
+        vm.add_reset_device().unwrap();
+        vm.pio.write(I8042_COMMAND_PORT, &[0x01]);
+        assert_eq!(vm.exit.requested(), None);
+        vm.pio.write(I8042_COMMAND_PORT, &[I8042_RESET]);
+        assert_eq!(vm.exit.requested(), Some(VmExit::Reset));
+    }
+}
