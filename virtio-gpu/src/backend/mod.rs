@@ -1,7 +1,11 @@
 //! Backends that serve virtio-gpu commands, chosen at run time.
 
 pub mod compose;
+#[cfg(feature = "rutabaga")]
+pub mod rutabaga;
 pub mod software;
+#[cfg(feature = "vulkan")]
+pub mod vulkan;
 
 use std::str::FromStr;
 
@@ -45,7 +49,46 @@ impl FromStr for BackendKind {
 pub fn create_backend(kind: BackendKind) -> Result<Box<dyn GpuBackend>, BackendError> {
     match kind {
         BackendKind::Software => Ok(Box::new(software::SoftwareBackend::new())),
+        #[cfg(feature = "vulkan")]
+        BackendKind::Vulkan => match vulkan::VulkanBackend::new() {
+            Ok(b) => Ok(Box::new(b)),
+            Err(e) => Err(BackendError::Init {
+                name: "vulkan",
+                reason: e.to_string(),
+            }),
+        },
+        #[cfg(not(feature = "vulkan"))]
         BackendKind::Vulkan => Err(BackendError::NotCompiled("vulkan")),
+        #[cfg(feature = "rutabaga")]
+        BackendKind::Rutabaga => match rutabaga::RutabagaBackend::new() {
+            Ok(b) => Ok(Box::new(b)),
+            Err(e) => Err(BackendError::Init {
+                name: "rutabaga",
+                reason: e.to_string(),
+            }),
+        },
+        #[cfg(not(feature = "rutabaga"))]
         BackendKind::Rutabaga => Err(BackendError::NotCompiled("rutabaga")),
+    }
+}
+
+impl BackendKind {
+    /// The backend to use when none is asked for: Vulkan where a Vulkan device initialises,
+    /// otherwise software.
+    pub fn default_for_host() -> BackendKind {
+        Self::default_backend().0
+    }
+
+    /// The default backend, created (so the Vulkan probe is not wasted), and its kind.
+    pub fn default_backend() -> (BackendKind, Box<dyn GpuBackend>) {
+        #[cfg(feature = "vulkan")]
+        match vulkan::VulkanBackend::new() {
+            Ok(b) => return (BackendKind::Vulkan, Box::new(b)),
+            Err(e) => tracing::info!(%e, "no Vulkan device; using the software backend"),
+        }
+        (
+            BackendKind::Software,
+            Box::new(software::SoftwareBackend::new()),
+        )
     }
 }

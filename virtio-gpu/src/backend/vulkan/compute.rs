@@ -1,0 +1,228 @@
+//! The compute half of the Vulkan backend: contexts (no capset is offered yet, so they run no
+//! command streams), fences as timeline-semaphore markers in queue order, and HOST3D blobs in
+//! exportable Vulkan memory so `map_blob` hands out a real fd.
+
+use gpu_interface::{
+    BlobDesc, BlobMapping, BlobMem, CapsetInfo, ComputeBackend, FenceTimeline, GpuError, GpuResult,
+    MapCache, Resource3dDesc, ResourceId, RingIdx, RowSink, RowSource, Transfer3d,
+};
+use tracing::warn;
+
+use super::display::{Blob, Resource};
+use super::memory::ExportableMemory;
+use super::{Context, VulkanBackend};
+
+impl VulkanBackend {
+    fn context(&self, ctx_id: u32) -> GpuResult<&Context> {
+        self.contexts
+            .get(&ctx_id)
+            .ok_or(GpuError::InvalidContextId(ctx_id))
+    }
+}
+
+impl ComputeBackend for VulkanBackend {
+    fn capsets(&self) -> Vec<CapsetInfo> {
+        Vec::new()
+    }
+
+    fn capset(&self, _id: u32, _version: u32) -> GpuResult<Vec<u8>> {
+        Err(GpuError::InvalidParameter("unknown capset or version"))
+    }
+
+    fn create_context(&mut self, ctx_id: u32, capset_id: u32, _name: &str) -> GpuResult<()> {
+        if capset_id != 0 {
+            return Err(GpuError::InvalidParameter(
+                "capset not offered by this backend",
+            ));
+        }
+        if ctx_id == 0 || self.contexts.contains_key(&ctx_id) {
+            return Err(GpuError::InvalidContextId(ctx_id));
+        }
+        self.contexts.insert(ctx_id, Context::default());
+        Ok(())
+    }
+
+    fn destroy_context(&mut self, ctx_id: u32) -> GpuResult<()> {
+        self.contexts
+            .remove(&ctx_id)
+            .map(drop)
+            .ok_or(GpuError::InvalidContextId(ctx_id))
+    }
+
+    fn attach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
+        if !self.resources.contains_key(&id) {
+            return Err(GpuError::InvalidResourceId(id));
+        }
+        let ctx = self
+            .contexts
+            .get_mut(&ctx_id)
+            .ok_or(GpuError::InvalidContextId(ctx_id))?;
+        ctx.resources.insert(id);
+        Ok(())
+    }
+
+    fn detach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
+        let ctx = self
+            .contexts
+            .get_mut(&ctx_id)
+            .ok_or(GpuError::InvalidContextId(ctx_id))?;
+        if ctx.resources.remove(&id) {
+            Ok(())
+        } else {
+            Err(GpuError::InvalidResourceId(id))
+        }
+    }
+
+    fn submit(&mut self, ctx_id: u32, _ring_idx: RingIdx, commands: &[u8]) -> GpuResult<()> {
+        self.context(ctx_id)?;
+        if commands.is_empty() {
+            return Ok(());
+        }
+        warn!(
+            ctx_id,
+            len = commands.len(),
+            "vulkan: command stream without a capset"
+        );
+        Err(GpuError::Unsupported(
+            "command streams (the Vulkan backend offers no capset yet)",
+        ))
+    }
+
+    fn create_fence(&mut self, timeline: FenceTimeline, fence_id: u64) -> GpuResult<()> {
+        if let FenceTimeline::Ring { ctx_id, .. } = timeline {
+            self.context(ctx_id)?;
+        }
+        // One queue serves everything, so a marker after all work submitted so far is what
+        // both a ring and the global timeline wait for; values grow, so fences signal in order.
+        let value = self.submitter.signal_marker()?;
+        self.pending_fences.push_back((timeline, fence_id, value));
+        Ok(())
+    }
+
+    fn poll_fences(&mut self) -> Vec<(FenceTimeline, u64)> {
+        let completed = match self.submitter.completed_value() {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(%e, "vulkan: cannot read the fence timeline");
+                return Vec::new();
+            }
+        };
+        let mut done = Vec::new();
+        while let Some(&(timeline, fence_id, value)) = self.pending_fences.front() {
+            if value > completed {
+                break;
+            }
+            self.pending_fences.pop_front();
+            done.push((timeline, fence_id));
+        }
+        done
+    }
+
+    fn create_resource_3d(
+        &mut self,
+        _ctx: u32,
+        _id: ResourceId,
+        _desc: Resource3dDesc,
+    ) -> GpuResult<()> {
+        Err(GpuError::Unsupported(
+            "3D resources (the Vulkan backend offers no capset yet)",
+        ))
+    }
+
+    fn transfer_to_host_3d(
+        &mut self,
+        _ctx_id: u32,
+        _id: ResourceId,
+        _transfer: Transfer3d,
+        _source: &mut dyn RowSource,
+    ) -> GpuResult<()> {
+        Err(GpuError::Unsupported(
+            "3D transfers (the Vulkan backend offers no capset yet)",
+        ))
+    }
+
+    fn transfer_from_host_3d(
+        &mut self,
+        _ctx_id: u32,
+        _id: ResourceId,
+        _transfer: Transfer3d,
+        _sink: &mut dyn RowSink,
+    ) -> GpuResult<()> {
+        Err(GpuError::Unsupported(
+            "3D transfers (the Vulkan backend offers no capset yet)",
+        ))
+    }
+
+    fn create_blob(&mut self, ctx_id: u32, id: ResourceId, desc: BlobDesc) -> GpuResult<()> {
+        if desc.mem != BlobMem::Host3d {
+            return Err(GpuError::Unsupported(
+                "only HOST3D blobs in the Vulkan backend",
+            ));
+        }
+        self.context(ctx_id)?;
+        if desc.size == 0 || desc.size > super::MEMORY_LIMIT {
+            return Err(GpuError::InvalidParameter(
+                "blob size zero or over the memory limit",
+            ));
+        }
+        if id == 0 || self.resources.contains_key(&id) {
+            return Err(GpuError::InvalidResourceId(id));
+        }
+        self.charge(desc.size)?;
+        match ExportableMemory::new(&self.dev, desc.size) {
+            Ok(memory) => {
+                self.resources.insert(
+                    id,
+                    Resource::Blob(Blob {
+                        memory,
+                        mapped: false,
+                    }),
+                );
+                if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
+                    ctx.resources.insert(id);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.memory_used -= desc.size;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn map_blob(&mut self, id: ResourceId) -> GpuResult<BlobMapping> {
+        let Some(Resource::Blob(blob)) = self.resources.get_mut(&id) else {
+            return Err(GpuError::InvalidResourceId(id));
+        };
+        let fd = blob.memory.export_fd()?;
+        blob.mapped = true;
+        Ok(BlobMapping {
+            fd,
+            offset: 0,
+            size: blob.memory.size,
+            cache: MapCache::Cached,
+        })
+    }
+
+    fn unmap_blob(&mut self, id: ResourceId) -> GpuResult<()> {
+        match self.resources.get_mut(&id) {
+            Some(Resource::Blob(blob)) if blob.mapped => {
+                blob.mapped = false;
+                Ok(())
+            }
+            Some(Resource::Blob(_)) => Err(GpuError::InvalidParameter("blob is not mapped")),
+            _ => Err(GpuError::InvalidResourceId(id)),
+        }
+    }
+
+    fn resource_uuid(&mut self, id: ResourceId) -> GpuResult<[u8; 16]> {
+        if !self.resources.contains_key(&id) {
+            return Err(GpuError::InvalidResourceId(id));
+        }
+        let mut uuid = *b"vgpu-vk-\0\0\0\0\0\0\0\0";
+        uuid[6] = 0x40 | (uuid[6] & 0x0f);
+        uuid[8] = 0x80 | (uuid[8] & 0x3f);
+        uuid[12..16].copy_from_slice(&id.to_be_bytes());
+        Ok(uuid)
+    }
+}

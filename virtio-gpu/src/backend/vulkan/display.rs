@@ -1,0 +1,406 @@
+//! The display half of the Vulkan backend: 2D resources, scanout front buffers (updated on set
+//! and flush, by GPU copies), the cursor plane and GPU composition on read-back.
+//!
+//! Semantics follow the software backend exactly (the conformance suite compares them pixel for
+//! pixel): a scanout shows a front copy of its rectangle, refreshed by SET_SCANOUT and by flushes;
+//! the cursor image is taken at SET_CURSOR time; `read_scanout` composes front plus cursor.
+
+use ash::vk;
+use gpu_interface::{
+    CursorImage, DisplayBackend, Frame, GpuError, GpuResult, PixelFormat, Rect, Resource2dDesc,
+    ResourceId, RowSink, RowSource, ScanoutId,
+};
+
+use super::memory::{ExportableMemory, GpuBuffer, MemoryUse};
+use super::pipeline::ComposeBuffers;
+use super::shader::{pack_shifts, ComposeParams};
+use super::transfer::{rect_regions, Linear};
+use super::VulkanBackend;
+
+/// The cursor plane's edge length.
+const CURSOR_SIZE: u32 = 64;
+
+/// A 2D image in a linear buffer.
+pub struct Image {
+    pub desc: Resource2dDesc,
+    pub stride: u32,
+    pub buffer: GpuBuffer,
+}
+
+impl Image {
+    fn linear(&self) -> Linear {
+        Linear {
+            buffer: self.buffer.buffer,
+            stride: self.stride,
+        }
+    }
+}
+
+/// A HOST3D blob: exportable memory and whether the guest has it mapped.
+pub struct Blob {
+    pub memory: ExportableMemory,
+    pub mapped: bool,
+}
+
+pub enum Resource {
+    Image(Image),
+    Blob(Blob),
+}
+
+impl Resource {
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Resource::Image(img) => img.buffer.size,
+            Resource::Blob(b) => b.memory.size,
+        }
+    }
+}
+
+/// What a scanout shows: `rect` of `resource`, copied into `front` on set and flush.
+struct Shown {
+    resource: ResourceId,
+    rect: Rect,
+    format: PixelFormat,
+    front: GpuBuffer,
+}
+
+/// The cursor image (top-left 64x64 of its resource, in the resource's format) as of SET_CURSOR.
+struct Cursor {
+    image: CursorImage,
+    format: PixelFormat,
+    /// Visible part of the 64x64 plane (smaller resources leave the rest transparent).
+    size: (u32, u32),
+    pixels: GpuBuffer,
+}
+
+#[derive(Default)]
+pub struct Scanout {
+    shown: Option<Shown>,
+    cursor: Option<Cursor>,
+    cursor_pos: (u32, u32),
+    /// Where composition writes; kept while the scanout size stays the same.
+    frame: Option<GpuBuffer>,
+}
+
+impl VulkanBackend {
+    fn image(&self, id: ResourceId) -> GpuResult<&Image> {
+        match self.resources.get(&id) {
+            Some(Resource::Image(img)) => Ok(img),
+            Some(Resource::Blob(_)) => Err(GpuError::InvalidParameter("resource is a blob")),
+            None => Err(GpuError::InvalidResourceId(id)),
+        }
+    }
+
+    fn check_scanout(&self, scanout: ScanoutId) -> GpuResult<usize> {
+        let index = usize::try_from(scanout).map_err(|_| GpuError::InvalidScanoutId(scanout))?;
+        if index < self.scanouts.len() {
+            Ok(index)
+        } else {
+            Err(GpuError::InvalidScanoutId(scanout))
+        }
+    }
+
+    /// Copies `rect` of image `id` to (`dx`, `dy`) of `dst`, on the GPU.
+    fn copy_from_image(
+        &mut self,
+        id: ResourceId,
+        rect: Rect,
+        dst: Linear,
+        dx: u32,
+        dy: u32,
+    ) -> GpuResult<()> {
+        let src = self.image(id)?.linear();
+        let regions = rect_regions(src, rect, dst, dx, dy);
+        if regions.is_empty() {
+            return Ok(());
+        }
+        self.submitter.run(|d, cmd| {
+            // SAFETY: `cmd` is recording; both buffers are live and the callers checked `rect`
+            // against the source image and the destination size.
+            unsafe { d.cmd_copy_buffer(cmd, src.buffer, dst.buffer, &regions) }
+        })?;
+        Ok(())
+    }
+
+    /// Composes `scanout` into its frame buffer and returns the frame.
+    fn compose(&mut self, index: usize) -> GpuResult<Frame> {
+        let s = &self.scanouts[index];
+        let shown = s
+            .shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let (w, h) = (shown.rect.width, shown.rect.height);
+        let mut params = ComposeParams {
+            width: w,
+            height: h,
+            plane_shifts: pack_shifts(shown.format.channel_offsets()),
+            ..Default::default()
+        };
+        if let Some(c) = &s.cursor {
+            let x = i64::from(s.cursor_pos.0) - i64::from(c.image.hot_x.min(CURSOR_SIZE));
+            let y = i64::from(s.cursor_pos.1) - i64::from(c.image.hot_y.min(CURSOR_SIZE));
+            let visible = x < i64::from(w) && y < i64::from(h) && x > -64 && y > -64;
+            if let (true, Ok(x), Ok(y)) = (visible, i32::try_from(x), i32::try_from(y)) {
+                params.cursor_x = x;
+                params.cursor_y = y;
+                params.cursor_w = c.size.0;
+                params.cursor_h = c.size.1;
+                params.cursor_shifts = pack_shifts(c.format.channel_offsets());
+                params.cursor_has_alpha = u32::from(c.format.has_alpha());
+            }
+        }
+        let frame_bytes = u64::from(w) * u64::from(h) * 4;
+        let reuse = s.frame.as_ref().is_some_and(|f| f.size == frame_bytes);
+        if !reuse {
+            self.scanouts[index].frame = None;
+            let usage = vk::BufferUsageFlags::STORAGE_BUFFER;
+            let frame = GpuBuffer::new(&self.dev, frame_bytes, usage, MemoryUse::Readback)?;
+            self.scanouts[index].frame = Some(frame);
+        }
+        let s = &self.scanouts[index];
+        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.frame.as_ref()) else {
+            return Err(GpuError::Backend("scanout state".into()));
+        };
+        let params_buf = self
+            .params
+            .bytes_mut()
+            .ok_or(GpuError::Backend("params not mapped".into()))?;
+        params_buf[..ComposeParams::BYTES].copy_from_slice(&params.to_bytes());
+        let cursor = s
+            .cursor
+            .as_ref()
+            .map_or(self.no_cursor.buffer, |c| c.pixels.buffer);
+        self.compose.bind(&ComposeBuffers {
+            plane: shown.front.buffer,
+            cursor,
+            frame: frame.buffer,
+            params: self.params.buffer,
+        });
+        let pipeline = &self.compose;
+        self.submitter
+            .run(|d, cmd| pipeline.record(d, cmd, &params))?;
+        let format = shown.format;
+        let data = frame
+            .bytes()
+            .ok_or(GpuError::Backend("frame not mapped".into()))?;
+        Ok(Frame {
+            width: w,
+            height: h,
+            stride: w * 4,
+            format,
+            data: data.to_vec(),
+        })
+    }
+}
+
+impl DisplayBackend for VulkanBackend {
+    fn create_resource_2d(&mut self, id: ResourceId, desc: Resource2dDesc) -> GpuResult<()> {
+        if desc.width == 0 || desc.height == 0 {
+            return Err(GpuError::InvalidParameter("zero-sized resource"));
+        }
+        let stride = desc
+            .stride()
+            .ok_or(GpuError::InvalidParameter("too wide"))?;
+        let size = u64::from(stride) * u64::from(desc.height);
+        if size > super::MEMORY_LIMIT {
+            return Err(GpuError::OutOfDeviceMemory);
+        }
+        if id == 0 || self.resources.contains_key(&id) {
+            return Err(GpuError::InvalidResourceId(id));
+        }
+        self.charge(size)?;
+        let usage = vk::BufferUsageFlags::TRANSFER_SRC
+            | vk::BufferUsageFlags::TRANSFER_DST
+            | vk::BufferUsageFlags::STORAGE_BUFFER;
+        let buffer = match GpuBuffer::new(&self.dev, size, usage, MemoryUse::DeviceLocal) {
+            Ok(buffer) => buffer,
+            Err(e) => {
+                self.memory_used -= size;
+                return Err(e.into());
+            }
+        };
+        let target = buffer.buffer;
+        let image = Image {
+            desc,
+            stride,
+            buffer,
+        };
+        self.resources.insert(id, Resource::Image(image));
+        // Fresh device memory may still hold someone else's pixels: clear it.
+        self.submitter.run(|d, cmd| {
+            // SAFETY: `cmd` is recording; the buffer is live, has TRANSFER_DST usage, and its
+            // size is a multiple of 4, so a WHOLE_SIZE fill is valid.
+            unsafe { d.cmd_fill_buffer(cmd, target, 0, vk::WHOLE_SIZE, 0) }
+        })?;
+        Ok(())
+    }
+
+    fn destroy_resource(&mut self, id: ResourceId) -> GpuResult<()> {
+        let resource = self
+            .resources
+            .remove(&id)
+            .ok_or(GpuError::InvalidResourceId(id))?;
+        self.memory_used = self.memory_used.saturating_sub(resource.bytes());
+        for scanout in &mut self.scanouts {
+            if scanout.shown.as_ref().is_some_and(|s| s.resource == id) {
+                scanout.shown = None;
+            }
+            if scanout
+                .cursor
+                .as_ref()
+                .is_some_and(|c| c.image.resource == id)
+            {
+                scanout.cursor = None;
+            }
+        }
+        for ctx in self.contexts.values_mut() {
+            ctx.resources.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn write_rect(
+        &mut self,
+        id: ResourceId,
+        rect: Rect,
+        source: &mut dyn RowSource,
+    ) -> GpuResult<()> {
+        let img = self.image(id)?;
+        if !rect.fits_in(img.desc.width, img.desc.height) {
+            return Err(GpuError::InvalidParameter("box outside the resource"));
+        }
+        let dst = img.linear();
+        self.staging.upload(&mut self.submitter, dst, rect, source)
+    }
+
+    fn read_rect(&mut self, id: ResourceId, rect: Rect, sink: &mut dyn RowSink) -> GpuResult<()> {
+        let img = self.image(id)?;
+        if !rect.fits_in(img.desc.width, img.desc.height) {
+            return Err(GpuError::InvalidParameter("box outside the resource"));
+        }
+        let src = img.linear();
+        self.staging.download(&mut self.submitter, src, rect, sink)
+    }
+
+    fn set_scanout(
+        &mut self,
+        scanout: ScanoutId,
+        id: Option<ResourceId>,
+        rect: Rect,
+    ) -> GpuResult<()> {
+        let index = self.check_scanout(scanout)?;
+        let Some(id) = id else {
+            self.scanouts[index].shown = None;
+            return Ok(());
+        };
+        let img = self.image(id)?;
+        if rect.is_empty() || !rect.fits_in(img.desc.width, img.desc.height) {
+            return Err(GpuError::InvalidParameter(
+                "scanout rectangle outside the resource",
+            ));
+        }
+        let format = img.desc.format;
+        let bytes = u64::from(rect.width) * u64::from(rect.height) * 4;
+        if bytes > u64::from(self.dev.limits.max_storage_buffer_range) {
+            return Err(GpuError::Unsupported(
+                "scanout larger than the device's storage buffers",
+            ));
+        }
+        let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER;
+        let front = GpuBuffer::new(&self.dev, bytes, usage, MemoryUse::DeviceLocal)?;
+        let dst = Linear {
+            buffer: front.buffer,
+            stride: rect.width * 4,
+        };
+        // What the resource holds now is shown at once; later changes appear on flush.
+        self.copy_from_image(id, rect, dst, 0, 0)?;
+        self.scanouts[index].shown = Some(Shown {
+            resource: id,
+            rect,
+            format,
+            front,
+        });
+        Ok(())
+    }
+
+    fn flush(&mut self, id: ResourceId, rect: Rect) -> GpuResult<()> {
+        let img = match self.resources.get(&id) {
+            Some(Resource::Image(img)) => img,
+            Some(Resource::Blob(_)) => return Ok(()),
+            None => return Err(GpuError::InvalidResourceId(id)),
+        };
+        if !rect.fits_in(img.desc.width, img.desc.height) {
+            return Err(GpuError::InvalidParameter(
+                "flush rectangle outside the resource",
+            ));
+        }
+        let src = img.linear();
+        // Every scanout showing the resource is refreshed in one submission.
+        let mut copies: Vec<(vk::Buffer, Vec<vk::BufferCopy>)> = Vec::new();
+        for s in self.scanouts.iter().filter_map(|s| s.shown.as_ref()) {
+            if s.resource != id {
+                continue;
+            }
+            let Some(damage) = rect.intersect(&s.rect) else {
+                continue;
+            };
+            let dst = Linear {
+                buffer: s.front.buffer,
+                stride: s.rect.width * 4,
+            };
+            let regions = rect_regions(src, damage, dst, damage.x - s.rect.x, damage.y - s.rect.y);
+            copies.push((dst.buffer, regions));
+        }
+        if copies.is_empty() {
+            return Ok(());
+        }
+        self.submitter.run(|d, cmd| {
+            for (dst, regions) in &copies {
+                // SAFETY: `cmd` is recording; the damage was clipped to each scanout rectangle,
+                // which lies inside the resource and matches its front buffer.
+                unsafe { d.cmd_copy_buffer(cmd, src.buffer, *dst, regions) }
+            }
+        })?;
+        Ok(())
+    }
+
+    fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {
+        let index = self.check_scanout(scanout)?;
+        let Some(cursor_image) = image else {
+            self.scanouts[index].cursor = None;
+            return Ok(());
+        };
+        let img = self.image(cursor_image.resource)?;
+        let format = img.desc.format;
+        let size = (
+            img.desc.width.min(CURSOR_SIZE),
+            img.desc.height.min(CURSOR_SIZE),
+        );
+        let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER;
+        let bytes = u64::from(CURSOR_SIZE * CURSOR_SIZE * 4);
+        let pixels = GpuBuffer::new(&self.dev, bytes, usage, MemoryUse::DeviceLocal)?;
+        let dst = Linear {
+            buffer: pixels.buffer,
+            stride: CURSOR_SIZE * 4,
+        };
+        self.copy_from_image(cursor_image.resource, Rect::full(size.0, size.1), dst, 0, 0)?;
+        self.scanouts[index].cursor = Some(Cursor {
+            image: cursor_image,
+            format,
+            size,
+            pixels,
+        });
+        Ok(())
+    }
+
+    fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
+        let index = self.check_scanout(scanout)?;
+        self.scanouts[index].cursor_pos = (x, y);
+        Ok(())
+    }
+
+    fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
+        let index = self.check_scanout(scanout)?;
+        self.compose(index)
+    }
+}
