@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use gpu_interface::display::MAX_SCANOUTS;
 use gpu_interface::{
-    CursorImage, FenceTimeline, Frame, GpuBackend, GpuError, GpuResult, PixelFormat, Rect,
-    Resource2dDesc, RowSink,
+    BlobDesc, BlobMem, CursorImage, FenceTimeline, Frame, GpuBackend, GpuError, GpuResult,
+    PixelFormat, Rect, Resource2dDesc, RowSink,
 };
 use virtio_gpu::backend::{create_backend, BackendKind};
 
@@ -502,6 +502,81 @@ fn sixteen_scanouts(b: &mut dyn GpuBackend) {
     }
 }
 
+/// Maps a blob's fd the way a transport would, and returns the mapping.
+fn mmap_blob(b: &mut dyn GpuBackend, id: u32) -> (*mut u8, usize) {
+    use std::os::fd::AsRawFd;
+    let m = b.map_blob(id).unwrap();
+    let len = usize::try_from(m.size).unwrap();
+    // SAFETY: a fresh shared mapping of the backend's fd at its offset; the fd stays open for
+    // the call only, and the mapping is unmapped by the caller.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            m.fd.as_raw_fd(),
+            m.offset as libc::off_t,
+        )
+    };
+    assert_ne!(ptr, libc::MAP_FAILED, "mmap of the blob fd");
+    (ptr.cast(), len)
+}
+
+fn host_blobs_share_memory(b: &mut dyn GpuBackend) {
+    b.create_context(1, 0, "blobs").unwrap();
+    let blob = |mem, size| BlobDesc {
+        mem,
+        size,
+        blob_id: 1,
+        mappable: true,
+        shareable: false,
+        cross_device: false,
+    };
+    // Guest blobs never reach a backend.
+    assert!(matches!(
+        b.create_blob(1, 5, blob(BlobMem::Guest, 4096)),
+        Err(GpuError::Unsupported(_))
+    ));
+    match b.create_blob(1, 5, blob(BlobMem::Host3d, 1 << 16)) {
+        Err(GpuError::Unsupported(why)) => {
+            println!("skipped: {} offers no host blobs: {why}", b.name());
+            return;
+        }
+        r => r.unwrap(),
+    }
+    assert_eq!(
+        b.create_blob(9, 6, blob(BlobMem::Host3d, 4096)),
+        Err(GpuError::InvalidContextId(9))
+    );
+    assert_eq!(b.unmap_blob(5).map_err(|_| ()), Err(()), "not mapped yet");
+    let (first, len) = mmap_blob(b, 5);
+    assert_eq!(len, 1 << 16);
+    let (second, _) = mmap_blob(b, 5);
+    // SAFETY: both mappings are `len` bytes long and live until munmap below.
+    unsafe {
+        first.add(100).write_volatile(0x5a);
+        first.add(len - 1).write_volatile(0xa5);
+        assert_eq!(
+            second.add(100).read_volatile(),
+            0x5a,
+            "both fds share the memory"
+        );
+        assert_eq!(second.add(len - 1).read_volatile(), 0xa5);
+        libc::munmap(first.cast(), len);
+        libc::munmap(second.cast(), len);
+    }
+    b.unmap_blob(5).unwrap();
+    assert_ne!(b.resource_uuid(5).unwrap(), [0; 16]);
+    // A blob is not an image.
+    assert!(matches!(
+        b.set_scanout(0, Some(5), Rect::full(1, 1)),
+        Err(GpuError::InvalidParameter(_))
+    ));
+    b.destroy_resource(5).unwrap();
+    assert_eq!(b.map_blob(5).map(drop), Err(GpuError::InvalidResourceId(5)));
+}
+
 macro_rules! suite {
     ($($check:ident),* $(,)?) => {
         mod software {
@@ -537,6 +612,7 @@ suite!(
     invalid_input_is_rejected,
     fences_signal_in_order,
     sixteen_scanouts,
+    host_blobs_share_memory,
 );
 
 /// Drives one backend through a scene in `format` and returns the frames it composes.
