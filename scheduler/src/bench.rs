@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::clock::{Nanos, MS};
 use crate::executor::sim::{self, SimConfig, SimError};
+use crate::executor::vulkan::{VulkanError, VulkanExecutor};
 use crate::executor::TenantPlan;
 use crate::metrics::{summarize, RunTrace, Summary};
 use crate::params::Params;
@@ -17,6 +18,8 @@ pub enum BenchError {
     UnknownScenario(String, String),
     #[error("simulation: {0}")]
     Sim(#[from] SimError),
+    #[error("Vulkan executor: {0}")]
+    Vulkan(#[from] VulkanError),
 }
 
 /// A named set of tenants with the parameters they run under.
@@ -213,4 +216,15 @@ pub fn table(rows: &[Summary]) -> String {
         );
     }
     out
+}
+
+/// Runs one scenario under one policy on host Vulkan, in real time.
+pub fn run_vulkan(
+    exec: &mut VulkanExecutor,
+    scenario: &Scenario,
+    policy: PolicyKind,
+    duration: Nanos,
+) -> Result<(Summary, RunTrace), BenchError> {
+    let trace = exec.run(&scenario.params, policy, &scenario.tenants, duration, 1)?;
+    Ok((summarize(&scenario.name, "vulkan", &trace), trace))
 }

@@ -2,7 +2,7 @@
 //! Vulkan compute on the host GPU.
 
 pub mod sim;
-// pub mod vulkan;
+pub mod vulkan;
 
 use std::collections::HashMap;
 

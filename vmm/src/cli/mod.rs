@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_sched;
 mod run;
 
 /// GPU virtualization stack: VFIO passthrough, vGPU slices and virtio-gpu.
