@@ -1,0 +1,217 @@
+//! Guest pages behind a resource (RESOURCE_ATTACH_BACKING, BLOB_MEM_GUEST): a list of guest
+//! ranges seen as one flat byte space, and the row sources/sinks that move image rows between
+//! it and a backend with one copy.
+
+use gpu_interface::{GpuError, GpuResult, RowSink, RowSource};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+
+use crate::protocol::MemEntry;
+
+/// The most entries one backing may have (Linux sends one per page run; QEMU allows 16384).
+pub const MAX_BACKING_ENTRIES: usize = 16384;
+
+/// The largest backing the device accepts (bytes), so sizes stay well inside u64 arithmetic.
+pub const MAX_BACKING_BYTES: u64 = 1 << 34;
+
+/// Why a backing list was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackingError {
+    #[error("{0} entries (at most {MAX_BACKING_ENTRIES})")]
+    TooManyEntries(usize),
+    #[error("entry {index} ({addr:#x} + {len}) is outside guest memory")]
+    OutsideGuestMemory { index: usize, addr: u64, len: u32 },
+    #[error("backing larger than {MAX_BACKING_BYTES} bytes")]
+    TooLarge,
+}
+
+/// Guest ranges behind a resource.
+#[derive(Debug, Clone, Default)]
+pub struct Backing {
+    entries: Vec<(GuestAddress, u32)>,
+    /// Flat offset where each entry starts.
+    starts: Vec<u64>,
+    len: u64,
+}
+
+impl Backing {
+    /// Checks every entry against guest memory.
+    pub fn new<M: GuestMemory + ?Sized>(list: &[MemEntry], mem: &M) -> Result<Self, BackingError> {
+        if list.len() > MAX_BACKING_ENTRIES {
+            return Err(BackingError::TooManyEntries(list.len()));
+        }
+        let mut backing = Backing::default();
+        for (index, e) in list.iter().enumerate() {
+            let (addr, len) = (GuestAddress(e.addr.get()), e.length.get());
+            if !mem.check_range(addr, len as usize, Permissions::ReadWrite) {
+                return Err(BackingError::OutsideGuestMemory {
+                    index,
+                    addr: addr.0,
+                    len,
+                });
+            }
+            backing.starts.push(backing.len);
+            backing.entries.push((addr, len));
+            backing.len += u64::from(len);
+            if backing.len > MAX_BACKING_BYTES {
+                return Err(BackingError::TooLarge);
+            }
+        }
+        Ok(backing)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Visits the guest ranges covering `offset..offset + len`, in order.
+    fn for_each_range(
+        &self,
+        offset: u64,
+        len: usize,
+        mut f: impl FnMut(GuestAddress, std::ops::Range<usize>) -> GpuResult<()>,
+    ) -> GpuResult<()> {
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|end| end > self.len) {
+            return Err(GpuError::InvalidParameter(
+                "transfer outside the resource's backing",
+            ));
+        }
+        // The entry holding `offset`: the last one starting at or before it.
+        let mut index = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let mut done = 0usize;
+        while done < len {
+            let (Some(&(addr, elen)), Some(&start)) =
+                (self.entries.get(index), self.starts.get(index))
+            else {
+                return Err(GpuError::InvalidParameter("transfer outside the backing"));
+            };
+            let pos = offset + done as u64;
+            let within = pos - start;
+            let avail = u64::from(elen).saturating_sub(within);
+            let n = (avail.min((len - done) as u64)) as usize;
+            if n > 0 {
+                f(GuestAddress(addr.0 + within), done..done + n)?;
+                done += n;
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes at `offset` of the backing into `dst`.
+    pub fn read<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> GpuResult<()> {
+        self.for_each_range(offset, dst.len(), |addr, range| {
+            let out = dst
+                .get_mut(range)
+                .ok_or(GpuError::InvalidParameter("range"))?;
+            mem.read_slice(out, addr)
+                .map_err(|_| GpuError::InvalidParameter("backing outside guest memory"))
+        })
+    }
+
+    /// Copies `src` to `offset` of the backing.
+    pub fn write<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        offset: u64,
+        src: &[u8],
+    ) -> GpuResult<()> {
+        self.for_each_range(offset, src.len(), |addr, range| {
+            let input = src.get(range).ok_or(GpuError::InvalidParameter("range"))?;
+            mem.write_slice(input, addr)
+                .map_err(|_| GpuError::InvalidParameter("backing outside guest memory"))
+        })
+    }
+}
+
+/// Where rows of a transfer lie in the backing: row `i` (numbered z-major, as the backends
+/// number them) starts at `offset + (i / rows_per_layer) * layer_stride + (i % rows_per_layer) *
+/// stride`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowLayout {
+    pub offset: u64,
+    pub stride: u64,
+    pub rows_per_layer: u32,
+    pub layer_stride: u64,
+}
+
+impl RowLayout {
+    fn row_offset(&self, row: u32) -> GpuResult<u64> {
+        let per = self.rows_per_layer.max(1);
+        let (layer, y) = (u64::from(row / per), u64::from(row % per));
+        layer
+            .checked_mul(self.layer_stride)
+            .and_then(|l| y.checked_mul(self.stride)?.checked_add(l))
+            .and_then(|o| o.checked_add(self.offset))
+            .ok_or(GpuError::InvalidParameter("transfer offset overflows"))
+    }
+}
+
+/// Rows read straight from guest memory into backend storage.
+pub struct GuestRows<'a, M: GuestMemory + ?Sized> {
+    pub mem: &'a M,
+    pub backing: &'a Backing,
+    pub layout: RowLayout,
+}
+
+impl<M: GuestMemory + ?Sized> RowSource for GuestRows<'_, M> {
+    fn fill_row(&mut self, row: u32, dst: &mut [u8]) -> GpuResult<()> {
+        let offset = self.layout.row_offset(row)?;
+        self.backing.read(self.mem, offset, dst)
+    }
+}
+
+impl<M: GuestMemory + ?Sized> RowSink for GuestRows<'_, M> {
+    fn take_row(&mut self, row: u32, src: &[u8]) -> GpuResult<()> {
+        let offset = self.layout.row_offset(row)?;
+        self.backing.write(self.mem, offset, src)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::GuestMemoryMmap;
+
+    fn entry(addr: u64, len: u32) -> MemEntry {
+        MemEntry {
+            addr: addr.into(),
+            length: len.into(),
+            padding: 0.into(),
+        }
+    }
+
+    #[test]
+    fn reads_across_entries_and_rejects_outside() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        mem.write_slice(&[1, 2, 3, 4], GuestAddress(0x1ffe))
+            .unwrap();
+        mem.write_slice(&[5, 6], GuestAddress(0x8000)).unwrap();
+        let b = Backing::new(&[entry(0x1000, 0x1000), entry(0x8000, 16)], &mem).unwrap();
+        assert_eq!(b.len(), 0x1010);
+        let mut buf = [0u8; 4];
+        b.read(&mem, 0xffe, &mut buf).unwrap();
+        assert_eq!(buf, [1, 2, 5, 6]);
+        assert!(b.read(&mem, 0x100e, &mut buf).is_err(), "past the end");
+        assert!(b.read(&mem, u64::MAX - 1, &mut buf).is_err(), "overflow");
+        assert!(Backing::new(&[entry(0xf000, 0x2000)], &mem).is_err());
+        assert!(Backing::new(&[entry(u64::MAX - 4, 0x10)], &mem).is_err());
+        let many = vec![entry(0, 1); MAX_BACKING_ENTRIES + 1];
+        assert!(matches!(
+            Backing::new(&many, &mem),
+            Err(BackingError::TooManyEntries(_))
+        ));
+    }
+}
