@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${GUESTS_OUT:-$here/../out}
 mkdir -p "$out"
 CFLAGS=(-ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables
-        -mno-red-zone -mcmodel=small -O2 -Wall -Wextra -Wno-missing-field-initializers -Werror -nostdlib -m64)
+        -mno-red-zone -mgeneral-regs-only -mcmodel=small -O2 -Wall -Wextra -Wno-missing-field-initializers -Werror -nostdlib -m64)
 
 build_gpu() {
   local src=$here/gpu tmp

@@ -133,13 +133,13 @@ impl Vm {
         Ok(root.add_device(device, &mut self.mmio_allocator)?)
     }
 
-    /// Adds the virtio-gpu PCI device `spec` describes. The virtio-pci owner wires the device
-    /// construction here; until then this reports that the device is unavailable.
+    /// Adds the virtio-gpu PCI device `spec` describes and makes it the display
+    /// `--screenshot` captures.
     pub fn add_gpu(&mut self, spec: &GpuSpec) -> Result<(), VmError> {
-        Err(VmError::Gpu(format!(
-            "the virtio-pci GPU device is not wired into the VMM yet (backend {:?})",
-            spec.backend
-        )))
+        let gpu =
+            crate::virtio_pci::gpu::attach(self, spec).map_err(|e| VmError::Gpu(e.to_string()))?;
+        self.set_display(Arc::new(Mutex::new(gpu)));
+        Ok(())
     }
 
     /// Registers the display `vgpu run --screenshot` captures.

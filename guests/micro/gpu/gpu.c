@@ -107,6 +107,9 @@ static uint16_t used_seen;
 
 /* Sends one request (device-readable) and waits for its response (device-writable). */
 static int submit(const void *req, uint32_t req_len, uint32_t resp_len, uint32_t want_type) {
+    puts_("  cmd ");
+    puthex(((const struct gpu_hdr *)req)->type);
+    puts_("\n");
     memcpy((void *)REQ_ADDR, req, req_len);
     memset((void *)RESP_ADDR, 0xee, resp_len);
     desc[0].addr = REQ_ADDR;
@@ -131,8 +134,6 @@ static int submit(const void *req, uint32_t req_len, uint32_t resp_len, uint32_t
     const struct gpu_hdr *resp = (const void *)RESP_ADDR;
     if (used->ring[(used_seen - 1) % QSZ].id != 0) return fail("used id", used->ring[(used_seen - 1) % QSZ].id);
     if (resp->type != want_type) {
-        puts_("  cmd ");
-        puthex(((const struct gpu_hdr *)req)->type);
         return fail("unexpected response", resp->type);
     }
     /* No MSI-X vector is set, so the device reports through the ISR: bit 0 = used buffer. */

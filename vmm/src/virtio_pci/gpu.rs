@@ -1,2 +1,210 @@
-//! virtio-gpu (device type 16) on the virtio-pci transport: an adapter from
-//! [`VirtioDevice`] to `virtio_gpu::GpuDevice`.
+//! virtio-gpu (device type 16) on the virtio-pci transport: an adapter from [`VirtioDevice`] to
+//! [`virtio_gpu::GpuDevice`], and the host's handle on it (screenshots, display changes).
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+use gpu_interface::{DisplayMode, Frame, GpuError, GpuResult};
+use tracing::warn;
+use virtio_gpu::{GpuDevice, QueueKind};
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+use super::{NeedsInterrupt, VirtioDevice, VirtioPciDevice};
+
+pub const VIRTIO_ID_GPU: u16 = 16;
+/// Queue sizes offered for the control and cursor queues.
+pub const QUEUE_SIZE: u16 = 256;
+
+/// A [`GpuDevice`] as a [`VirtioDevice`]: queue 0 is the control queue, queue 1 the cursor queue.
+pub struct VirtioGpu {
+    device: GpuDevice,
+    config_changed: bool,
+}
+
+impl VirtioGpu {
+    pub fn new(device: GpuDevice) -> Self {
+        VirtioGpu {
+            device,
+            config_changed: false,
+        }
+    }
+
+    pub fn device(&mut self) -> &mut GpuDevice {
+        &mut self.device
+    }
+
+    /// Changes a scanout's mode as a host display would; the transport then raises a
+    /// config-change interrupt (on its next poll).
+    pub fn set_display_mode(&mut self, scanout: u32, mode: Option<DisplayMode>) -> bool {
+        let changed = self.device.set_display_mode(scanout, mode);
+        self.config_changed |= changed;
+        changed
+    }
+}
+
+impl VirtioDevice for VirtioGpu {
+    fn device_type(&self) -> u16 {
+        VIRTIO_ID_GPU
+    }
+
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![QUEUE_SIZE, QUEUE_SIZE]
+    }
+
+    fn device_features(&self) -> u64 {
+        self.device.device_features()
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.device.ack_features(features);
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        self.device.read_config(offset, data);
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        self.device.write_config(offset, data);
+    }
+
+    fn process_queue(
+        &mut self,
+        index: usize,
+        queues: &mut [Queue],
+        mem: &GuestMemoryMmap,
+    ) -> NeedsInterrupt {
+        let kind = if index == 0 {
+            QueueKind::Control
+        } else {
+            QueueKind::Cursor
+        };
+        match self.device.process_queue(kind, &mut queues[index], mem) {
+            Ok(notify) => notify,
+            Err(err) => {
+                warn!(%err, queue = index, "virtio-gpu: queue processing failed");
+                true
+            }
+        }
+    }
+
+    fn poll(&mut self, queues: &mut [Queue], mem: &GuestMemoryMmap) -> Vec<usize> {
+        if !self.device.fences_pending() {
+            return Vec::new();
+        }
+        match self.device.process_fences(&mut queues[0], mem) {
+            Ok(true) => vec![0],
+            Ok(false) => Vec::new(),
+            Err(err) => {
+                warn!(%err, "virtio-gpu: completing fences failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn take_config_changed(&mut self) -> bool {
+        std::mem::take(&mut self.config_changed)
+    }
+
+    fn reset(&mut self) {
+        self.device.reset();
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The host's handle on a virtio-gpu PCI function.
+#[derive(Clone)]
+pub struct PciGpuHandle {
+    pub transport: Arc<Mutex<VirtioPciDevice>>,
+}
+
+impl PciGpuHandle {
+    fn with_gpu<R>(&self, f: impl FnOnce(&mut VirtioGpu) -> R) -> Option<R> {
+        let mut transport = self.transport.lock().unwrap_or_else(|e| e.into_inner());
+        let gpu = transport.device_any().downcast_mut::<VirtioGpu>()?;
+        let result = f(gpu);
+        // Forward a config change (display hotplug) right away rather than on the next poll.
+        transport.poll_device();
+        Some(result)
+    }
+
+    /// The composed image of `scanout`.
+    pub fn screenshot(&self, scanout: u32) -> GpuResult<Frame> {
+        self.with_gpu(|gpu| gpu.device().screenshot(scanout))
+            .unwrap_or(Err(GpuError::InvalidScanoutId(scanout)))
+    }
+
+    /// Host display hotplug / resize; returns whether anything changed.
+    pub fn set_display_mode(&self, scanout: u32, mode: Option<DisplayMode>) -> bool {
+        self.with_gpu(|gpu| gpu.set_display_mode(scanout, mode))
+            .unwrap_or(false)
+    }
+}
+
+/// Delivers nothing: raw-mode VMs have no interrupt controller, so their guests poll.
+struct NoInterrupts;
+
+impl crate::pci::MsiSink for NoInterrupts {
+    fn route(&mut self, _vector: u16, _message: crate::pci::MsiMessage) {}
+    fn fire(&mut self, vector: u16) {
+        tracing::trace!(
+            vector,
+            "virtio-gpu: no interrupt controller; vector dropped"
+        );
+    }
+}
+
+/// A virtio-gpu PCI function plugged into a VM, with the worker serving its queues.
+pub struct PciGpu {
+    pub handle: PciGpuHandle,
+    _worker: super::Worker,
+}
+
+impl crate::vm::Display for PciGpu {
+    fn screenshot(&mut self, scanout: u32) -> GpuResult<Frame> {
+        self.handle.screenshot(scanout)
+    }
+}
+
+/// Builds the virtio-gpu device `spec` describes and plugs it into bus 0 of `vm`.
+pub fn attach(
+    vm: &mut crate::vm::Vm,
+    spec: &crate::vm::GpuSpec,
+) -> Result<PciGpu, super::VirtioPciError> {
+    let backend = virtio_gpu::backend::create_backend(spec.backend)
+        .map_err(|e| super::VirtioPciError::Backend(e.to_string()))?;
+    let config = virtio_gpu::GpuConfig {
+        scanouts: spec.scanouts.clone(),
+        edid: spec.edid,
+    };
+    let gpu = VirtioGpu::new(GpuDevice::new(backend, config));
+    let vectors = gpu.queue_max_sizes().len() as u16 + 1;
+    let msi: Box<dyn crate::pci::MsiSink> = if vm.irqchip {
+        let gsi_base = vm.allocate_gsi();
+        for _ in 1..vectors {
+            vm.allocate_gsi();
+        }
+        Box::new(super::IrqfdMsiSink::new(vm.hv.clone(), gsi_base, vectors)?)
+    } else {
+        Box::new(NoInterrupts)
+    };
+    let transport = VirtioPciDevice::new(
+        Box::new(gpu),
+        vm.memory.ram.clone(),
+        msi,
+        Some(vm.hv.clone()),
+    )?;
+    let transport = Arc::new(Mutex::new(transport));
+    let slot = vm
+        .add_pci_device(transport.clone())
+        .map_err(|e| super::VirtioPciError::Attach(e.to_string()))?;
+    tracing::info!(slot, backend = ?spec.backend, "virtio-gpu on PCI 00:{slot:02x}.0");
+    let worker = super::Worker::spawn(transport.clone(), "virtio-gpu")?;
+    Ok(PciGpu {
+        handle: PciGpuHandle { transport },
+        _worker: worker,
+    })
+}

@@ -56,6 +56,10 @@ pub enum VirtioPciError {
     Queue(u16),
     #[error("device has {0} queues; the transport supports 1..=64")]
     QueueCount(usize),
+    #[error("GPU backend: {0}")]
+    Backend(String),
+    #[error("plugging the device into the VM: {0}")]
+    Attach(String),
 }
 
 /// What the transport tells a device when the guest rings a queue: notify the driver or not.
