@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use gpu_interface::DisplayMode;
+use virtio_gpu::backend::software::stream::{self, Command};
 use virtio_gpu::backend::software::SoftwareBackend;
 use virtio_gpu::protocol::*;
 use virtio_gpu::{GpuConfig, GpuDevice, QueueKind};
@@ -377,6 +378,38 @@ pub fn uploaded_resource(g: &mut Guest, id: u32, w: u32, h: u32, f: impl Fn(u32,
     );
     assert_eq!(
         g.cmd_type(&transfer_2d(id, rect(0, 0, w, h), 0)),
+        VIRTIO_GPU_RESP_OK_NODATA
+    );
+}
+
+pub fn ctx_create(ctx: u32, capset: u32, name: &str) -> Vec<u8> {
+    let mut c = CtxCreate::new_zeroed();
+    c.hdr = ctx_hdr(VIRTIO_GPU_CMD_CTX_CREATE, ctx);
+    c.nlen = (name.len() as u32).into();
+    c.context_init = capset.into();
+    c.debug_name[..name.len()].copy_from_slice(name.as_bytes());
+    c.as_bytes().to_vec()
+}
+
+pub fn submit(h: CtrlHeader, cmds: &[Command]) -> Vec<u8> {
+    let mut stream_bytes = Vec::new();
+    for c in cmds {
+        stream::encode(c, &mut stream_bytes);
+    }
+    let mut v = CmdSubmit {
+        hdr: h,
+        size: (stream_bytes.len() as u32).into(),
+        padding: 0.into(),
+    }
+    .as_bytes()
+    .to_vec();
+    v.extend_from_slice(&stream_bytes);
+    v
+}
+
+pub fn setup_ctx(g: &mut Guest, ctx: u32) {
+    assert_eq!(
+        g.cmd_type(&ctx_create(ctx, 0, "test")),
         VIRTIO_GPU_RESP_OK_NODATA
     );
 }
