@@ -9,5 +9,5 @@ pub mod pci;
 pub mod raw;
 pub mod serial;
 pub mod vcpu;
-pub mod vm;
 pub mod virtio_pci;
+pub mod vm;
