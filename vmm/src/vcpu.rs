@@ -102,6 +102,17 @@ impl VcpuRunner {
         }
     }
 
+    /// Where the vCPU is, for error messages.
+    fn where_now(&self) -> String {
+        match (self.vcpu.regs(), self.vcpu.sregs()) {
+            (Ok(r), Ok(s)) => format!(
+                "rip {:#x} rsp {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+                r.rip, r.rsp, s.cr0, s.cr3, s.cr4, s.efer
+            ),
+            _ => "an unknown place".into(),
+        }
+    }
+
     /// Runs the vCPU once and serves its exit; `Some` when the VM must stop.
     fn step(&mut self) -> Option<VmExit> {
         let exit = match self.vcpu.run() {
@@ -144,8 +155,9 @@ impl VcpuRunner {
             }
             VcpuExit::InternalError => {
                 return Some(VmExit::Error(format!(
-                    "vCPU {}: hypervisor internal error (emulation failure?)",
-                    self.id
+                    "vCPU {}: hypervisor internal error (emulation failure?) at {}",
+                    self.id,
+                    self.where_now()
                 )))
             }
             VcpuExit::Unhandled(what) => {
