@@ -1,6 +1,7 @@
-//! The compute half of the Vulkan backend: contexts (no capset is offered yet, so they run no
-//! command streams), fences as timeline-semaphore markers in queue order, and HOST3D blobs in
-//! exportable Vulkan memory so `map_blob` hands out a real fd.
+//! The compute half of the Vulkan backend: contexts speaking the private "VG" capset (the
+//! software backend's command stream, run on the GPU by `super::stream`), 3D resources as
+//! linear images, fences as timeline-semaphore markers, and HOST3D blobs in exportable Vulkan
+//! memory so `map_blob` hands out a real fd.
 
 use gpu_interface::{
     BlobDesc, BlobMapping, BlobMem, CapsetInfo, ComputeBackend, FenceTimeline, GpuError, GpuResult,
@@ -8,9 +9,10 @@ use gpu_interface::{
 };
 use tracing::warn;
 
-use super::display::{Blob, Resource};
 use super::memory::ExportableMemory;
+use super::resources::{Blob, ImageShape, Resource, PIPE_BUFFER};
 use super::{Context, VulkanBackend};
+use crate::backend::software::stream;
 
 impl VulkanBackend {
     fn context(&self, ctx_id: u32) -> GpuResult<&Context> {
@@ -22,15 +24,22 @@ impl VulkanBackend {
 
 impl ComputeBackend for VulkanBackend {
     fn capsets(&self) -> Vec<CapsetInfo> {
-        Vec::new()
+        vec![CapsetInfo {
+            id: stream::CAPSET_ID,
+            max_version: stream::CAPSET_VERSION,
+            max_size: stream::CAPSET_SIZE,
+        }]
     }
 
-    fn capset(&self, _id: u32, _version: u32) -> GpuResult<Vec<u8>> {
-        Err(GpuError::InvalidParameter("unknown capset or version"))
+    fn capset(&self, id: u32, version: u32) -> GpuResult<Vec<u8>> {
+        if id != stream::CAPSET_ID || version > stream::CAPSET_VERSION {
+            return Err(GpuError::InvalidParameter("unknown capset or version"));
+        }
+        Ok(stream::capset_blob())
     }
 
     fn create_context(&mut self, ctx_id: u32, capset_id: u32, _name: &str) -> GpuResult<()> {
-        if capset_id != 0 {
+        if capset_id != 0 && capset_id != stream::CAPSET_ID {
             return Err(GpuError::InvalidParameter(
                 "capset not offered by this backend",
             ));
@@ -73,19 +82,13 @@ impl ComputeBackend for VulkanBackend {
         }
     }
 
-    fn submit(&mut self, ctx_id: u32, _ring_idx: RingIdx, commands: &[u8]) -> GpuResult<()> {
+    fn submit(&mut self, ctx_id: u32, ring_idx: RingIdx, commands: &[u8]) -> GpuResult<()> {
         self.context(ctx_id)?;
-        if commands.is_empty() {
-            return Ok(());
-        }
-        warn!(
-            ctx_id,
-            len = commands.len(),
-            "vulkan: command stream without a capset"
-        );
-        Err(GpuError::Unsupported(
-            "command streams (the Vulkan backend offers no capset yet)",
-        ))
+        let cmds = stream::decode(commands).inspect_err(|e| {
+            warn!(ctx_id, %e, "vulkan: malformed command stream");
+        })?;
+        let ring = FenceTimeline::Ring { ctx_id, ring_idx };
+        self.run_stream(ctx_id, ring, cmds)
     }
 
     fn create_fence(&mut self, timeline: FenceTimeline, fence_id: u64) -> GpuResult<()> {
@@ -95,62 +98,75 @@ impl ComputeBackend for VulkanBackend {
         // One queue serves everything, so a marker after all work submitted so far is what
         // both a ring and the global timeline wait for; values grow, so fences signal in order.
         let value = self.submitter.signal_marker()?;
-        self.pending_fences.push_back((timeline, fence_id, value));
+        self.timelines.create_fence(timeline, fence_id, value);
         Ok(())
     }
 
     fn poll_fences(&mut self) -> Vec<(FenceTimeline, u64)> {
-        let completed = match self.submitter.completed_value() {
-            Ok(v) => v,
+        match self.submitter.completed_value() {
+            Ok(completed) => self.timelines.poll(completed),
             Err(e) => {
                 warn!(%e, "vulkan: cannot read the fence timeline");
-                return Vec::new();
+                Vec::new()
             }
-        };
-        let mut done = Vec::new();
-        while let Some(&(timeline, fence_id, value)) = self.pending_fences.front() {
-            if value > completed {
-                break;
-            }
-            self.pending_fences.pop_front();
-            done.push((timeline, fence_id));
         }
-        done
     }
 
     fn create_resource_3d(
         &mut self,
-        _ctx: u32,
-        _id: ResourceId,
-        _desc: Resource3dDesc,
+        ctx_id: u32,
+        id: ResourceId,
+        desc: Resource3dDesc,
     ) -> GpuResult<()> {
-        Err(GpuError::Unsupported(
-            "3D resources (the Vulkan backend offers no capset yet)",
-        ))
+        if ctx_id != 0 {
+            self.context(ctx_id)?;
+        }
+        if desc.last_level != 0 || desc.nr_samples > 1 {
+            return Err(GpuError::Unsupported(
+                "mipmaps or multisampling in the Vulkan backend",
+            ));
+        }
+        let layers = desc.depth.max(1).checked_mul(desc.array_size.max(1));
+        let shape = ImageShape {
+            width: desc.width,
+            height: desc.height.max(1),
+            layers: layers.ok_or(GpuError::InvalidParameter("too many layers"))?,
+            bpp: if desc.target == PIPE_BUFFER { 1 } else { 4 },
+            format: None,
+        };
+        self.insert_image(id, shape)?;
+        if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
+            ctx.resources.insert(id);
+        }
+        Ok(())
     }
 
     fn transfer_to_host_3d(
         &mut self,
         _ctx_id: u32,
-        _id: ResourceId,
-        _transfer: Transfer3d,
-        _source: &mut dyn RowSource,
+        id: ResourceId,
+        transfer: Transfer3d,
+        source: &mut dyn RowSource,
     ) -> GpuResult<()> {
-        Err(GpuError::Unsupported(
-            "3D transfers (the Vulkan backend offers no capset yet)",
-        ))
+        let img = self.image(id)?;
+        let (rect, layer, depth) = img.transfer_box(&transfer)?;
+        let dst = img.linear();
+        self.staging
+            .upload(&mut self.submitter, dst, rect, (layer, depth), source)
     }
 
     fn transfer_from_host_3d(
         &mut self,
         _ctx_id: u32,
-        _id: ResourceId,
-        _transfer: Transfer3d,
-        _sink: &mut dyn RowSink,
+        id: ResourceId,
+        transfer: Transfer3d,
+        sink: &mut dyn RowSink,
     ) -> GpuResult<()> {
-        Err(GpuError::Unsupported(
-            "3D transfers (the Vulkan backend offers no capset yet)",
-        ))
+        let img = self.image(id)?;
+        let (rect, layer, depth) = img.transfer_box(&transfer)?;
+        let src = img.linear();
+        self.staging
+            .download(&mut self.submitter, src, rect, (layer, depth), sink)
     }
 
     fn create_blob(&mut self, ctx_id: u32, id: ResourceId, desc: BlobDesc) -> GpuResult<()> {

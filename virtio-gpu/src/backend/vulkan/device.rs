@@ -25,8 +25,9 @@ pub struct GpuDevice {
     pub queue_family: u32,
     pub memory_props: vk::PhysicalDeviceMemoryProperties,
     pub limits: vk::PhysicalDeviceLimits,
-    /// `VK_KHR_external_memory_fd`, when the device has it (host blobs are exported through it).
-    pub external_fd: Option<ash::khr::external_memory_fd::Device>,
+    /// `VK_EXT_external_memory_host` and its pointer alignment, when the device has it: host
+    /// blobs are memfds the device imports, so the guest and the GPU share them.
+    pub external_host: Option<(ash::ext::external_memory_host::Device, u64)>,
     pub name: String,
 }
 
@@ -36,7 +37,8 @@ struct Candidate {
     name: String,
     kind: vk::PhysicalDeviceType,
     queue_family: u32,
-    has_external_fd: bool,
+    /// `minImportedHostPointerAlignment` when VK_EXT_external_memory_host is there.
+    host_import_alignment: Option<u64>,
 }
 
 /// Lower is better: real GPUs first, the CPU rasterizer last.
@@ -74,9 +76,10 @@ impl GpuDevice {
                 let props = unsafe { instance.get_physical_device_properties(c.physical) };
                 // SAFETY: queue family `c.queue_family` index 0 was requested at device creation.
                 let queue = unsafe { device.get_device_queue(c.queue_family, 0) };
-                let external_fd = c
-                    .has_external_fd
-                    .then(|| ash::khr::external_memory_fd::Device::new(&instance, &device));
+                let external_host = c.host_import_alignment.map(|align| {
+                    let ext = ash::ext::external_memory_host::Device::new(&instance, &device);
+                    (ext, align)
+                });
                 info!(device = %c.name, kind = ?c.kind, "vulkan: using physical device");
                 Ok(GpuDevice {
                     _entry: entry,
@@ -87,7 +90,7 @@ impl GpuDevice {
                     queue_family: c.queue_family,
                     memory_props,
                     limits: props.limits,
-                    external_fd,
+                    external_host,
                     name: candidate.name,
                 })
             }
@@ -147,8 +150,8 @@ impl GpuDevice {
             .queue_family_index(chosen.queue_family)
             .queue_priorities(&priorities)];
         let mut extensions = Vec::new();
-        if chosen.has_external_fd {
-            extensions.push(ash::khr::external_memory_fd::NAME.as_ptr());
+        if chosen.host_import_alignment.is_some() {
+            extensions.push(ash::ext::external_memory_host::NAME.as_ptr());
         }
         let mut features12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
         let create_info = vk::DeviceCreateInfo::default()
@@ -202,8 +205,18 @@ impl GpuDevice {
             name,
             kind: props.device_type,
             queue_family,
-            has_external_fd: has(ash::khr::external_memory_fd::NAME),
+            host_import_alignment: has(ash::ext::external_memory_host::NAME)
+                .then(|| Self::host_import_alignment(instance, physical)),
         })
+    }
+
+    fn host_import_alignment(instance: &ash::Instance, physical: vk::PhysicalDevice) -> u64 {
+        let mut host = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
+        let mut props = vk::PhysicalDeviceProperties2::default().push_next(&mut host);
+        // SAFETY: `physical` belongs to `instance`; the chain holds only `host`, which outlives
+        // the call, and the extension was found in the device's extension list.
+        unsafe { instance.get_physical_device_properties2(physical, &mut props) };
+        host.min_imported_host_pointer_alignment.max(4096)
     }
 
     /// A memory type allowed by `type_bits` with all of `required` flags, preferring one that

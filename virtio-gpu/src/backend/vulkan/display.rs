@@ -11,50 +11,15 @@ use gpu_interface::{
     ResourceId, RowSink, RowSource, ScanoutId,
 };
 
-use super::memory::{ExportableMemory, GpuBuffer, MemoryUse};
+use super::memory::{GpuBuffer, MemoryUse};
 use super::pipeline::ComposeBuffers;
+use super::resources::{ImageShape, Resource};
 use super::shader::{pack_shifts, ComposeParams};
 use super::transfer::{rect_regions, Linear};
 use super::VulkanBackend;
 
 /// The cursor plane's edge length.
 const CURSOR_SIZE: u32 = 64;
-
-/// A 2D image in a linear buffer.
-pub struct Image {
-    pub desc: Resource2dDesc,
-    pub stride: u32,
-    pub buffer: GpuBuffer,
-}
-
-impl Image {
-    fn linear(&self) -> Linear {
-        Linear {
-            buffer: self.buffer.buffer,
-            stride: self.stride,
-        }
-    }
-}
-
-/// A HOST3D blob: exportable memory and whether the guest has it mapped.
-pub struct Blob {
-    pub memory: ExportableMemory,
-    pub mapped: bool,
-}
-
-pub enum Resource {
-    Image(Image),
-    Blob(Blob),
-}
-
-impl Resource {
-    pub fn bytes(&self) -> u64 {
-        match self {
-            Resource::Image(img) => img.buffer.size,
-            Resource::Blob(b) => b.memory.size,
-        }
-    }
-}
 
 /// What a scanout shows: `rect` of `resource`, copied into `front` on set and flush.
 struct Shown {
@@ -83,14 +48,6 @@ pub struct Scanout {
 }
 
 impl VulkanBackend {
-    fn image(&self, id: ResourceId) -> GpuResult<&Image> {
-        match self.resources.get(&id) {
-            Some(Resource::Image(img)) => Ok(img),
-            Some(Resource::Blob(_)) => Err(GpuError::InvalidParameter("resource is a blob")),
-            None => Err(GpuError::InvalidResourceId(id)),
-        }
-    }
-
     fn check_scanout(&self, scanout: ScanoutId) -> GpuResult<usize> {
         let index = usize::try_from(scanout).map_err(|_| GpuError::InvalidScanoutId(scanout))?;
         if index < self.scanouts.len() {
@@ -195,44 +152,14 @@ impl VulkanBackend {
 
 impl DisplayBackend for VulkanBackend {
     fn create_resource_2d(&mut self, id: ResourceId, desc: Resource2dDesc) -> GpuResult<()> {
-        if desc.width == 0 || desc.height == 0 {
-            return Err(GpuError::InvalidParameter("zero-sized resource"));
-        }
-        let stride = desc
-            .stride()
-            .ok_or(GpuError::InvalidParameter("too wide"))?;
-        let size = u64::from(stride) * u64::from(desc.height);
-        if size > super::MEMORY_LIMIT {
-            return Err(GpuError::OutOfDeviceMemory);
-        }
-        if id == 0 || self.resources.contains_key(&id) {
-            return Err(GpuError::InvalidResourceId(id));
-        }
-        self.charge(size)?;
-        let usage = vk::BufferUsageFlags::TRANSFER_SRC
-            | vk::BufferUsageFlags::TRANSFER_DST
-            | vk::BufferUsageFlags::STORAGE_BUFFER;
-        let buffer = match GpuBuffer::new(&self.dev, size, usage, MemoryUse::DeviceLocal) {
-            Ok(buffer) => buffer,
-            Err(e) => {
-                self.memory_used -= size;
-                return Err(e.into());
-            }
+        let shape = ImageShape {
+            width: desc.width,
+            height: desc.height,
+            layers: 1,
+            bpp: desc.format.bytes_per_pixel(),
+            format: Some(desc.format),
         };
-        let target = buffer.buffer;
-        let image = Image {
-            desc,
-            stride,
-            buffer,
-        };
-        self.resources.insert(id, Resource::Image(image));
-        // Fresh device memory may still hold someone else's pixels: clear it.
-        self.submitter.run(|d, cmd| {
-            // SAFETY: `cmd` is recording; the buffer is live, has TRANSFER_DST usage, and its
-            // size is a multiple of 4, so a WHOLE_SIZE fill is valid.
-            unsafe { d.cmd_fill_buffer(cmd, target, 0, vk::WHOLE_SIZE, 0) }
-        })?;
-        Ok(())
+        self.insert_image(id, shape)
     }
 
     fn destroy_resource(&mut self, id: ResourceId) -> GpuResult<()> {
@@ -266,20 +193,18 @@ impl DisplayBackend for VulkanBackend {
         source: &mut dyn RowSource,
     ) -> GpuResult<()> {
         let img = self.image(id)?;
-        if !rect.fits_in(img.desc.width, img.desc.height) {
-            return Err(GpuError::InvalidParameter("box outside the resource"));
-        }
+        img.check_box(&rect, 0, 1)?;
         let dst = img.linear();
-        self.staging.upload(&mut self.submitter, dst, rect, source)
+        self.staging
+            .upload(&mut self.submitter, dst, rect, (0, 1), source)
     }
 
     fn read_rect(&mut self, id: ResourceId, rect: Rect, sink: &mut dyn RowSink) -> GpuResult<()> {
         let img = self.image(id)?;
-        if !rect.fits_in(img.desc.width, img.desc.height) {
-            return Err(GpuError::InvalidParameter("box outside the resource"));
-        }
+        img.check_box(&rect, 0, 1)?;
         let src = img.linear();
-        self.staging.download(&mut self.submitter, src, rect, sink)
+        self.staging
+            .download(&mut self.submitter, src, rect, (0, 1), sink)
     }
 
     fn set_scanout(
@@ -294,12 +219,14 @@ impl DisplayBackend for VulkanBackend {
             return Ok(());
         };
         let img = self.image(id)?;
-        if rect.is_empty() || !rect.fits_in(img.desc.width, img.desc.height) {
+        let format = img
+            .format
+            .ok_or(GpuError::InvalidParameter("resource has no 2D format"))?;
+        if rect.is_empty() || !rect.fits_in(img.width, img.height) {
             return Err(GpuError::InvalidParameter(
                 "scanout rectangle outside the resource",
             ));
         }
-        let format = img.desc.format;
         let bytes = u64::from(rect.width) * u64::from(rect.height) * 4;
         if bytes > u64::from(self.dev.limits.max_storage_buffer_range) {
             return Err(GpuError::Unsupported(
@@ -308,10 +235,7 @@ impl DisplayBackend for VulkanBackend {
         }
         let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER;
         let front = GpuBuffer::new(&self.dev, bytes, usage, MemoryUse::DeviceLocal)?;
-        let dst = Linear {
-            buffer: front.buffer,
-            stride: rect.width * 4,
-        };
+        let dst = Linear::packed(front.buffer, rect.width, rect.height);
         // What the resource holds now is shown at once; later changes appear on flush.
         self.copy_from_image(id, rect, dst, 0, 0)?;
         self.scanouts[index].shown = Some(Shown {
@@ -329,7 +253,7 @@ impl DisplayBackend for VulkanBackend {
             Some(Resource::Blob(_)) => return Ok(()),
             None => return Err(GpuError::InvalidResourceId(id)),
         };
-        if !rect.fits_in(img.desc.width, img.desc.height) {
+        if !rect.fits_in(img.width, img.height) {
             return Err(GpuError::InvalidParameter(
                 "flush rectangle outside the resource",
             ));
@@ -344,10 +268,7 @@ impl DisplayBackend for VulkanBackend {
             let Some(damage) = rect.intersect(&s.rect) else {
                 continue;
             };
-            let dst = Linear {
-                buffer: s.front.buffer,
-                stride: s.rect.width * 4,
-            };
+            let dst = Linear::packed(s.front.buffer, s.rect.width, s.rect.height);
             let regions = rect_regions(src, damage, dst, damage.x - s.rect.x, damage.y - s.rect.y);
             copies.push((dst.buffer, regions));
         }
@@ -371,18 +292,14 @@ impl DisplayBackend for VulkanBackend {
             return Ok(());
         };
         let img = self.image(cursor_image.resource)?;
-        let format = img.desc.format;
-        let size = (
-            img.desc.width.min(CURSOR_SIZE),
-            img.desc.height.min(CURSOR_SIZE),
-        );
+        let format = img
+            .format
+            .ok_or(GpuError::InvalidParameter("cursor has no 2D format"))?;
+        let size = (img.width.min(CURSOR_SIZE), img.height.min(CURSOR_SIZE));
         let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER;
         let bytes = u64::from(CURSOR_SIZE * CURSOR_SIZE * 4);
         let pixels = GpuBuffer::new(&self.dev, bytes, usage, MemoryUse::DeviceLocal)?;
-        let dst = Linear {
-            buffer: pixels.buffer,
-            stride: CURSOR_SIZE * 4,
-        };
+        let dst = Linear::packed(pixels.buffer, CURSOR_SIZE, CURSOR_SIZE);
         self.copy_from_image(cursor_image.resource, Rect::full(size.0, size.1), dst, 0, 0)?;
         self.scanouts[index].cursor = Some(Cursor {
             image: cursor_image,

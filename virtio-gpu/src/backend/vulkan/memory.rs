@@ -2,6 +2,7 @@
 //! read-back (host-visible, persistently mapped), and exportable host blobs.
 
 use std::os::fd::{FromRawFd, OwnedFd};
+
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -130,69 +131,148 @@ impl Drop for GpuBuffer {
     }
 }
 
-/// Host memory for a HOST3D blob, allocated exportable so a transport can mmap it as an fd.
+/// Host memory for a HOST3D blob: a memfd mapped here and imported into Vulkan
+/// (`VK_EXT_external_memory_host`), so a transport can mmap the same pages into the guest
+/// through the fd while the device can use them as Vulkan memory.
+///
+/// (Exporting Vulkan memory as an `OPAQUE_FD` would not do: an opaque fd is only defined for
+/// importing into another Vulkan device, not for mmap; lavapipe's, for one, has a header in front
+/// of the memory.)
 pub struct ExportableMemory {
     dev: Arc<GpuDevice>,
     memory: vk::DeviceMemory,
+    file: std::fs::File,
+    ptr: NonNull<u8>,
+    /// The mapped (and imported) length: `size` rounded up to the import alignment.
+    mapped_len: usize,
     pub size: u64,
 }
 
+// SAFETY: the mapping is owned by this value and only written through `&self` methods that the
+// backend calls with exclusive access (it is `&mut` up the call chain); moving it is sound.
+unsafe impl Send for ExportableMemory {}
+
 impl ExportableMemory {
-    /// Allocates `size` bytes of host-visible memory that can be exported as an opaque fd.
+    /// Allocates `size` bytes of shared host memory the device imports.
     pub fn new(dev: &Arc<GpuDevice>, size: u64) -> Result<Self, VulkanError> {
         if size == 0 {
             return Err(VulkanError::ZeroSize);
         }
-        if dev.external_fd.is_none() {
-            return Err(VulkanError::NoExternalMemory);
-        }
-        let host = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
-        let type_index = dev
-            .memory_type(u32::MAX, host, vk::MemoryPropertyFlags::HOST_CACHED)
-            .ok_or(VulkanError::NoMemoryType)?;
-        let mut export = vk::ExportMemoryAllocateInfo::default()
-            .handle_types(vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD);
-        let alloc = vk::MemoryAllocateInfo::default()
-            .allocation_size(size)
-            .memory_type_index(type_index)
-            .push_next(&mut export);
-        // SAFETY: valid allocation info whose chain (`export`) outlives the call; freed on drop.
-        let memory = unsafe { dev.device.allocate_memory(&alloc, None) }
-            .map_err(VulkanError::vk("vkAllocateMemory(export)"))?;
-        Ok(ExportableMemory {
-            dev: dev.clone(),
-            memory,
-            size,
-        })
-    }
-
-    /// A new fd referring to this memory (each call exports a fresh one).
-    pub fn export_fd(&self) -> Result<OwnedFd, VulkanError> {
-        let ext = self
-            .dev
-            .external_fd
+        let (ext, align) = dev
+            .external_host
             .as_ref()
             .ok_or(VulkanError::NoExternalMemory)?;
-        let info = vk::MemoryGetFdInfoKHR::default()
-            .memory(self.memory)
-            .handle_type(vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD);
-        // SAFETY: the memory was allocated exportable as OPAQUE_FD by this device.
-        let fd =
-            unsafe { ext.get_memory_fd(&info) }.map_err(VulkanError::vk("vkGetMemoryFdKHR"))?;
+        let len = size.next_multiple_of(*align);
+        let mapped_len = usize::try_from(len).map_err(|_| VulkanError::OutOfRange)?;
+        // SAFETY: a static NUL-terminated name and valid flags; the call only creates an fd.
+        let fd = unsafe { libc::memfd_create(c"vgpu-vk-blob".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
             return Err(VulkanError::Other(format!(
-                "vkGetMemoryFdKHR returned fd {fd}"
+                "memfd_create: {}",
+                std::io::Error::last_os_error()
             )));
         }
-        // SAFETY: vkGetMemoryFdKHR hands ownership of a new fd to the caller.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        // SAFETY: `fd` was just returned by memfd_create and nothing else owns it.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.set_len(len)
+            .map_err(|e| VulkanError::Other(format!("blob size: {e}")))?;
+        // SAFETY: a fresh shared mapping of the whole file; unmapped in Drop (or just below).
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(VulkanError::Other(format!(
+                "mmap: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(VulkanError::Other("mmap: null".into()))?;
+        let mut this = ExportableMemory {
+            dev: dev.clone(),
+            memory: vk::DeviceMemory::null(),
+            file,
+            ptr,
+            mapped_len,
+            size,
+        };
+        let handle = vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT;
+        let mut props = vk::MemoryHostPointerPropertiesEXT::default();
+        // SAFETY: `ptr` is a live mapping aligned to (at least) the import alignment; `props`
+        // outlives the call.
+        let got = unsafe {
+            (ext.fp().get_memory_host_pointer_properties_ext)(
+                dev.device.handle(),
+                handle,
+                raw.cast_const(),
+                &mut props,
+            )
+        };
+        got.result()
+            .map_err(VulkanError::vk("vkGetMemoryHostPointerPropertiesEXT"))?;
+        let host = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+        let type_index = dev
+            .memory_type(
+                props.memory_type_bits,
+                vk::MemoryPropertyFlags::empty(),
+                host,
+            )
+            .ok_or(VulkanError::NoMemoryType)?;
+        let mut import = vk::ImportMemoryHostPointerInfoEXT::default()
+            .handle_type(handle)
+            .host_pointer(raw);
+        let alloc = vk::MemoryAllocateInfo::default()
+            .allocation_size(len)
+            .memory_type_index(type_index)
+            .push_next(&mut import);
+        // SAFETY: imports `len` bytes at `ptr`, which stay mapped until after the memory is
+        // freed in Drop; the chain (`import`) outlives the call.
+        this.memory = unsafe { dev.device.allocate_memory(&alloc, None) }
+            .map_err(VulkanError::vk("vkAllocateMemory(host import)"))?;
+        Ok(this)
+    }
+
+    /// A new fd referring to this memory (offset 0, `size` bytes), for mmap.
+    pub fn export_fd(&self) -> Result<OwnedFd, VulkanError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| VulkanError::Other(format!("dup: {e}")))?;
+        Ok(OwnedFd::from(file))
+    }
+
+    /// Writes `len` bytes of `value` at `offset`, from the host (checked against the size).
+    pub fn fill(&self, offset: u64, len: u64, value: u8) -> Result<(), VulkanError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => {}
+            _ => return Err(VulkanError::OutOfRange),
+        }
+        let (offset, len) = match (usize::try_from(offset), usize::try_from(len)) {
+            (Ok(o), Ok(l)) => (o, l),
+            _ => return Err(VulkanError::OutOfRange),
+        };
+        // SAFETY: `offset + len <= size <= mapped_len`, inside the live mapping; the guest may
+        // write the same pages concurrently, which is what shared blob memory means (bytes, no
+        // Rust references into the mapping are held).
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().wrapping_add(offset), value, len) };
+        Ok(())
     }
 }
 
 impl Drop for ExportableMemory {
     fn drop(&mut self) {
-        // SAFETY: no GPU work uses blob memory (no command stream reaches it); exported fds keep
-        // their own reference to the underlying memory.
-        unsafe { self.dev.device.free_memory(self.memory, None) };
+        if self.memory != vk::DeviceMemory::null() {
+            // SAFETY: no GPU work uses blob memory when the backend drops it (every submission
+            // is waited for); freed before the pages it imports are unmapped.
+            unsafe { self.dev.device.free_memory(self.memory, None) };
+        }
+        // SAFETY: the mapping made in `new`, unmapped once; exported fds keep the file alive.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped_len) };
     }
 }

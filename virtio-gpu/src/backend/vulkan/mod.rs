@@ -1,35 +1,41 @@
 //! The Vulkan backend: resources live in Vulkan memory, transfers go through a host-visible
 //! staging buffer with one queue submission per transfer, scanouts are composed by a compute
-//! shader, and fences are markers on a timeline semaphore.
+//! shader, the private "VG" capset's command stream runs as GPU copies and fills, and fences are
+//! markers on a timeline semaphore.
 //!
 //! Layout: [`device`] (loader, physical device choice, queue), [`memory`] (buffers and exportable
-//! blob memory), [`submit`] (command recording, submission, the fence timeline), [`transfer`]
-//! (staging and row copies), [`shader`] and [`pipeline`] (the compose shader), [`display`] (the
-//! [`DisplayBackend`] half) and [`compute`] (contexts, fences, host blobs).
+//! blob memory), `resources` (images and blobs), `submit` (command recording, submission, the
+//! timeline semaphore), `transfer` (staging and row copies), [`shader`] and `pipeline` (the
+//! compose shader), `display` (the `DisplayBackend` half), `compute` (contexts, fences, 3D
+//! resources, host blobs), `stream` (the VG command stream) and `timeline` (fence ordering).
 //!
-//! Every resource is a linear `VkBuffer` (`stride = width * 4`): composition then needs only
-//! buffer copies and one compute dispatch, and 2D transfers are plain row copies.
+//! Every image is a linear `VkBuffer` (`stride = width * bytes per pixel`): composition then
+//! needs only buffer copies and one compute dispatch, and transfers are plain row copies.
 
 mod compute;
 pub mod device;
 mod display;
-mod memory;
+pub mod memory;
 mod pipeline;
+mod resources;
 pub mod shader;
+mod stream;
 mod submit;
+mod timeline;
 mod transfer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ash::vk;
 use gpu_interface::display::MAX_SCANOUTS;
-use gpu_interface::{FenceTimeline, GpuBackend, GpuError, ResourceId};
+use gpu_interface::{GpuBackend, GpuError, ResourceId};
 
 use device::GpuDevice;
-use display::{Resource, Scanout};
+use display::Scanout;
 use memory::{GpuBuffer, MemoryUse};
 use pipeline::ComposePipeline;
+use resources::Resource;
 use submit::Submitter;
 use transfer::Staging;
 
@@ -52,7 +58,9 @@ pub enum VulkanError {
     NoMemoryType,
     #[error("zero-sized allocation")]
     ZeroSize,
-    #[error("the device lacks VK_KHR_external_memory_fd")]
+    #[error("range outside the allocation")]
+    OutOfRange,
+    #[error("the device lacks VK_EXT_external_memory_host")]
     NoExternalMemory,
     #[error("compose shader: {0}")]
     Shader(String),
@@ -79,15 +87,16 @@ impl From<VulkanError> for GpuError {
                 ..
             } => GpuError::OutOfDeviceMemory,
             VulkanError::NoExternalMemory => {
-                GpuError::Unsupported("host blobs need VK_KHR_external_memory_fd")
+                GpuError::Unsupported("host blobs need VK_EXT_external_memory_host")
             }
             VulkanError::ZeroSize => GpuError::InvalidParameter("zero-sized allocation"),
+            VulkanError::OutOfRange => GpuError::InvalidParameter("fill outside the blob"),
             other => GpuError::Backend(other.to_string()),
         }
     }
 }
 
-/// A context: the resources attached to it (no capset is offered, so it runs no commands).
+/// A context: the resources attached to it (commands name only attached resources).
 #[derive(Debug, Default)]
 struct Context {
     resources: std::collections::HashSet<ResourceId>,
@@ -98,8 +107,7 @@ pub struct VulkanBackend {
     resources: HashMap<ResourceId, Resource>,
     scanouts: Vec<Scanout>,
     contexts: HashMap<u32, Context>,
-    /// (timeline, fence id, timeline-semaphore value that signals it), in creation order.
-    pending_fences: VecDeque<(FenceTimeline, u64, u64)>,
+    timelines: timeline::Timelines,
     memory_used: u64,
     staging: Staging,
     compose: ComposePipeline,
@@ -125,7 +133,7 @@ impl VulkanBackend {
             resources: HashMap::new(),
             scanouts: (0..MAX_SCANOUTS).map(|_| Scanout::default()).collect(),
             contexts: HashMap::new(),
-            pending_fences: VecDeque::new(),
+            timelines: timeline::Timelines::default(),
             memory_used: 0,
             staging: Staging::new(&dev),
             compose: ComposePipeline::new(&dev)?,

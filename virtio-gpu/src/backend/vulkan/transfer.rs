@@ -15,36 +15,96 @@ use super::submit::Submitter;
 /// submission each.
 const STAGING_MAX: u64 = 64 << 20;
 
-/// A linear image in a buffer: `stride` bytes per row, 4 bytes per pixel.
+/// A linear image in a buffer: `layers` images of `rows` rows, `stride` bytes apart, `bpp`
+/// bytes per pixel.
 #[derive(Debug, Clone, Copy)]
 pub struct Linear {
     pub buffer: vk::Buffer,
     pub stride: u32,
+    pub bpp: u32,
+    /// Rows per layer.
+    pub rows: u32,
 }
 
-/// Regions copying `rect` of `src` to (`dx`, `dy`) of `dst`: one per row, or one when the rows
-/// are contiguous in both.
+impl Linear {
+    /// A tightly packed 4-byte-per-pixel image `width` pixels wide.
+    pub fn packed(buffer: vk::Buffer, width: u32, rows: u32) -> Self {
+        Linear {
+            buffer,
+            stride: width * 4,
+            bpp: 4,
+            rows,
+        }
+    }
+
+    /// Byte offset of pixel (`x`, `y`) of `layer`.
+    pub fn offset(&self, layer: u32, y: u32, x: u32) -> u64 {
+        (u64::from(layer) * u64::from(self.rows) + u64::from(y)) * u64::from(self.stride)
+            + u64::from(x) * u64::from(self.bpp)
+    }
+}
+
+/// Appends `r`, merging it into the previous region when both ranges continue it.
+fn push_merged(regions: &mut Vec<vk::BufferCopy>, r: vk::BufferCopy) {
+    if let Some(last) = regions.last_mut() {
+        if last.src_offset + last.size == r.src_offset
+            && last.dst_offset + last.size == r.dst_offset
+        {
+            last.size += r.size;
+            return;
+        }
+    }
+    regions.push(r);
+}
+
+/// Where one box copy goes: (`x`, `y`, first layer) in an image.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub x: u32,
+    pub y: u32,
+    pub layer: u32,
+}
+
+impl At {
+    pub fn xy(x: u32, y: u32) -> Self {
+        At { x, y, layer: 0 }
+    }
+}
+
+/// Regions copying the box `rect` x `depth` layers from `src` (starting at `from`) to `dst`
+/// (starting at `to`); rows contiguous in both are merged. Both images have the same `bpp`, and
+/// the caller checked the box against both.
+pub fn box_regions(
+    src: Linear,
+    from: At,
+    dst: Linear,
+    to: At,
+    width: u32,
+    height: u32,
+    depth: u32,
+) -> Vec<vk::BufferCopy> {
+    let row = u64::from(width) * u64::from(src.bpp);
+    let mut regions = Vec::new();
+    if row == 0 {
+        return regions;
+    }
+    for z in 0..depth {
+        for y in 0..height {
+            let region = vk::BufferCopy {
+                src_offset: src.offset(from.layer + z, from.y + y, from.x),
+                dst_offset: dst.offset(to.layer + z, to.y + y, to.x),
+                size: row,
+            };
+            push_merged(&mut regions, region);
+        }
+    }
+    regions
+}
+
+/// Regions copying `rect` (layer 0) of `src` to (`dx`, `dy`) of `dst`.
 pub fn rect_regions(src: Linear, rect: Rect, dst: Linear, dx: u32, dy: u32) -> Vec<vk::BufferCopy> {
-    let row = u64::from(rect.width) * 4;
-    let src_at = |y: u32| u64::from(y) * u64::from(src.stride) + u64::from(rect.x) * 4;
-    let dst_at = |y: u32| u64::from(y) * u64::from(dst.stride) + u64::from(dx) * 4;
-    if rect.is_empty() {
-        return Vec::new();
-    }
-    if row == u64::from(src.stride) && row == u64::from(dst.stride) {
-        return vec![vk::BufferCopy {
-            src_offset: src_at(rect.y),
-            dst_offset: dst_at(dy),
-            size: row * u64::from(rect.height),
-        }];
-    }
-    (0..rect.height)
-        .map(|i| vk::BufferCopy {
-            src_offset: src_at(rect.y + i),
-            dst_offset: dst_at(dy + i),
-            size: row,
-        })
-        .collect()
+    let (from, to) = (At::xy(rect.x, rect.y), At::xy(dx, dy));
+    box_regions(src, from, dst, to, rect.width, rect.height, 1)
 }
 
 /// The staging buffers, grown on demand up to [`STAGING_MAX`].
@@ -88,32 +148,27 @@ impl Staging {
             .min(height)
     }
 
-    /// Writes `rect` of image `dst` from `source` (rows numbered from 0 within `rect`). The
-    /// caller has checked `rect` against the image.
+    /// Writes the box `rect` x `depth` layers (from `layer`) of image `dst` from `source`, rows
+    /// numbered layer-major from 0. The caller has checked the box against the image.
     pub fn upload(
         &mut self,
         sub: &mut Submitter,
         dst: Linear,
         rect: Rect,
+        (layer, depth): (u32, u32),
         source: &mut dyn RowSource,
     ) -> GpuResult<()> {
-        if rect.is_empty() {
+        let Some((row_len, total)) = box_rows(dst, rect, depth) else {
             return Ok(());
-        }
-        let row_len = u64::from(rect.width) * 4;
+        };
         let row_bytes = usize::try_from(row_len).map_err(|_| GpuError::OutOfHostMemory)?;
-        let per_chunk = Self::chunk_rows(row_len, rect.height);
+        let per_chunk = Self::chunk_rows(row_len, total);
         let mut first = 0u32;
-        while first < rect.height {
-            let rows = per_chunk.min(rect.height - first);
+        while first < total {
+            let rows = per_chunk.min(total - first);
             let usage = vk::BufferUsageFlags::TRANSFER_SRC;
-            let staging = ensure(
-                &self.dev,
-                &mut self.upload,
-                row_len * u64::from(rows),
-                usage,
-                MemoryUse::Upload,
-            )?;
+            let size = row_len * u64::from(rows);
+            let staging = ensure(&self.dev, &mut self.upload, size, usage, MemoryUse::Upload)?;
             let bytes = staging
                 .bytes_mut()
                 .ok_or(GpuError::Backend("staging not mapped".into()))?;
@@ -124,57 +179,51 @@ impl Staging {
             {
                 source.fill_row(first + i as u32, dst_row)?;
             }
-            let src = Linear {
-                buffer: staging.buffer,
-                stride: row_len as u32,
-            };
-            let chunk = Rect::new(0, 0, rect.width, rows);
-            let regions = rect_regions(src, chunk, dst, rect.x, rect.y + first);
+            let regions = chunk_regions(dst, rect, layer, first, rows, row_len, false);
+            let src = staging.buffer;
             sub.run(|d, cmd| {
                 // SAFETY: `cmd` is recording; both buffers are live and every region lies inside
-                // them (the rectangle was checked against the destination image, and the
-                // staging buffer holds `rows` rows).
-                unsafe { d.cmd_copy_buffer(cmd, src.buffer, dst.buffer, &regions) }
+                // them (the box was checked against the destination image, and the staging
+                // buffer holds `rows` rows of `row_len` bytes).
+                unsafe { d.cmd_copy_buffer(cmd, src, dst.buffer, &regions) }
             })?;
             first += rows;
         }
         Ok(())
     }
 
-    /// Reads `rect` of image `src` into `sink` (rows numbered from 0 within `rect`).
+    /// Reads the box `rect` x `depth` layers (from `layer`) of image `src` into `sink`, rows
+    /// numbered as in [`Staging::upload`].
     pub fn download(
         &mut self,
         sub: &mut Submitter,
         src: Linear,
         rect: Rect,
+        (layer, depth): (u32, u32),
         sink: &mut dyn RowSink,
     ) -> GpuResult<()> {
-        if rect.is_empty() {
+        let Some((row_len, total)) = box_rows(src, rect, depth) else {
             return Ok(());
-        }
-        let row_len = u64::from(rect.width) * 4;
+        };
         let row_bytes = usize::try_from(row_len).map_err(|_| GpuError::OutOfHostMemory)?;
-        let per_chunk = Self::chunk_rows(row_len, rect.height);
+        let per_chunk = Self::chunk_rows(row_len, total);
         let mut first = 0u32;
-        while first < rect.height {
-            let rows = per_chunk.min(rect.height - first);
+        while first < total {
+            let rows = per_chunk.min(total - first);
             let usage = vk::BufferUsageFlags::TRANSFER_DST;
+            let size = row_len * u64::from(rows);
             let staging = ensure(
                 &self.dev,
                 &mut self.readback,
-                row_len * u64::from(rows),
+                size,
                 usage,
                 MemoryUse::Readback,
             )?;
-            let dst = Linear {
-                buffer: staging.buffer,
-                stride: row_len as u32,
-            };
-            let chunk = Rect::new(rect.x, rect.y + first, rect.width, rows);
-            let regions = rect_regions(src, chunk, dst, 0, 0);
+            let regions = chunk_regions(src, rect, layer, first, rows, row_len, true);
+            let dst = staging.buffer;
             sub.run(|d, cmd| {
                 // SAFETY: as in `upload`, with source and destination swapped.
-                unsafe { d.cmd_copy_buffer(cmd, src.buffer, dst.buffer, &regions) }
+                unsafe { d.cmd_copy_buffer(cmd, src.buffer, dst, &regions) }
             })?;
             let bytes = staging
                 .bytes()
@@ -192,6 +241,50 @@ impl Staging {
     }
 }
 
+/// Bytes per row and number of rows of a box, or `None` when it is empty.
+fn box_rows(image: Linear, rect: Rect, depth: u32) -> Option<(u64, u32)> {
+    let row_len = u64::from(rect.width) * u64::from(image.bpp);
+    let total = rect.height.checked_mul(depth)?;
+    (row_len > 0 && total > 0).then_some((row_len, total))
+}
+
+/// Regions between staging rows `first..first + rows` (tightly packed) and the matching rows of
+/// the box in `image`; `to_staging` says which way they copy.
+fn chunk_regions(
+    image: Linear,
+    rect: Rect,
+    layer: u32,
+    first: u32,
+    rows: u32,
+    row_len: u64,
+    to_staging: bool,
+) -> Vec<vk::BufferCopy> {
+    let mut regions = Vec::new();
+    for i in 0..rows {
+        let flat = first + i;
+        let image_at = image.offset(
+            layer + flat / rect.height,
+            rect.y + flat % rect.height,
+            rect.x,
+        );
+        let staging_at = u64::from(i) * row_len;
+        let (src_offset, dst_offset) = if to_staging {
+            (image_at, staging_at)
+        } else {
+            (staging_at, image_at)
+        };
+        push_merged(
+            &mut regions,
+            vk::BufferCopy {
+                src_offset,
+                dst_offset,
+                size: row_len,
+            },
+        );
+    }
+    regions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,26 +294,35 @@ mod tests {
         let a = Linear {
             buffer: vk::Buffer::null(),
             stride: 64,
+            bpp: 4,
+            rows: 8,
         };
         let regions = rect_regions(a, Rect::new(0, 2, 16, 3), a, 0, 5);
         assert_eq!(regions.len(), 1);
-        assert_eq!(
-            (
-                regions[0].src_offset,
-                regions[0].dst_offset,
-                regions[0].size
-            ),
-            (128, 320, 192)
-        );
+        let r = regions[0];
+        assert_eq!((r.src_offset, r.dst_offset, r.size), (128, 320, 192));
         let regions = rect_regions(a, Rect::new(1, 2, 4, 3), a, 2, 0);
         assert_eq!(regions.len(), 3);
+        let r = regions[2];
         assert_eq!(
-            (
-                regions[2].src_offset,
-                regions[2].dst_offset,
-                regions[2].size
-            ),
+            (r.src_offset, r.dst_offset, r.size),
             (4 * 64 + 4, 2 * 64 + 8, 16)
         );
+    }
+
+    #[test]
+    fn staging_rows_walk_layers() {
+        // 1-byte pixels, 10x4 per layer: a 3x2 box over layers 1..3 is 4 rows in staging.
+        let img = Linear {
+            buffer: vk::Buffer::null(),
+            stride: 10,
+            bpp: 1,
+            rows: 4,
+        };
+        let regions = chunk_regions(img, Rect::new(2, 1, 3, 2), 1, 0, 4, 3, false);
+        let dst: Vec<u64> = regions.iter().map(|r| r.dst_offset).collect();
+        assert_eq!(dst, [40 + 12, 40 + 22, 80 + 12, 80 + 22]);
+        assert!(regions.iter().all(|r| r.size == 3));
+        assert_eq!(box_rows(img, Rect::new(0, 0, 0, 5), 1), None);
     }
 }
