@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod clock;
 pub mod executor;
+mod font;
 pub mod metrics;
 pub mod params;
 pub mod plot;

@@ -1,6 +1,6 @@
 //! Plots of share over time: each tenant's achieved share of the device's useful time (solid)
 //! against its entitlement (dashed), per 100 ms. SVG is written by hand; PNG is rasterised
-//! here and encoded with the `png` crate.
+//! here (labels in a 5x7 bitmap font) and encoded with the `png` crate.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -198,6 +198,24 @@ impl Canvas {
         }
     }
 
+    /// Draws `text` with its top-left corner at (x, y), each font pixel `scale` wide.
+    fn text(&mut self, x: usize, y: usize, text: &str, scale: usize, c: [u8; 3]) {
+        for (k, ch) in text.chars().enumerate() {
+            for (row, bits) in crate::font::glyph(ch).iter().enumerate() {
+                for col in 0..5 {
+                    if bits & (0x10 >> col) != 0 {
+                        let (px, py) = (x + (k * 6 + col) * scale, y + row * scale);
+                        self.rect(px, py, scale, scale, c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn text_width(text: &str, scale: usize) -> usize {
+        text.chars().count() * 6 * scale
+    }
+
     fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
         for yy in y..y + h {
             for xx in x..x + w {
@@ -207,21 +225,50 @@ impl Canvas {
     }
 }
 
-/// The same plot as [`svg`] rasterised, with a colour key per tenant instead of text.
-pub fn png(trace: &RunTrace) -> Result<Vec<u8>, PlotError> {
+/// The same plot as [`svg`], rasterised with a small bitmap font.
+pub fn png(title: &str, trace: &RunTrace) -> Result<Vec<u8>, PlotError> {
     let s = shares(trace);
     let ymax = y_max(&s);
     let mut c = Canvas::new();
+    let ink = [0, 0, 0];
+    c.text(LEFT, 12, title, 2, ink);
     for k in 0..=5 {
-        let (_, y) = xy(&s, 0, ymax * k as f64 / 5.0, ymax);
+        let v = ymax * k as f64 / 5.0;
+        let (_, y) = xy(&s, 0, v, ymax);
         c.line(
             (LEFT as f64, y),
             ((W - RIGHT) as f64, y),
             [221, 221, 221],
             false,
         );
+        let label = format!("{:.0}%", v * 100.0);
+        let x = LEFT.saturating_sub(6 + Canvas::text_width(&label, 1));
+        c.text(x, (y as usize).saturating_sub(3), &label, 1, ink);
     }
-    for (i, _) in trace.tenants.iter().enumerate() {
+    let seconds = trace.duration as f64 / 1e9;
+    for k in 0..=seconds.floor() as usize {
+        let x = LEFT as f64 + (W - LEFT - RIGHT) as f64 * k as f64 / seconds.max(1e-9);
+        let label = format!("{k}s");
+        let w = Canvas::text_width(&label, 1);
+        c.text(
+            (x as usize).saturating_sub(w / 2),
+            H - BOTTOM + 8,
+            &label,
+            1,
+            ink,
+        );
+    }
+    c.text(
+        LEFT,
+        H - 16,
+        &format!(
+            "share per {:.0} ms: solid achieved, dashed entitled",
+            s.bin_ms
+        ),
+        1,
+        ink,
+    );
+    for i in 0..trace.tenants.len() {
         let colour = COLOURS[i % COLOURS.len()];
         for (series, dash) in [(&s.entitled[i], true), (&s.achieved[i], false)] {
             for k in 1..series.len() {
@@ -234,7 +281,13 @@ pub fn png(trace: &RunTrace) -> Result<Vec<u8>, PlotError> {
             }
         }
         if i < 24 {
-            c.rect(W - RIGHT + 10, TOP + 14 * i, 24, 6, colour);
+            c.rect(W - RIGHT + 10, TOP + 14 * i + 2, 12, 3, colour);
+            let t = &trace.tenants[i];
+            let label: String = format!("{} (w{})", t.name, t.weight)
+                .chars()
+                .take(22)
+                .collect();
+            c.text(W - RIGHT + 26, TOP + 14 * i, &label, 1, ink);
         }
     }
     let (l, t, r, b) = (
@@ -277,7 +330,7 @@ pub fn write(
     let svg_path = dir.join(format!("{stem}.svg"));
     fs::write(&svg_path, svg(title, trace)).map_err(io(&svg_path))?;
     let png_path = dir.join(format!("{stem}.png"));
-    fs::write(&png_path, png(trace)?).map_err(io(&png_path))?;
+    fs::write(&png_path, png(title, trace)?).map_err(io(&png_path))?;
     Ok(vec![svg_path, png_path])
 }
 
@@ -306,7 +359,7 @@ mod tests {
         }
         let svg = svg("weighted <30-70>", &trace);
         assert!(svg.contains("&lt;30-70&gt;") && svg.matches("<polyline").count() == 4);
-        let png = png(&trace).unwrap();
+        let png = png("t", &trace).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(png));
         let reader = decoder.read_info().unwrap();
         assert_eq!(
