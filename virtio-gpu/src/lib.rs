@@ -13,6 +13,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod fences;
+pub mod guest_driver;
 pub mod protocol;
 pub mod resources;
 pub mod shm;

@@ -24,7 +24,8 @@ use gpu_interface::{
 use super::compose::{self, CursorPlane, ImageRef};
 use resources::{Image, Resource, Storage};
 
-/// Host memory the software backend lets resources use in all, so a guest cannot exhaust the host.
+/// Host memory the software backend lets resources use in all by default, so a guest cannot
+/// exhaust the host ([`SoftwareBackend::with_memory_limit`] changes it).
 pub const MEMORY_LIMIT: u64 = 1 << 30;
 
 /// What a scanout shows: a rectangle of a resource, copied into a front buffer on flush.
@@ -57,6 +58,7 @@ pub struct SoftwareBackend {
     contexts: HashMap<u32, compute::Context>,
     timelines: timeline::Timelines,
     memory_used: u64,
+    memory_limit: u64,
 }
 
 impl Default for SoftwareBackend {
@@ -73,13 +75,22 @@ impl SoftwareBackend {
             contexts: HashMap::new(),
             timelines: timeline::Timelines::default(),
             memory_used: 0,
+            memory_limit: MEMORY_LIMIT,
+        }
+    }
+
+    /// A backend whose resources may use at most `bytes` of host memory in all.
+    pub fn with_memory_limit(bytes: u64) -> Self {
+        SoftwareBackend {
+            memory_limit: bytes,
+            ..Self::new()
         }
     }
 
     /// Reserves `bytes` of the memory budget.
     fn charge(&mut self, bytes: u64) -> GpuResult<()> {
         match self.memory_used.checked_add(bytes) {
-            Some(total) if total <= MEMORY_LIMIT => {
+            Some(total) if total <= self.memory_limit => {
                 self.memory_used = total;
                 Ok(())
             }
@@ -128,7 +139,7 @@ impl GpuBackend for SoftwareBackend {
 
 impl DisplayBackend for SoftwareBackend {
     fn create_resource_2d(&mut self, id: ResourceId, desc: Resource2dDesc) -> GpuResult<()> {
-        let image = Image::new_2d(desc, MEMORY_LIMIT)?;
+        let image = Image::new_2d(desc, self.memory_limit)?;
         self.insert_resource(id, Resource::new(Storage::Image(image)))
     }
 
@@ -194,7 +205,7 @@ impl DisplayBackend for SoftwareBackend {
             height: rect.height,
             format,
         };
-        let mut front = Image::new_2d(desc, MEMORY_LIMIT)?;
+        let mut front = Image::new_2d(desc, self.memory_limit)?;
         // What the resource holds now is shown at once; later changes appear on flush.
         image.copy_to(rect, &mut front, 0, 0)?;
         self.scanout_mut(scanout)?.shown = Some(Shown {

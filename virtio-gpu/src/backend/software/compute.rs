@@ -12,7 +12,7 @@ use gpu_interface::{
 
 use super::resources::{Blob, Image, Resource, Storage};
 use super::stream::{self, Command};
-use super::{SoftwareBackend, MEMORY_LIMIT};
+use super::SoftwareBackend;
 
 /// A context: its name and the resources attached to it.
 #[derive(Debug)]
@@ -191,7 +191,7 @@ impl ComputeBackend for SoftwareBackend {
         if ctx_id != 0 {
             self.context(ctx_id)?;
         }
-        let image = Image::new_3d(&desc, MEMORY_LIMIT)?;
+        let image = Image::new_3d(&desc, self.memory_limit)?;
         self.insert_resource(id, Resource::new(Storage::Image(image)))?;
         if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
             ctx.resources.insert(id);
@@ -230,7 +230,7 @@ impl ComputeBackend for SoftwareBackend {
             ));
         }
         self.context(ctx_id)?;
-        let blob = Blob::new(desc.size, MEMORY_LIMIT)?;
+        let blob = Blob::new(desc.size, self.memory_limit)?;
         self.insert_resource(id, Resource::new(Storage::Blob(blob)))?;
         if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
             ctx.resources.insert(id);
