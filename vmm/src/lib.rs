@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod bus;
 pub mod cli;
+pub mod cmos;
 pub mod hypervisor;
 pub mod memory;
 pub mod pci;

@@ -10,6 +10,7 @@ use gpu_interface::DisplayMode;
 use virtio_gpu::backend::BackendKind;
 
 use crate::boot::{self, mptable::MAX_CPUS, BootError};
+use crate::cmos::{Cmos, CMOS_LEN, CMOS_PORT};
 use crate::hypervisor::kvm::KvmHypervisor;
 use crate::hypervisor::{Hypervisor, HypervisorError};
 use crate::raw::{self, RawError};
@@ -221,6 +222,9 @@ fn run_linux(
     vm.hv.register_irqfd(&serial_irq, COM1_IRQ)?;
     serial::forward_stdin(serial);
     vm.add_reset_device()?;
+    vm.pio
+        .insert(Arc::new(Mutex::new(Cmos::new())), CMOS_PORT, CMOS_LEN)
+        .map_err(VmError::from)?;
     vm.pci_root()?;
     if let Some(gpu) = &args.gpu {
         vm.add_gpu(gpu)?;
