@@ -15,11 +15,16 @@ use super::{NeedsInterrupt, VirtioDevice, VirtioPciDevice};
 pub const VIRTIO_ID_GPU: u16 = 16;
 /// Queue sizes offered for the control and cursor queues.
 pub const QUEUE_SIZE: u16 = 256;
+/// Size of the host-visible region (BAR 2) where mappable host blobs appear.
+pub const SHM_SIZE: u64 = 256 << 20;
+/// Memory slots reserved for it: at most this many blobs are mapped at once.
+pub const SHM_SLOTS: usize = 32;
 
 /// A [`GpuDevice`] as a [`VirtioDevice`]: queue 0 is the control queue, queue 1 the cursor queue.
 pub struct VirtioGpu {
     device: GpuDevice,
     config_changed: bool,
+    shm: Option<super::shm::ShmRegion>,
 }
 
 impl VirtioGpu {
@@ -27,7 +32,15 @@ impl VirtioGpu {
         VirtioGpu {
             device,
             config_changed: false,
+            shm: None,
         }
+    }
+
+    /// Gives the device a host-visible region (exposed as BAR 2) for mappable host blobs.
+    pub fn with_shm(mut self, region: super::shm::ShmRegion) -> Self {
+        self.device.set_shm_mapper(Box::new(region.clone()));
+        self.shm = Some(region);
+        self
     }
 
     pub fn device(&mut self) -> &mut GpuDevice {
@@ -106,6 +119,16 @@ impl VirtioDevice for VirtioGpu {
         std::mem::take(&mut self.config_changed)
     }
 
+    fn shm_size(&self) -> Option<u64> {
+        self.shm.as_ref().map(|r| r.size())
+    }
+
+    fn shm_moved(&mut self, base: Option<u64>) {
+        if let Some(region) = &self.shm {
+            region.relocate(base);
+        }
+    }
+
     fn reset(&mut self) {
         self.device.reset();
     }
@@ -180,7 +203,9 @@ pub fn attach(
         scanouts: spec.scanouts.clone(),
         edid: spec.edid,
     };
-    let gpu = VirtioGpu::new(GpuDevice::new(backend, config));
+    let slots = (0..SHM_SLOTS).map(|_| vm.allocate_memory_slot()).collect();
+    let region = super::shm::ShmRegion::new(vm.hv.clone(), SHM_SIZE, slots);
+    let gpu = VirtioGpu::new(GpuDevice::new(backend, config)).with_shm(region);
     let vectors = gpu.queue_max_sizes().len() as u16 + 1;
     let msi: Box<dyn crate::pci::MsiSink> = if vm.irqchip {
         let gsi_base = vm.allocate_gsi();
@@ -207,4 +232,54 @@ pub fn attach(
         handle: PciGpuHandle { transport },
         _worker: worker,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use virtio_gpu::backend::BackendKind;
+
+    use super::*;
+    use crate::hypervisor::mock::MockHypervisor;
+    use crate::pci::PciDevice;
+
+    #[test]
+    fn attach_plugs_a_gpu_with_a_host_visible_region_on_bar2() {
+        let hv = MockHypervisor::new();
+        let mut vm = crate::vm::Vm::new(&hv, 16 << 20, true).unwrap();
+        let spec = crate::vm::GpuSpec {
+            backend: BackendKind::Software,
+            scanouts: vec![DisplayMode::new(640, 480)],
+            edid: true,
+        };
+        let gpu = attach(&mut vm, &spec).unwrap();
+        let transport = gpu.handle.transport.lock().unwrap();
+        let config = transport.config();
+        assert_eq!(config.read_reg(0), 0x1050_1af4);
+        assert_eq!(
+            config.bar(super::super::transport::SHM_BAR).unwrap().size,
+            SHM_SIZE
+        );
+        // Walk the capabilities to the shared-memory one (cfg_type 8, shmid 1, 64-bit length).
+        let byte = |off: usize| (config.read_reg(off / 4) >> (8 * (off % 4))) as u8;
+        let mut cap = byte(0x34) as usize;
+        let mut found = false;
+        while cap != 0 {
+            if byte(cap) == 0x09 && byte(cap + 3) == 8 {
+                assert_eq!((byte(cap + 4), byte(cap + 5)), (2, 1));
+                let len = u64::from(config.read_reg((cap + 12) / 4))
+                    | u64::from(config.read_reg((cap + 20) / 4)) << 32;
+                assert_eq!(len, SHM_SIZE);
+                found = true;
+            }
+            cap = byte(cap + 1) as usize;
+        }
+        assert!(found, "no shared-memory capability");
+        drop(transport);
+        // Three MSI-X vectors, each with an irqfd (there is an irqchip).
+        assert_eq!(hv.state.lock().unwrap().irqfds.len(), 3);
+        assert!(gpu.handle.screenshot(0).is_err(), "nothing shown yet");
+        assert!(gpu
+            .handle
+            .set_display_mode(0, Some(DisplayMode::new(800, 600))));
+    }
 }

@@ -10,6 +10,7 @@
 pub mod common;
 pub mod gpu;
 pub mod irq;
+pub mod shm;
 pub mod transport;
 pub mod worker;
 
@@ -98,6 +99,8 @@ pub trait VirtioDevice: Send {
     fn shm_size(&self) -> Option<u64> {
         None
     }
+    /// The shared-memory region's BAR moved (or stopped decoding: `None`).
+    fn shm_moved(&mut self, _base: Option<u64>) {}
     /// Device reset by the driver (status 0).
     fn reset(&mut self);
     /// The concrete device, for host-side requests (screenshots, display mode changes).

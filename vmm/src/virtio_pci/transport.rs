@@ -389,8 +389,10 @@ impl PciDevice for VirtioPciDevice {
     }
 
     fn bar_moved(&mut self, bar: usize, _old: Option<u64>, new: Option<u64>) {
-        if bar == 0 {
-            self.move_ioeventfds(new);
+        match bar {
+            0 => self.move_ioeventfds(new),
+            SHM_BAR => self.device.shm_moved(new),
+            _ => {}
         }
     }
 }
