@@ -6,16 +6,21 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// GPU context scheduler fairness: scenarios x policies, simulated or on host Vulkan.
     Sched(super::bench_sched::SchedArgs),
+    /// virtio-gpu device: small-command throughput and TRANSFER_TO_HOST_2D bandwidth vs memcpy.
+    VirtioGpu(super::bench_virtio_gpu::VirtioGpuBenchArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
     Sched(#[from] super::bench_sched::SchedBenchError),
+    #[error(transparent)]
+    VirtioGpu(#[from] super::bench_virtio_gpu::VirtioGpuBenchError),
 }
 
 pub fn run(command: BenchCommand) -> Result<(), BenchError> {
     match command {
         BenchCommand::Sched(args) => Ok(super::bench_sched::run(args)?),
+        BenchCommand::VirtioGpu(args) => Ok(super::bench_virtio_gpu::run(args)?),
     }
 }

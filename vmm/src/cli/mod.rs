@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_sched;
+mod bench_virtio_gpu;
+mod gpu_demo;
 mod run;
 
 /// GPU virtualization stack: VFIO passthrough, vGPU slices and virtio-gpu.
@@ -22,6 +24,8 @@ pub enum Command {
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Drive a virtio-gpu device as a guest would and save its scanout as PNG.
+    GpuDemo(gpu_demo::GpuDemoArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
     Run(run::RunArgs),
 }
@@ -31,6 +35,8 @@ pub enum Command {
 pub enum CliError {
     #[error(transparent)]
     Bench(#[from] bench::BenchError),
+    #[error(transparent)]
+    GpuDemo(#[from] gpu_demo::GpuDemoError),
     #[error(transparent)]
     Run(#[from] run::RunError),
 }
@@ -53,6 +59,7 @@ pub fn init_logging(verbose: u8) {
 pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Bench(b) => Ok(bench::run(b)?),
+        Command::GpuDemo(args) => Ok(gpu_demo::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
     }
 }
