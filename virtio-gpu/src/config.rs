@@ -72,8 +72,8 @@ impl ConfigSpace {
     /// Returns false (and changes nothing) for any other write.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> bool {
         const EVENTS_CLEAR: u64 = 4;
-        if offset < EVENTS_CLEAR || data.is_empty() || offset + data.len() as u64 > EVENTS_CLEAR + 4
-        {
+        let end = offset.checked_add(data.len() as u64);
+        if offset < EVENTS_CLEAR || data.is_empty() || end.is_none_or(|e| e > EVENTS_CLEAR + 4) {
             return false;
         }
         let shift = (offset - EVENTS_CLEAR) * 8;
@@ -109,6 +109,7 @@ mod tests {
         assert_eq!(&buf[8..12], &2u32.to_le_bytes());
         assert_eq!(&buf[12..16], &1u32.to_le_bytes());
         assert!(!c.write(8, &[0xff; 4]), "num_scanouts is read-only");
+        assert!(!c.write(u64::MAX, &[0xff; 4]), "offset overflow");
         assert!(c.write(4, &1u32.to_le_bytes()));
         assert_eq!(c.events_read, 0);
         let mut past = [0xaau8; 4];

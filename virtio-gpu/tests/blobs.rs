@@ -115,6 +115,12 @@ fn guest_blob_scanout_shows_guest_pages_on_flush() {
         g.cmd_type(&set_scanout_blob(16, 7, w, h, w * 4, 0)),
         VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID
     );
+    let huge = set_scanout_blob(1, 7, 1, u32::MAX, u32::MAX, u32::MAX);
+    assert_eq!(
+        g.cmd_type(&huge),
+        VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
+        "overflow"
+    );
     // Unref takes it off the scanout.
     assert_eq!(g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, 7)), OK);
     assert!(g.dev.screenshot(1).is_err());

@@ -288,6 +288,12 @@ fn hostile_3d_requests_are_rejected() {
         g.cmd_type(&from(1, 3, (u32::MAX, 0, 2, 1), 0)),
         VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER
     );
+    let huge = from(1, 3, (0, 0, u32::MAX, u32::MAX), 0);
+    assert_eq!(
+        g.cmd_type(&huge),
+        VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
+        "overflow"
+    );
     // Streams: unknown context, truncated, size past the request, garbage opcode.
     let h = ctx_hdr(VIRTIO_GPU_CMD_SUBMIT_3D, 1);
     assert_eq!(

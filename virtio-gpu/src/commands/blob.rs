@@ -111,8 +111,11 @@ pub fn set_scanout_blob<M: GuestMemory>(dev: &mut GpuDevice, bytes: &[u8], mem: 
     let (stride, offset) = (cmd.strides[0].get(), cmd.offsets[0].get());
     let rect = Rect::from(cmd.r);
     let row_len = u64::from(width) * u64::from(format.bytes_per_pixel());
-    let end = u64::from(height.saturating_sub(1)) * u64::from(stride) + u64::from(offset) + row_len;
-    if width == 0 || height == 0 || u64::from(stride) < row_len || end > size {
+    let end = u64::from(height.saturating_sub(1))
+        .checked_mul(u64::from(stride))
+        .and_then(|n| n.checked_add(u64::from(offset))?.checked_add(row_len));
+    let fits = end.is_some_and(|end| end <= size);
+    if width == 0 || height == 0 || u64::from(stride) < row_len || !fits {
         return Err(CmdError::InvalidParameter(
             "scanout blob layout outside the blob",
         ));

@@ -187,7 +187,7 @@ pub fn transfer_3d<M: GuestMemory>(
         s => u64::from(s),
     };
     let layer_stride = match cmd.layer_stride.get() {
-        0 => stride * u64::from(h),
+        0 => stride.saturating_mul(u64::from(h)),
         s => u64::from(s),
     };
     let offset = cmd.offset.get();
