@@ -3,21 +3,31 @@
 # gives /dev/kvm; there `vgpu run` boots a Debian kernel + initramfs (L2) with our virtio-gpu, the
 # inner virtio_gpu driver binds and draws colour bars, and the screenshot comes back to the host.
 #
-#   scripts/nested.sh [--qemu] [--out DIR] [--timeout SECONDS]
+#   scripts/nested.sh [--qemu] [--test] [--ci] [--record] [--out DIR] [--timeout SECONDS]
 #
 # Writes DIR/l1.log (the whole L1 console), DIR/l2.png (the inner scanout) and DIR/times.txt, and
 # prints the timings. --qemu also boots the same L2 with QEMU -enable-kvm inside L1, for the
-# boot-to-init comparison. Exit status 0 when the screenshot came back (the test checks pixels).
+# boot-to-init comparison. Exit status 0 when the screenshot came back; --test then runs the
+# nested_kvm test on this run's results (it checks the pixels).
 # It takes minutes (everything in L1 is emulated): `cargo test -p vgpu-tests --test nested_kvm`
 # runs it only with VGPU_NESTED=1.
+#
+# CI runs it once per change to vmm/: --ci does nothing when the git tree hash of vmm/ equals the
+# one in guests/nested/verified-vmm-tree (written by --record after a passing run, and committed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/target/nested
 timeout_s=1500
 qemu_too=0
+run_test=0
+ci=0
+record=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --qemu) qemu_too=1; shift ;;
+    --test) run_test=1; shift ;;
+    --ci) ci=1; shift ;;
+    --record) record=1; shift ;;
     --out) out=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     *) echo "nested.sh: unknown option $1" >&2; exit 2 ;;
@@ -25,6 +35,12 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out"
 cd "$root"
+stamp_file=guests/nested/verified-vmm-tree
+vmm_tree=$(git rev-parse HEAD:vmm 2>/dev/null || echo unknown)
+if [ $ci = 1 ] && [ -f $stamp_file ] && [ "$(cat $stamp_file)" = "$vmm_tree" ]; then
+  echo "nested: vmm/ unchanged since the last verified nested run ($vmm_tree); skipped"
+  exit 0
+fi
 t0=$(date +%s.%N)
 if [ ! -x "${VGPU_BIN:-target/debug/vgpu}" ]; then cargo build -q -p vmm --bin vgpu; fi
 build_args=()
@@ -72,4 +88,11 @@ if [ -f "$out/l2.png" ]; then
 else
   echo "nested: no screenshot came back; see $out/l1.log" >&2
   exit 1
+fi
+if [ $record = 1 ]; then
+  echo "$vmm_tree" > $stamp_file
+  echo "nested: recorded vmm/ tree $vmm_tree in $stamp_file (commit it)"
+fi
+if [ $run_test = 1 ]; then
+  VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test nested_kvm
 fi

@@ -35,8 +35,11 @@ if [ $with_qemu = 1 ]; then
   qemu=$(command -v qemu-system-x86_64)
   bins+=("$qemu")
   files+=(--file "$qemu:/bin/qemu-system-x86_64")
-  for f in bios-256k.bin kvmvapic.bin linuxboot_dma.bin linuxboot.bin vgabios-stdvga.bin efi-e1000.rom; do
-    [ -e "/usr/share/qemu/$f" ] && files+=(--file "$(readlink -f "/usr/share/qemu/$f"):/usr/share/qemu/$f")
+  # Firmware for -M pc -nodefaults -kernel: SeaBIOS (Debian keeps it in /usr/share/seabios),
+  # the option ROMs that load the kernel, and kvmvapic.
+  for f in /usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin \
+           /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/linuxboot.bin; do
+    if [ -e "$f" ]; then files+=(--file "$(readlink -f "$f"):/usr/share/qemu/$(basename "$f")"); fi
   done
 fi
 for lib in $(for b in "${bins[@]}"; do libs "$b"; done | sort -u); do

@@ -45,7 +45,9 @@ fn inner_linux_guest_draws_through_our_virtio_gpu_on_nested_kvm() {
         return;
     }
     let root = repo_root();
-    let out = root.join("target/nested");
+    let out = std::env::var_os("VGPU_NESTED_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target/nested"));
     // scripts/nested.sh --test runs this test after its own run; reuse that run's results.
     if std::env::var("VGPU_NESTED_REUSE").map_or(true, |v| v != "1") {
         let status = Command::new("bash")
