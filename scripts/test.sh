@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace --all-targets 2>&1
+bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
