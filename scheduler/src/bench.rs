@@ -141,6 +141,21 @@ pub fn scenarios() -> Vec<Scenario> {
             "1 saturating training tenant",
             same(1, 1, Workload::training()),
         ),
+        scenario(
+            "runaway",
+            "3 tenants of short jobs vs one of 150 ms kernels, past the 100 ms watchdog",
+            {
+                let mut t = same(3, 1, Workload::saturating(MS / 2, 2 * MS));
+                t.push(TenantPlan::new(
+                    TenantSpec::new("runaway"),
+                    Workload {
+                        arrival: Arrival::Saturating { depth: 2 },
+                        length: JobLength::Fixed(150 * MS),
+                    },
+                ));
+                t
+            },
+        ),
     ];
     for n in [2, 4, 8, 16, 64] {
         v.push(scenario(

@@ -185,3 +185,26 @@ fn runs_are_deterministic() {
     assert_eq!(a.jobs, b.jobs);
     assert!(!a.jobs.is_empty());
 }
+
+#[test]
+fn watchdog_reports_runaway_kernels_and_penalises_their_tenant() {
+    let s = find("runaway").unwrap();
+    let (summary, trace) = run_sim(&s, PolicyKind::Fair, 6 * SECONDS).unwrap();
+    let runaway_jobs = trace.jobs.iter().filter(|j| j.tenant == 3).count();
+    assert!(summary.watchdog_events > 0);
+    assert_eq!(
+        summary.watchdog_events, runaway_jobs,
+        "every 150 ms job is reported"
+    );
+    // Charged 150 + 50 ms per job, the runaway tenant gets 3/4 of its quarter.
+    let used = |i: usize| {
+        trace
+            .jobs
+            .iter()
+            .filter(|j| j.tenant == i)
+            .map(|j| j.useful)
+            .sum::<Nanos>() as f64
+    };
+    let share = used(3) / (0..4).map(used).sum::<f64>();
+    assert!((share - 0.2).abs() < 0.03, "runaway share {share}");
+}
