@@ -333,3 +333,9 @@ fn write_or_warn<M: GuestMemory>(mem: &M, buffer: &ResponseBuffer, response: &[u
         }
     }
 }
+
+// Transports move the device to their worker threads.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<GpuDevice>();
+};
