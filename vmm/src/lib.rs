@@ -10,5 +10,6 @@ pub mod pci;
 pub mod raw;
 pub mod serial;
 pub mod vcpu;
+pub mod vhost_user;
 pub mod virtio_pci;
 pub mod vm;

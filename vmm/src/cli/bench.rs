@@ -4,6 +4,8 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// A guest's full-screen updates: QEMU's virtio-gpu-pci, QEMU's vhost-user-gpu and ours.
+    GuestDisplay(super::bench_guest_display::GuestDisplayArgs),
     /// GPU context scheduler fairness: scenarios x policies, simulated or on host Vulkan.
     Sched(super::bench_sched::SchedArgs),
     /// virtio-gpu device: small-command throughput and TRANSFER_TO_HOST_2D bandwidth vs memcpy.
@@ -13,6 +15,8 @@ pub enum BenchCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
+    GuestDisplay(#[from] super::bench_guest_display::GuestDisplayError),
+    #[error(transparent)]
     Sched(#[from] super::bench_sched::SchedBenchError),
     #[error(transparent)]
     VirtioGpu(#[from] super::bench_virtio_gpu::VirtioGpuBenchError),
@@ -20,6 +24,7 @@ pub enum BenchError {
 
 pub fn run(command: BenchCommand) -> Result<(), BenchError> {
     match command {
+        BenchCommand::GuestDisplay(args) => Ok(super::bench_guest_display::run(args)?),
         BenchCommand::Sched(args) => Ok(super::bench_sched::run(args)?),
         BenchCommand::VirtioGpu(args) => Ok(super::bench_virtio_gpu::run(args)?),
     }

@@ -3,10 +3,12 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_guest_display;
 mod bench_sched;
 mod bench_virtio_gpu;
 mod gpu_demo;
 mod run;
+mod vhost_user_gpu;
 
 /// GPU virtualization stack: VFIO passthrough, vGPU slices and virtio-gpu.
 #[derive(Debug, Parser)]
@@ -26,6 +28,8 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Drive a virtio-gpu device as a guest would and save its scanout as PNG.
     GpuDemo(gpu_demo::GpuDemoArgs),
+    /// Serve our virtio-gpu device over vhost-user (drop-in for QEMU's vhost-user-gpu).
+    VhostUserGpu(vhost_user_gpu::VhostUserGpuArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
     Run(run::RunArgs),
 }
@@ -37,6 +41,8 @@ pub enum CliError {
     Bench(#[from] bench::BenchError),
     #[error(transparent)]
     GpuDemo(#[from] gpu_demo::GpuDemoError),
+    #[error(transparent)]
+    VhostUserGpu(#[from] vhost_user_gpu::VhostUserGpuError),
     #[error(transparent)]
     Run(#[from] run::RunError),
 }
@@ -60,6 +66,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Bench(b) => Ok(bench::run(b)?),
         Command::GpuDemo(args) => Ok(gpu_demo::run(args)?),
+        Command::VhostUserGpu(args) => Ok(vhost_user_gpu::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
     }
 }

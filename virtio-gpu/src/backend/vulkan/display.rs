@@ -104,13 +104,22 @@ impl VulkanBackend {
                 params.cursor_h = c.size.1;
                 params.cursor_shifts = pack_shifts(c.format.channel_offsets());
                 params.cursor_has_alpha = u32::from(c.format.has_alpha());
+                // Only the part of the cursor inside the frame is dispatched.
+                let x0 = x.max(0) as u32;
+                let y0 = y.max(0) as u32;
+                let x1 = (i64::from(x) + i64::from(c.size.0)).clamp(0, i64::from(w)) as u32;
+                let y1 = (i64::from(y) + i64::from(c.size.1)).clamp(0, i64::from(h)) as u32;
+                params.origin_x = x0;
+                params.origin_y = y0;
+                params.extent_w = x1.saturating_sub(x0);
+                params.extent_h = y1.saturating_sub(y0);
             }
         }
         let frame_bytes = u64::from(w) * u64::from(h) * 4;
         let reuse = s.frame.as_ref().is_some_and(|f| f.size == frame_bytes);
         if !reuse {
             self.scanouts[index].frame = None;
-            let usage = vk::BufferUsageFlags::STORAGE_BUFFER;
+            let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST;
             let frame = GpuBuffer::new(&self.dev, frame_bytes, usage, MemoryUse::Readback)?;
             self.scanouts[index].frame = Some(frame);
         }
@@ -127,15 +136,17 @@ impl VulkanBackend {
             .cursor
             .as_ref()
             .map_or(self.no_cursor.buffer, |c| c.pixels.buffer);
-        self.compose.bind(&ComposeBuffers {
+        let buffers = ComposeBuffers {
             plane: shown.front.buffer,
+            bytes: frame_bytes,
             cursor,
             frame: frame.buffer,
             params: self.params.buffer,
-        });
+        };
+        self.compose.bind(&buffers);
         let pipeline = &self.compose;
         self.submitter
-            .run(|d, cmd| pipeline.record(d, cmd, &params))?;
+            .run(|d, cmd| pipeline.record(d, cmd, &buffers, &params))?;
         let format = shown.format;
         let data = frame
             .bytes()
@@ -233,7 +244,7 @@ impl DisplayBackend for VulkanBackend {
                 "scanout larger than the device's storage buffers",
             ));
         }
-        let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER;
+        let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC;
         let front = GpuBuffer::new(&self.dev, bytes, usage, MemoryUse::DeviceLocal)?;
         let dst = Linear::packed(front.buffer, rect.width, rect.height);
         // What the resource holds now is shown at once; later changes appear on flush.

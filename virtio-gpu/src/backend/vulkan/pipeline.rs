@@ -8,8 +8,8 @@ use super::device::GpuDevice;
 use super::shader::{self, ComposeParams, WORKGROUP};
 use super::VulkanError;
 
-/// Bindings of the compose shader: plane, cursor, frame, params (all storage buffers).
-const BINDINGS: u32 = 4;
+/// Bindings of the compose shader: cursor, frame, params (all storage buffers).
+const BINDINGS: u32 = 3;
 
 /// Shader module, layouts, pipeline and the one descriptor set the compose dispatch uses.
 pub struct ComposePipeline {
@@ -24,7 +24,9 @@ pub struct ComposePipeline {
 
 /// The buffers one composition reads and writes.
 pub struct ComposeBuffers {
+    /// The primary plane (front buffer), `bytes` long, tightly packed like the frame.
     pub plane: vk::Buffer,
+    pub bytes: u64,
     pub cursor: vk::Buffer,
     pub frame: vk::Buffer,
     pub params: vk::Buffer,
@@ -100,7 +102,7 @@ impl ComposePipeline {
     /// holds because every submission is waited for.
     pub fn bind(&self, buffers: &ComposeBuffers) {
         let infos: Vec<[vk::DescriptorBufferInfo; 1]> =
-            [buffers.plane, buffers.cursor, buffers.frame, buffers.params]
+            [buffers.cursor, buffers.frame, buffers.params]
                 .iter()
                 .map(|&b| {
                     [vk::DescriptorBufferInfo::default()
@@ -123,8 +125,35 @@ impl ComposePipeline {
         unsafe { self.dev.device.update_descriptor_sets(&writes, &[]) };
     }
 
-    /// Records the dispatch covering a `params.width` x `params.height` frame.
-    pub fn record(&self, d: &ash::Device, cmd: vk::CommandBuffer, params: &ComposeParams) {
+    /// Records the composition: the plane copied into the frame, then the blend dispatched over
+    /// the visible cursor (`params.extent_*`; nothing when it is empty).
+    pub fn record(
+        &self,
+        d: &ash::Device,
+        cmd: vk::CommandBuffer,
+        buffers: &ComposeBuffers,
+        params: &ComposeParams,
+    ) {
+        let copy = [vk::BufferCopy {
+            src_offset: 0,
+            dst_offset: 0,
+            size: buffers.bytes,
+        }];
+        // SAFETY: `cmd` is recording; plane and frame are live, distinct and `bytes` long.
+        unsafe { d.cmd_copy_buffer(cmd, buffers.plane, buffers.frame, &copy) };
+        if params.extent_w == 0 || params.extent_h == 0 {
+            return;
+        }
+        let barrier = [vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE)];
+        let (src, dst) = (
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::COMPUTE_SHADER,
+        );
+        let flags = vk::DependencyFlags::empty();
+        // SAFETY: `cmd` is recording; a global memory barrier has no handles.
+        unsafe { d.cmd_pipeline_barrier(cmd, src, dst, flags, &barrier, &[], &[]) };
         let groups = |n: u32| n.div_ceil(WORKGROUP);
         // SAFETY: `cmd` is recording and the pipeline is live.
         unsafe { d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipeline) };
@@ -132,8 +161,9 @@ impl ComposePipeline {
         let bind = vk::PipelineBindPoint::COMPUTE;
         // SAFETY: `cmd` is recording; the set is live and matches the pipeline layout.
         unsafe { d.cmd_bind_descriptor_sets(cmd, bind, self.layout, 0, &sets, &[]) };
+        let (x, y) = (groups(params.extent_w), groups(params.extent_h));
         // SAFETY: `cmd` is recording with a compute pipeline and its descriptor set bound.
-        unsafe { d.cmd_dispatch(cmd, groups(params.width), groups(params.height), 1) };
+        unsafe { d.cmd_dispatch(cmd, x, y, 1) };
     }
 }
 

@@ -1,9 +1,10 @@
 //! The scanout composition shader, written in WGSL and translated to SPIR-V in-process by naga,
 //! so no shader compiler is needed at build time.
 //!
-//! It computes exactly what the CPU path (`backend::compose`) computes: the primary plane copied
-//! as is, and where the 64x64 cursor has non-zero alpha, `(c * a + p * (255 - a) + 127) / 255` per
-//! colour channel with the alpha/X byte set to 255.
+//! The primary plane is copied into the frame beforehand (a buffer copy); the shader runs only
+//! over the visible part of the cursor and computes exactly what the CPU path
+//! (`backend::compose`) computes: where the 64x64 cursor has non-zero alpha,
+//! `(c * a + p * (255 - a) + 127) / 255` per colour channel, with the alpha/X byte set to 255.
 
 use super::VulkanError;
 
@@ -13,7 +14,7 @@ pub const ENTRY: &str = "main";
 /// Workgroup edge length (the shader runs 8x8 invocations per group).
 pub const WORKGROUP: u32 = 8;
 
-/// Layout of the `Params` storage buffer (binding 3), one little-endian u32 per field.
+/// Layout of the `Params` storage buffer (binding 2), one little-endian u32 per field.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ComposeParams {
     pub width: u32,
@@ -29,10 +30,15 @@ pub struct ComposeParams {
     /// Bit shifts of R, G, B, A within a cursor pixel.
     pub cursor_shifts: u32,
     pub cursor_has_alpha: u32,
+    /// The frame rectangle the dispatch covers (the visible part of the cursor).
+    pub origin_x: u32,
+    pub origin_y: u32,
+    pub extent_w: u32,
+    pub extent_h: u32,
 }
 
 impl ComposeParams {
-    pub const BYTES: usize = 9 * 4;
+    pub const BYTES: usize = 13 * 4;
 
     pub fn to_bytes(self) -> [u8; Self::BYTES] {
         let words = [
@@ -45,6 +51,10 @@ impl ComposeParams {
             self.plane_shifts,
             self.cursor_shifts,
             self.cursor_has_alpha,
+            self.origin_x,
+            self.origin_y,
+            self.extent_w,
+            self.extent_h,
         ];
         let mut out = [0u8; Self::BYTES];
         for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
@@ -73,12 +83,15 @@ struct Params {
     plane_shifts: u32,
     cursor_shifts: u32,
     cursor_has_alpha: u32,
+    origin_x: u32,
+    origin_y: u32,
+    extent_w: u32,
+    extent_h: u32,
 }
 
-@group(0) @binding(0) var<storage, read> plane: array<u32>;
-@group(0) @binding(1) var<storage, read> cursor: array<u32>;
-@group(0) @binding(2) var<storage, read_write> frame: array<u32>;
-@group(0) @binding(3) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> cursor: array<u32>;
+@group(0) @binding(1) var<storage, read_write> frame: array<u32>;
+@group(0) @binding(2) var<storage, read> p: Params;
 
 fn shift(packed: u32, i: u32) -> u32 {
     return (packed >> (8u * i)) & 31u;
@@ -94,30 +107,36 @@ fn mix_chan(c: u32, d: u32, a: u32) -> u32 {
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if (id.x >= p.width || id.y >= p.height) {
+    if (id.x >= p.extent_w || id.y >= p.extent_h) {
         return;
     }
-    let i = id.y * p.width + id.x;
-    var px = plane[i];
-    let cx = i32(id.x) - p.cursor_x;
-    let cy = i32(id.y) - p.cursor_y;
-    if (cx >= 0 && cy >= 0 && u32(cx) < p.cursor_w && u32(cy) < p.cursor_h) {
-        let c = cursor[u32(cy) * 64u + u32(cx)];
-        let cs = p.cursor_shifts;
-        var a = 255u;
-        if (p.cursor_has_alpha != 0u) {
-            a = chan(c, shift(cs, 3u));
-        }
-        if (a != 0u) {
-            let ps = p.plane_shifts;
-            let r = mix_chan(chan(c, shift(cs, 0u)), chan(px, shift(ps, 0u)), a);
-            let g = mix_chan(chan(c, shift(cs, 1u)), chan(px, shift(ps, 1u)), a);
-            let b = mix_chan(chan(c, shift(cs, 2u)), chan(px, shift(ps, 2u)), a);
-            px = (r << shift(ps, 0u)) | (g << shift(ps, 1u)) | (b << shift(ps, 2u))
-                | (255u << shift(ps, 3u));
-        }
+    let fx = p.origin_x + id.x;
+    let fy = p.origin_y + id.y;
+    if (fx >= p.width || fy >= p.height) {
+        return;
     }
-    frame[i] = px;
+    let cx = i32(fx) - p.cursor_x;
+    let cy = i32(fy) - p.cursor_y;
+    if (cx < 0 || cy < 0 || u32(cx) >= p.cursor_w || u32(cy) >= p.cursor_h) {
+        return;
+    }
+    let c = cursor[u32(cy) * 64u + u32(cx)];
+    let cs = p.cursor_shifts;
+    var a = 255u;
+    if (p.cursor_has_alpha != 0u) {
+        a = chan(c, shift(cs, 3u));
+    }
+    if (a == 0u) {
+        return;
+    }
+    let i = fy * p.width + fx;
+    let px = frame[i];
+    let ps = p.plane_shifts;
+    let r = mix_chan(chan(c, shift(cs, 0u)), chan(px, shift(ps, 0u)), a);
+    let g = mix_chan(chan(c, shift(cs, 1u)), chan(px, shift(ps, 1u)), a);
+    let b = mix_chan(chan(c, shift(cs, 2u)), chan(px, shift(ps, 2u)), a);
+    frame[i] = (r << shift(ps, 0u)) | (g << shift(ps, 1u)) | (b << shift(ps, 2u))
+        | (255u << shift(ps, 3u));
 }
 "#;
 

@@ -20,6 +20,9 @@ pub struct Submitter {
     timeline: vk::Semaphore,
     /// The last value a submission was asked to signal on `timeline`.
     last_value: u64,
+    /// Set once a submission failed or timed out: the command buffer may still be pending, so
+    /// it is never recorded again and every later submission fails.
+    broken: bool,
 }
 
 impl Submitter {
@@ -38,6 +41,7 @@ impl Submitter {
             fence: vk::Fence::null(),
             timeline: vk::Semaphore::null(),
             last_value: 0,
+            broken: false,
         };
         let alloc = vk::CommandBufferAllocateInfo::default()
             .command_pool(pool)
@@ -67,6 +71,7 @@ impl Submitter {
         &mut self,
         record: impl FnOnce(&ash::Device, vk::CommandBuffer),
     ) -> Result<(), VulkanError> {
+        self.check_usable()?;
         let d = &self.dev.device;
         let begin = vk::CommandBufferBeginInfo::default()
             .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
@@ -95,19 +100,30 @@ impl Submitter {
         // command buffer is executable, and the queue is only used through `&mut self`.
         unsafe { d.queue_submit(self.dev.queue, &submit, self.fence) }
             .map_err(VulkanError::vk("vkQueueSubmit"))?;
-        self.wait_fence()
+        // Until the wait succeeds, the command buffer and fence may still be in use.
+        self.broken = true;
+        self.wait_fence()?;
+        self.broken = false;
+        Ok(())
+    }
+
+    fn check_usable(&self) -> Result<(), VulkanError> {
+        if self.broken {
+            return Err(VulkanError::Other(
+                "an earlier submission failed or hung; the device is unusable".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn wait_fence(&mut self) -> Result<(), VulkanError> {
         let d = &self.dev.device;
         let fences = [self.fence];
         // SAFETY: the fence belongs to this device and was submitted with work just now.
-        let waited = unsafe { d.wait_for_fences(&fences, true, SUBMIT_TIMEOUT_NS) };
-        // SAFETY: the fence is not in use by a pending submission once waited (or once the
-        // device is lost, when the reset makes no difference).
-        let reset = unsafe { d.reset_fences(&fences) };
-        waited.map_err(VulkanError::vk("vkWaitForFences"))?;
-        reset.map_err(VulkanError::vk("vkResetFences"))
+        unsafe { d.wait_for_fences(&fences, true, SUBMIT_TIMEOUT_NS) }
+            .map_err(VulkanError::vk("vkWaitForFences"))?;
+        // SAFETY: the fence has signalled, so no pending submission uses it.
+        unsafe { d.reset_fences(&fences) }.map_err(VulkanError::vk("vkResetFences"))
     }
 
     fn barrier(
@@ -137,6 +153,7 @@ impl Submitter {
     /// Submits an empty batch that signals the next timeline value once everything submitted
     /// before it has completed, and returns that value.
     pub fn signal_marker(&mut self) -> Result<u64, VulkanError> {
+        self.check_usable()?;
         let value = self.last_value + 1;
         let values = [value];
         let sems = [self.timeline];

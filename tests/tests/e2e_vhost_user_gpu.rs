@@ -1,0 +1,248 @@
+//! A stock Linux guest's virtio_gpu driver drives our device through `vgpu vhost-user-gpu`, with
+//! QEMU 10 (TCG) as the vhost-user frontend: pixels checked both through our scanout export and
+//! through QEMU's screendump, the driver's feature lines, the virtgpu ioctls, a misbehaving guest,
+//! a guest-side device reset, and QEMU quitting and a new QEMU connecting.
+
+use std::time::Duration;
+
+use vgpu_tests::{skipped, vgpu_bin, GpuDevice, Guest, GuestSpec, OurBackend};
+
+const BOOT: Duration = Duration::from_secs(60);
+
+fn ours() -> GpuDevice {
+    GpuDevice::Ours {
+        backend: "software".into(),
+    }
+}
+
+/// Boots a guest or returns `None` after printing why the test skipped.
+fn boot(test: &str, spec: &GuestSpec) -> Option<Guest> {
+    match Guest::boot(spec) {
+        Ok(g) => Some(g),
+        Err(e) if skipped(test, &e) => None,
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
+
+fn status(guest: &Guest, name: &str) -> String {
+    guest
+        .result(name)
+        .map(|r| r.0)
+        .unwrap_or_else(|| format!("missing; results: {:?}", guest.results()))
+}
+
+#[test]
+fn e2e_ours_kms_pattern_in_both_screenshots_and_feature_lines() {
+    let test = "e2e_ours_kms_pattern_in_both_screenshots_and_feature_lines";
+    let mut spec = GuestSpec::new(ours(), &["vgpu-kms --hold"]);
+    spec.hold = true;
+    let Some(mut guest) = boot(test, &spec) else {
+        return;
+    };
+    guest
+        .wait_done(BOOT)
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    assert_eq!(status(&guest, "kms-modeset"), "PASS");
+    assert_eq!(status(&guest, "kms-dirtyfb"), "PASS");
+    // QEMU's xres/yres reach the guest through the display protocol (GET_DISPLAY_INFO).
+    let detail = guest.result("kms-modeset").unwrap().1;
+    assert!(detail.starts_with("1024x768"), "mode: {detail}");
+
+    let ours = guest.backend_screenshot().unwrap();
+    assert_eq!((ours.width, ours.height), (1024, 768));
+    ours.check_bars().unwrap();
+    let qemu = guest.qmp_screendump().unwrap();
+    assert_eq!((qemu.width, qemu.height), (1024, 768));
+    qemu.check_bars().unwrap();
+
+    let lines = guest.lines();
+    let features: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("[drm] features:"))
+        .collect();
+    assert!(
+        features.iter().any(|l| l.contains("+edid")),
+        "feature lines: {features:?}"
+    );
+    // QEMU 10's vhost-user-gpu-pci forwards only VIRGL and EDID of the backend's features to
+    // the guest (it masks blob and context init), and the software backend has no virgl.
+    assert!(
+        features.iter().any(|l| l.contains("-virgl")),
+        "feature lines: {features:?}"
+    );
+    // The capset count comes from our device's config space (the software backend has one),
+    // and the driver's capset queries are answered (a lost answer costs a 5 s timeout).
+    assert!(lines.iter().any(|l| l.contains("number of cap sets: 1")));
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("timed out waiting for cap set")));
+    assert!(
+        lines.iter().any(|l| l.contains("number of scanouts: 1")),
+        "scanouts line"
+    );
+    guest.quit().unwrap();
+}
+
+#[test]
+fn e2e_ours_virtgpu_ioctls() {
+    let test = "e2e_ours_virtgpu_ioctls";
+    let spec = GuestSpec::new(ours(), &["vgpu-ioctl"]);
+    let Some(guest) = boot(test, &spec) else {
+        return;
+    };
+    guest
+        .wait_done(BOOT)
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    let results = guest.results();
+    eprintln!("{test}: {results:#?}");
+    for name in ["getparam", "resource-create", "transfer-to-host", "wait"] {
+        assert_eq!(status(&guest, name), "PASS", "{name}");
+    }
+    let failed: Vec<_> = results.iter().filter(|r| r.1 == "FAIL").collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    // QEMU 10 masks VIRTIO_GPU_F_RESOURCE_BLOB on vhost-user-gpu-pci: the guest must see none.
+    assert_eq!(status(&guest, "blob-guest"), "SKIP");
+}
+
+#[test]
+fn e2e_ours_misbehaving_guest_gets_errors_and_display_keeps_working() {
+    let test = "e2e_ours_misbehaving_guest_gets_errors_and_display_keeps_working";
+    let mut spec = GuestSpec::new(ours(), &["vgpu-evil", "vgpu-kms --hold"]);
+    spec.hold = true;
+    let Some(mut guest) = boot(test, &spec) else {
+        return;
+    };
+    guest
+        .wait_done(BOOT)
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    // The guest driver logs each error response: "*ERROR* response 0x12xx (command 0x1xx)".
+    let lines = guest.lines();
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("*ERROR* response 0x12"))
+        .collect();
+    let transfer_errors = errors
+        .iter()
+        .filter(|l| l.contains("(command 0x105)"))
+        .count();
+    let create_errors = errors
+        .iter()
+        .filter(|l| l.contains("(command 0x101)"))
+        .count();
+    assert!(
+        transfer_errors >= 2,
+        "oversized/overflowing transfers must be refused: {errors:#?}"
+    );
+    assert!(
+        create_errors >= 2,
+        "unknown format and 65535x65535 must be refused: {errors:#?}"
+    );
+    assert_eq!(status(&guest, "kms-modeset"), "PASS");
+    guest.backend_screenshot().unwrap().check_bars().unwrap();
+    guest.qmp_screendump().unwrap().check_bars().unwrap();
+    guest.quit().unwrap();
+}
+
+#[test]
+fn e2e_ours_guest_device_reset_then_display_works() {
+    let test = "e2e_ours_guest_device_reset_then_display_works";
+    let mut spec = GuestSpec::new(ours(), &["vgpu-kms", "vgpu-rebind", "vgpu-kms --hold"]);
+    spec.hold = true;
+    let Some(mut guest) = boot(test, &spec) else {
+        return;
+    };
+    guest
+        .wait_done(BOOT)
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    assert_eq!(status(&guest, "rebind"), "PASS");
+    let modesets = guest
+        .results()
+        .iter()
+        .filter(|r| r.0 == "kms-modeset" && r.1 == "PASS")
+        .count();
+    assert_eq!(modesets, 2, "{:?}", guest.results());
+    // Resource ids restart at 1 after the reset: had the device kept the old driver's
+    // resources, the second run's creates would fail with "resource id in use".
+    assert!(
+        !guest.lines().iter().any(|l| l.contains("*ERROR* response")),
+        "errors after reset"
+    );
+    guest.backend_screenshot().unwrap().check_bars().unwrap();
+    guest.qmp_screendump().unwrap().check_bars().unwrap();
+    assert!(
+        guest
+            .backend_log()
+            .contains("resetting the virtio-gpu device"),
+        "{}",
+        guest.backend_log()
+    );
+    guest.quit().unwrap();
+}
+
+#[test]
+fn e2e_ours_serves_next_qemu_after_quit_without_leaks() {
+    let test = "e2e_ours_serves_next_qemu_after_quit_without_leaks";
+    let mut backend = match OurBackend::start("software", &["--max-connections", "3"]) {
+        Ok(b) => b,
+        Err(e) if skipped(test, &e) => return,
+        Err(e) => panic!("{test}: {e}"),
+    };
+    let mut after = Vec::new();
+    for round in 0..3 {
+        let mut spec = GuestSpec::new(
+            GpuDevice::External {
+                socket: backend.socket.clone(),
+            },
+            &["vgpu-kms --hold"],
+        );
+        spec.hold = true;
+        let mut guest = Guest::boot(&spec).unwrap();
+        guest
+            .wait_done(BOOT)
+            .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", backend.log()));
+        assert_eq!(status(&guest, "kms-modeset"), "PASS", "round {round}");
+        let shot = guest.qmp_screendump().unwrap();
+        shot.check_bars()
+            .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", backend.log()));
+        guest.quit().unwrap();
+        if round < 2 {
+            // Give the backend a moment to notice the hang-up and reset.
+            std::thread::sleep(Duration::from_millis(500));
+            after.push((backend.open_fds(), backend.threads()));
+        }
+    }
+    // The same descriptors and threads after the first and the second connection: nothing of a
+    // finished connection (memory table, eventfds, display socket, worker threads) stays.
+    assert_eq!(
+        after[0],
+        after[1],
+        "fds/threads after each connection: {after:?}\n{}",
+        backend.log()
+    );
+    let status = backend
+        .wait_exit(Duration::from_secs(10))
+        .expect("backend exits after 3 connections");
+    assert!(status.success(), "{status:?}\n{}", backend.log());
+}
+
+#[test]
+fn e2e_print_capabilities_matches_qemu_interop_schema() {
+    let bin = match vgpu_bin() {
+        Ok(b) => b,
+        Err(e) if skipped("e2e_print_capabilities_matches_qemu_interop_schema", &e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    let out = std::process::Command::new(bin)
+        .args(["vhost-user-gpu", "--print-capabilities"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["type"], "gpu");
+    let features = json["features"].as_array().expect("features array");
+    // interop/vhost-user.json defines only these for GPU backends.
+    assert!(
+        features.iter().all(|f| f == "render-node" || f == "virgl"),
+        "{features:?}"
+    );
+}
