@@ -3,5 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo test --workspace --all-targets 2>&1
+# The e2e tests boot guests/out images under QEMU and run target/debug/vgpu: build both first.
+bash guests/build-image.sh --quiet
+cargo build -p vmm --bin vgpu
+# In CI the e2e tests must run: a missing QEMU 10, image or binary fails them instead of skipping.
+VGPU_E2E_REQUIRED=1 cargo test --workspace --all-targets 2>&1
 bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
