@@ -361,8 +361,8 @@ mod tests {
                 JobRecord {
                     tenant: 0,
                     submitted: 0,
-                    dispatched: 1 * MS,
-                    start: 1 * MS,
+                    dispatched: MS,
+                    start: MS,
                     end: 3 * MS,
                     useful: 2 * MS,
                 },

@@ -194,7 +194,7 @@ impl<C: Clock> Scheduler<C> {
 
     /// Decides what the device does next. The slice in progress continues while its tenant
     /// has work and budget and the policy does not want the device for someone else.
-    pub fn next(&mut self) -> Decision {
+    pub fn decide(&mut self) -> Decision {
         if self.running.is_some() {
             return Decision::Busy;
         }
@@ -323,10 +323,10 @@ mod tests {
     }
 
     fn run_job(clock: &SimClock, s: &mut Scheduler<SimClock>, len: Nanos) -> Dispatch {
-        let Decision::Run(d) = s.next() else {
+        let Decision::Run(d) = s.decide() else {
             panic!("expected a job to run")
         };
-        assert_eq!(s.next(), Decision::Busy);
+        assert_eq!(s.decide(), Decision::Busy);
         clock.advance(len);
         s.complete(d.job, len).unwrap();
         d
@@ -356,7 +356,9 @@ mod tests {
         let b = s.add_tenant(TenantSpec::new("b")).unwrap();
         s.submit(a).unwrap();
         s.submit(b).unwrap();
-        let Decision::Run(d) = s.next() else { panic!() };
+        let Decision::Run(d) = s.decide() else {
+            panic!()
+        };
         clock.advance(150 * MS);
         assert_eq!(s.overdue().map(|o| o.0), Some(d.tenant));
         let e = s
@@ -403,13 +405,15 @@ mod tests {
         let a = s.add_tenant(TenantSpec::new("a")).unwrap();
         s.submit(a).unwrap();
         s.submit(a).unwrap();
-        let Decision::Run(d) = s.next() else { panic!() };
+        let Decision::Run(d) = s.decide() else {
+            panic!()
+        };
         assert_eq!(s.remove_tenant(a).unwrap().len(), 1);
         assert_eq!(s.submit(a), Err(SchedError::UnknownTenant(a)));
         clock.advance(MS);
         s.complete(d.job, MS).unwrap();
         assert!(s.tenants().is_empty());
-        assert_eq!(s.next(), Decision::Idle { until: None });
+        assert_eq!(s.decide(), Decision::Idle { until: None });
     }
 
     #[test]
@@ -445,12 +449,12 @@ mod tests {
         run_job(&clock, &mut s, 2 * MS);
         // 1 of 8 instances: 2 ms per 16 ms period.
         assert_eq!(
-            s.next(),
+            s.decide(),
             Decision::Idle {
                 until: Some(16 * MS)
             }
         );
         clock.set(16 * MS);
-        assert!(matches!(s.next(), Decision::Run(_)));
+        assert!(matches!(s.decide(), Decision::Run(_)));
     }
 }

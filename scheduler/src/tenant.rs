@@ -182,7 +182,7 @@ impl TenantTable {
     }
 
     pub(crate) fn push(&mut self, tenant: Tenant) {
-        debug_assert!(self.tenants.last().map_or(true, |t| t.id < tenant.id));
+        debug_assert!(self.tenants.last().is_none_or(|t| t.id < tenant.id));
         self.tenants.push(tenant);
     }
 

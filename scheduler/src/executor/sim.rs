@@ -70,7 +70,7 @@ pub fn run(
         }
         if device.is_none() {
             let t0 = Instant::now();
-            let decision = sched.next();
+            let decision = sched.decide();
             pop.trace.pick_ns_total += t0.elapsed().as_nanos() as u64;
             pop.trace.picks += 1;
             idle_until = None;

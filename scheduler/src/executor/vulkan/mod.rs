@@ -164,7 +164,7 @@ impl VulkanExecutor {
                 continue;
             }
             let t0 = Instant::now();
-            let decision = sched.next();
+            let decision = sched.decide();
             pop.trace.pick_ns_total += t0.elapsed().as_nanos() as u64;
             pop.trace.picks += 1;
             match decision {
