@@ -346,8 +346,8 @@ impl PciDevice for VirtioPciDevice {
             o if (ISR_OFFSET..ISR_OFFSET + 4).contains(&o) => {
                 // Reading the ISR acknowledges it.
                 data.fill(0);
-                if o == ISR_OFFSET {
-                    data[0] = std::mem::take(&mut self.isr);
+                if let (ISR_OFFSET, Some(first)) = (o, data.first_mut()) {
+                    *first = std::mem::take(&mut self.isr);
                 }
             }
             o if (DEVICE_CFG_OFFSET..DEVICE_CFG_OFFSET + DEVICE_CFG_SIZE).contains(&o) => {
