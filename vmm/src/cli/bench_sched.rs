@@ -130,6 +130,9 @@ pub fn run(args: SchedArgs) -> Result<(), SchedBenchError> {
         println!("{}", serde_json::to_string(&Report { scenarios: rows })?);
     } else {
         print!("{}", bench::table(&rows));
+        if cfg!(debug_assertions) {
+            println!("note: pick_ns comes from a debug build; build with --release for figures to compare");
+        }
         if let Some(dir) = &args.plot {
             println!("plots: {}", dir.display());
         }
