@@ -35,6 +35,9 @@ pub struct Scenario {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub scenarios: Vec<Summary>,
+    /// Why nothing ran (the Vulkan executor could not start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 fn same(n: usize, weight: u32, workload: Workload) -> Vec<TenantPlan> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use scheduler::bench::{self, Report, Scenario};
 use scheduler::executor::vulkan::VulkanExecutor;
+use scheduler::metrics::Summary;
 use scheduler::params::ParamsError;
 use scheduler::plot::{self, PlotError};
 use scheduler::policy::UnknownPolicy;
@@ -62,7 +63,46 @@ pub enum SchedBenchError {
     Json(#[from] serde_json::Error),
 }
 
+/// What a benchmark invocation produced.
+#[derive(Debug)]
+pub enum Outcome {
+    Rows(Vec<Summary>),
+    /// The Vulkan executor could not start, and why.
+    Skipped(String),
+}
+
 pub fn run(args: SchedArgs) -> Result<(), SchedBenchError> {
+    let outcome = collect(&args)?;
+    let (rows, skipped) = match outcome {
+        Outcome::Rows(rows) => (rows, None),
+        Outcome::Skipped(why) => (Vec::new(), Some(why)),
+    };
+    if args.json {
+        let report = Report {
+            scenarios: rows,
+            skipped,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    if let Some(why) = skipped {
+        println!("skipped the Vulkan executor: {why}");
+        return Ok(());
+    }
+    print!("{}", bench::table(&rows));
+    if cfg!(debug_assertions) {
+        println!(
+            "note: pick_ns comes from a debug build; build with --release for figures to compare"
+        );
+    }
+    if let Some(dir) = &args.plot {
+        println!("plots: {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Runs the selected scenarios and policies (writing plots if asked).
+pub fn collect(args: &SchedArgs) -> Result<Outcome, SchedBenchError> {
     let mut scenarios: Vec<Scenario> = match &args.scenario {
         Some(name) => vec![bench::find(name)?],
         None => bench::scenarios(),
@@ -100,10 +140,7 @@ pub fn run(args: SchedArgs) -> Result<(), SchedBenchError> {
                 );
                 Some(exec)
             }
-            Err(e) => {
-                println!("skipped the Vulkan executor: {e}");
-                return Ok(());
-            }
+            Err(e) => return Ok(Outcome::Skipped(e.to_string())),
         },
     };
 
@@ -126,16 +163,70 @@ pub fn run(args: SchedArgs) -> Result<(), SchedBenchError> {
             rows.push(summary);
         }
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&Report { scenarios: rows })?);
-    } else {
-        print!("{}", bench::table(&rows));
-        if cfg!(debug_assertions) {
-            println!("note: pick_ns comes from a debug build; build with --release for figures to compare");
-        }
-        if let Some(dir) = &args.plot {
-            println!("plots: {}", dir.display());
+    Ok(Outcome::Rows(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(scenario: &str, policy: &str) -> SchedArgs {
+        SchedArgs {
+            executor: Executor::Sim,
+            json: true,
+            plot: None,
+            scenario: Some(scenario.to_owned()),
+            policy: Some(policy.to_owned()),
+            duration: Some(1.0),
+            frequency: None,
+            averaging_factor: None,
         }
     }
-    Ok(())
+
+    #[test]
+    fn one_row_per_scenario_and_policy_with_the_issue_fields() {
+        let Outcome::Rows(rows) = collect(&args("lone-tenant", "best-effort")).unwrap() else {
+            panic!("the simulated executor never skips")
+        };
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].utilization >= 0.95);
+        let json = serde_json::to_value(Report {
+            scenarios: rows,
+            skipped: None,
+        })
+        .unwrap();
+        let row = &json["scenarios"][0];
+        for field in [
+            "scenario",
+            "policy",
+            "tenants",
+            "jain",
+            "max_share_error",
+            "p99_wait_ms",
+            "utilization",
+            "overhead",
+            "pick_ns",
+        ] {
+            assert!(!row[field].is_null(), "missing {field}");
+        }
+        assert!(json.get("skipped").is_none());
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        assert!(matches!(
+            collect(&args("nope", "fair")),
+            Err(SchedBenchError::Bench(_))
+        ));
+        assert!(matches!(
+            collect(&args("lone-tenant", "nope")),
+            Err(SchedBenchError::Policy(_))
+        ));
+        let mut a = args("lone-tenant", "fair");
+        a.frequency = Some(10_000);
+        assert!(matches!(collect(&a), Err(SchedBenchError::Params(_))));
+        a.frequency = None;
+        a.duration = Some(0.5);
+        assert!(matches!(collect(&a), Err(SchedBenchError::Duration)));
+    }
 }
