@@ -27,7 +27,10 @@ pub use worker::Worker;
 
 /// Feature bits the transport itself offers and understands.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-pub const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
+/// Ring features virtio-queue implements for every device: indirect descriptor tables and
+/// used/avail event indices (fewer notifications both ways).
+pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 /// "No vector" in MSI-X vector fields.
 pub const NO_VECTOR: u16 = 0xffff;
 /// PCI vendor of every virtio device; device IDs are 0x1040 + the virtio device type.
@@ -72,7 +75,7 @@ pub trait VirtioDevice: Send {
     fn device_type(&self) -> u16;
     /// Maximum size of each virtqueue; the number of entries is the number of queues.
     fn queue_max_sizes(&self) -> Vec<u16>;
-    /// Device-specific feature bits; the transport adds VIRTIO_F_VERSION_1.
+    /// Device-specific feature bits; the transport adds VIRTIO_F_VERSION_1 and the ring features.
     fn device_features(&self) -> u64;
     /// The features the driver accepted (transport bits included).
     fn ack_features(&mut self, features: u64);

@@ -68,7 +68,7 @@ impl VirtioDevice for Reverser {
             q.add_used(mem, head, bytes.len() as u32).unwrap();
             served = true;
         }
-        served
+        served && q.needs_notification(mem).unwrap()
     }
     fn reset(&mut self) {
         self.resets += 1;
@@ -246,7 +246,11 @@ fn negotiates_features_and_serves_a_queue_with_isr_and_msix() {
     g.w(0x00, 1, 4);
     assert_eq!(g.r(0x04, 4), 1, "VIRTIO_F_VERSION_1 in the high word");
     g.w(0x00, 0, 4);
-    assert_eq!(g.r(0x04, 4), 1 << 3);
+    assert_eq!(
+        g.r(0x04, 4),
+        1 << 3 | 1 << 28 | 1 << 29,
+        "device bit and ring features"
+    );
     assert_eq!(g.r(0x12, 2), 2, "num_queues");
     assert_eq!(g.r(0x18, 2), 8, "queue_size starts at the maximum");
     let st = g.init(VIRTIO_F_VERSION_1 | 1 << 3);
@@ -392,4 +396,30 @@ fn ioeventfds_follow_bar0_and_the_worker_serves_them() {
         *b"olleh"
     );
     drop(worker);
+}
+
+#[test]
+fn event_idx_suppresses_interrupts_the_driver_did_not_ask_for() {
+    let g = Guest::new(None, RecordingSink::default());
+    let st = g.init(VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX);
+    assert_ne!(st & status::FEATURES_OK, 0);
+    g.driver_ok();
+    // used_event (after the 8 avail entries): interrupt only when used idx passes 5.
+    g.mem
+        .write_obj(5u16, GuestAddress(AVAIL + 4 + 2 * 8))
+        .unwrap();
+    g.post(0, b"one");
+    g.w(NOTIFY_OFFSET, 0, 2);
+    assert_eq!(g.used_idx(), 1);
+    assert_eq!(g.r(ISR_OFFSET, 1), 0, "suppressed by used_event");
+    g.mem
+        .write_obj(1u16, GuestAddress(AVAIL + 4 + 2 * 8))
+        .unwrap();
+    g.post(1, b"two");
+    g.w(NOTIFY_OFFSET, 0, 2);
+    assert_eq!(g.used_idx(), 2);
+    assert_eq!(g.r(ISR_OFFSET, 1), 1, "used idx passed used_event");
+    // avail_event (after the 8 used entries) tells the driver to kick for the next buffer.
+    let avail_event: u16 = g.mem.read_obj(GuestAddress(USED + 4 + 8 * 8)).unwrap();
+    assert_eq!(avail_event, 2);
 }

@@ -9,7 +9,10 @@ use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::common::{CommonConfig, CommonEvent, Queues, COMMON_CFG_SIZE};
-use super::{status, VirtioDevice, VirtioPciError, NO_VECTOR, VIRTIO_F_VERSION_1};
+use super::{
+    status, VirtioDevice, VirtioPciError, NO_VECTOR, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
+};
 use crate::hypervisor::{IoEventAddress, Vm};
 use crate::pci::config::COMMAND_BUS_MASTER;
 use crate::pci::{BarSpec, MsiSink, Msix, PciConfig, PciDevice, PciIds};
@@ -150,7 +153,10 @@ impl VirtioPciDevice {
         let notify = (0..sizes.len())
             .map(|_| EventFd::new(EFD_NONBLOCK))
             .collect::<Result<_, _>>()?;
-        let device_features = device.device_features() | VIRTIO_F_VERSION_1;
+        let device_features = device.device_features()
+            | VIRTIO_F_VERSION_1
+            | VIRTIO_RING_F_INDIRECT_DESC
+            | VIRTIO_RING_F_EVENT_IDX;
         Ok(VirtioPciDevice {
             config,
             msix,
@@ -199,10 +205,23 @@ impl VirtioPciDevice {
             self.signal_config();
             return;
         }
-        if self
-            .device
-            .process_queue(index, &mut self.queues, &self.mem)
-        {
+        let mut notify = false;
+        // With EVENT_IDX, re-arming publishes avail_event (without it the driver stops kicking);
+        // buffers that arrived meanwhile are served before going back to sleep.
+        for _ in 0..64 {
+            notify |= self
+                .device
+                .process_queue(index, &mut self.queues, &self.mem);
+            match self.queues[index].enable_notification(&self.mem) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(err) => {
+                    warn!(%err, queue = index, "virtio-pci: re-arming notifications failed");
+                    break;
+                }
+            }
+        }
+        if notify {
             self.signal_used(index);
         }
         self.poll_device();
@@ -262,6 +281,10 @@ impl VirtioPciDevice {
                 );
                 self.common.status &= !status::FEATURES_OK;
                 return;
+            }
+            let event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;
+            for q in &mut self.queues {
+                q.set_event_idx(event_idx);
             }
             self.device.ack_features(features);
         }
