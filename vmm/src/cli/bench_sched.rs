@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use scheduler::bench::{self, Report, Scenario};
+use scheduler::executor::sim::SimConfig;
 use scheduler::executor::vulkan::VulkanExecutor;
 use scheduler::metrics::Summary;
 use scheduler::params::ParamsError;
@@ -90,6 +91,23 @@ pub fn run(args: SchedArgs) -> Result<(), SchedBenchError> {
         return Ok(());
     }
     print!("{}", bench::table(&rows));
+    let params = scheduler::Params::default();
+    let slice_ms = match args.frequency {
+        Some(hz) => 1000.0 / hz as f64,
+        None => params.slice as f64 / 1e6,
+    };
+    println!(
+        "slice {slice_ms:.2} ms, averaging factor {}, balance period {} ms{}",
+        args.averaging_factor.unwrap_or(params.averaging_factor),
+        params.balance_period / 1_000_000,
+        match args.executor {
+            Executor::Sim => format!(
+                ", simulated context switch {} us",
+                SimConfig::default().switch_cost / 1000
+            ),
+            Executor::Vulkan => String::new(),
+        }
+    );
     if cfg!(debug_assertions) {
         println!(
             "note: pick_ns comes from a debug build; build with --release for figures to compare"
