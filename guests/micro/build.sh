@@ -27,6 +27,10 @@ build_hello() {
     ld -m elf_i386 -Ttext=0 -e _start --oformat binary -o "$out/$g.bin" "$tmp/$g.o"
     echo "built $out/$g.bin ($(stat -c %s "$out/$g.bin") bytes)"
   done
+  # A tiny bzImage (64-bit entry) for the Linux boot path of `vgpu run --kernel`.
+  as --64 -o "$tmp/tiny-bzimage.o" "$src/tiny-bzimage.S"
+  ld -m elf_x86_64 -Ttext=0 -e _start --oformat binary -o "$out/tiny-bzimage" "$tmp/tiny-bzimage.o"
+  echo "built $out/tiny-bzimage ($(stat -c %s "$out/tiny-bzimage") bytes)"
   rm -rf "$tmp"
   # The seed-style minimal C VMM, the baseline of `vgpu bench pio`.
   gcc -O2 -Wall -Wextra -Werror -o "$out/minivmm" "$here/minivmm.c"

@@ -152,3 +152,48 @@ fn a_non_bzimage_kernel_is_rejected_before_the_guest_runs() {
         stderr(&out)
     );
 }
+
+/// The Linux boot path on this machine's KVM, with a tiny bzImage (guests/micro/hello/
+/// tiny-bzimage.S) instead of a stock kernel, which this KVM cannot run: long-mode entry, the
+/// zero page's command line and initramfs, the serial console, and power-off by halting.
+#[test]
+fn linux_boot_path_hands_over_cmdline_and_initrd_and_powers_off_on_halt() {
+    skip_if!(vgpu_missing());
+    let guests = micro_guests();
+    skip_if!(kvm_unavailable());
+    let kernel = guests.join("tiny-bzimage");
+    let initrd = std::env::temp_dir().join(format!("vgpu-initrd-{}.txt", std::process::id()));
+    std::fs::write(&initrd, b"initramfs contents\n").unwrap();
+    for cpus in ["1", "2"] {
+        let out = run_vgpu(
+            &[
+                "run",
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--initrd",
+                initrd.to_str().unwrap(),
+                "--cmdline",
+                "console=ttyS0 quiet",
+                "--mem",
+                "64M",
+                "--cpus",
+                cpus,
+            ],
+            &[],
+            TIMEOUT,
+        );
+        let out = out.unwrap();
+        assert!(out.status.success(), "cpus={cpus}: {}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "console=ttyS0 quiet\ninitramfs contents\n",
+            "cpus={cpus}"
+        );
+        assert!(
+            stderr(&out).contains("powered off"),
+            "cpus={cpus}: {}",
+            stderr(&out)
+        );
+    }
+    let _ = std::fs::remove_file(&initrd);
+}

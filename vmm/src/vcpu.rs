@@ -1,6 +1,7 @@
 //! vCPU threads: each runs its vCPU and dispatches port-I/O and MMIO exits to the buses until the
 //! VM stops (HLT in raw mode, reset, power-off, or an error), then wakes the others.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -62,6 +63,16 @@ impl ExitSignal {
             .clone()
     }
 
+    /// Waits up to `timeout` for a stop request.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<VmExit> {
+        let r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, _) = self
+            .cond
+            .wait_timeout_while(r, timeout, |r| r.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        r.clone()
+    }
+
     /// Blocks until some thread requests a stop.
     pub fn wait(&self) -> VmExit {
         let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,11 +99,17 @@ pub struct VcpuRunner {
 impl VcpuRunner {
     /// Runs until the VM stops; returns the reason this vCPU saw (or that another one set).
     pub fn run(&mut self) -> VmExit {
+        self.run_reporting(None)
+    }
+
+    /// [`Self::run`], also keeping `stopped` telling whether the vCPU was stopped for good when
+    /// last kicked (see [`Vcpu::stopped_for_good`]).
+    fn run_reporting(&mut self, stopped: Option<&AtomicBool>) -> VmExit {
         loop {
             if let Some(reason) = self.exit.requested() {
                 return reason;
             }
-            match self.step() {
+            match self.step(stopped) {
                 Some(reason) => {
                     self.exit.request(reason.clone());
                     return reason;
@@ -114,11 +131,16 @@ impl VcpuRunner {
     }
 
     /// Runs the vCPU once and serves its exit; `Some` when the VM must stop.
-    fn step(&mut self) -> Option<VmExit> {
+    fn step(&mut self, stopped: Option<&AtomicBool>) -> Option<VmExit> {
         let exit = match self.vcpu.run() {
             Ok(exit) => exit,
             Err(e) => return Some(VmExit::Error(format!("vCPU {}: {e}", self.id))),
         };
+        if let Some(flag) = stopped {
+            if !matches!(exit, VcpuExit::Interrupted) {
+                flag.store(false, Ordering::Release);
+            }
+        }
         match exit {
             VcpuExit::IoIn(port, data) => {
                 if !self.pio.read(port.into(), data) {
@@ -144,7 +166,12 @@ impl VcpuRunner {
             }
             VcpuExit::Hlt if self.hlt_stops => return Some(VmExit::Halted),
             VcpuExit::Hlt => tracing::debug!("vCPU {} halted", self.id),
-            VcpuExit::Interrupted => {}
+            VcpuExit::Interrupted => {
+                if let Some(flag) = stopped {
+                    let dead = self.vcpu.stopped_for_good().unwrap_or(false);
+                    flag.store(dead, Ordering::Release);
+                }
+            }
             VcpuExit::Shutdown | VcpuExit::SystemReset => return Some(VmExit::Reset),
             VcpuExit::SystemShutdown => return Some(VmExit::PowerOff),
             VcpuExit::FailEntry(reason) => {
@@ -178,9 +205,14 @@ fn kick_signal() -> libc::c_int {
     SIGRTMIN()
 }
 
+/// How often a waiting VMM checks whether the guest halted every vCPU for good.
+const HALT_CHECK_PERIOD: Duration = Duration::from_millis(500);
+
 /// Running vCPU threads.
 pub struct VcpuThreads {
     handles: Vec<JoinHandle<VmExit>>,
+    /// Per vCPU: stopped for good when last kicked.
+    stopped: Vec<Arc<AtomicBool>>,
     exit: Arc<ExitSignal>,
 }
 
@@ -189,19 +221,47 @@ impl VcpuThreads {
     pub fn spawn(runners: Vec<VcpuRunner>, exit: Arc<ExitSignal>) -> Result<Self, VcpuError> {
         register_signal_handler(kick_signal(), kick_handler).map_err(VcpuError::Signal)?;
         let mut handles = Vec::new();
+        let mut stopped = Vec::new();
         for mut runner in runners {
+            let flag = Arc::new(AtomicBool::new(false));
+            stopped.push(flag.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("vcpu{}", runner.id))
-                .spawn(move || runner.run())
+                .spawn(move || runner.run_reporting(Some(&flag)))
                 .map_err(VcpuError::Spawn)?;
             handles.push(handle);
         }
-        Ok(VcpuThreads { handles, exit })
+        Ok(VcpuThreads {
+            handles,
+            stopped,
+            exit,
+        })
     }
 
-    /// Waits for the VM to stop, then stops every vCPU thread and joins them.
+    /// Waits for the VM to stop, then stops every vCPU thread and joins them. A guest that
+    /// halts every vCPU with interrupts off (Linux's power-off without ACPI) counts as powered
+    /// off once two checks in a row see it so.
     pub fn wait(self) -> VmExit {
-        let reason = self.exit.wait();
+        let mut dead_checks = 0;
+        let reason = loop {
+            if let Some(reason) = self.exit.wait_timeout(HALT_CHECK_PERIOD) {
+                break reason;
+            }
+            if self.stopped.iter().all(|f| f.load(Ordering::Acquire)) {
+                dead_checks += 1;
+            } else {
+                dead_checks = 0;
+            }
+            if dead_checks >= 2 {
+                tracing::info!("every vCPU halted with interrupts disabled: the guest powered off");
+                self.exit.request(VmExit::PowerOff);
+                continue;
+            }
+            // Kicked vCPUs report whether they are stopped for good.
+            for handle in &self.handles {
+                let _ = handle.kill(kick_signal());
+            }
+        };
         self.stop();
         reason
     }
@@ -298,6 +358,57 @@ mod tests {
     fn hlt_resumes_with_an_interrupt_controller_and_shutdown_is_a_reset() {
         let (mut r, _hv) = runner(vec![MockExit::Hlt, MockExit::Shutdown], false);
         assert_eq!(r.run(), VmExit::Reset);
+    }
+
+    #[test]
+    fn a_guest_halted_for_good_on_every_vcpu_is_powered_off() {
+        let hv = MockHypervisor::new();
+        {
+            let mut s = hv.state.lock().unwrap();
+            s.idle_when_done = true;
+            s.stopped_for_good = vec![0, 1];
+        }
+        let vm = hv.create_vm().unwrap();
+        let exit = ExitSignal::new();
+        let runners = (0..2)
+            .map(|id| VcpuRunner {
+                vcpu: vm.create_vcpu(id).unwrap(),
+                id,
+                pio: Arc::new(Bus::new()),
+                mmio: Arc::new(Bus::new()),
+                hlt_stops: false,
+                exit: exit.clone(),
+            })
+            .collect();
+        let threads = VcpuThreads::spawn(runners, exit).unwrap();
+        assert_eq!(threads.wait(), VmExit::PowerOff);
+    }
+
+    #[test]
+    fn one_live_vcpu_keeps_the_guest_running() {
+        let hv = MockHypervisor::new();
+        {
+            let mut s = hv.state.lock().unwrap();
+            s.idle_when_done = true;
+            s.stopped_for_good = vec![0];
+        }
+        let vm = hv.create_vm().unwrap();
+        let exit = ExitSignal::new();
+        let runners = (0..2)
+            .map(|id| VcpuRunner {
+                vcpu: vm.create_vcpu(id).unwrap(),
+                id,
+                pio: Arc::new(Bus::new()),
+                mmio: Arc::new(Bus::new()),
+                hlt_stops: false,
+                exit: exit.clone(),
+            })
+            .collect();
+        let threads = VcpuThreads::spawn(runners, exit.clone()).unwrap();
+        // Several halt checks pass without a power-off; then the host stops the VM.
+        assert_eq!(exit.wait_timeout(HALT_CHECK_PERIOD * 4), None);
+        exit.request(VmExit::Stopped);
+        assert_eq!(threads.wait(), VmExit::Stopped);
     }
 
     #[test]

@@ -22,6 +22,9 @@ const TSS_ADDRESS: usize = 0xfffb_d000;
 /// IOAPIC pins; GSIs 0..24 route to it (and 0..16 but 2 to the PICs).
 const IOAPIC_PINS: u32 = 24;
 
+const CPUID_1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+const CPUID_1_ECX_HYPERVISOR: u32 = 1 << 31;
+
 /// KVM through /dev/kvm.
 pub struct KvmHypervisor {
     kvm: Kvm,
@@ -46,9 +49,19 @@ impl KvmHypervisor {
         if version != 12 {
             return Err(HypervisorError::ApiVersion(version));
         }
-        let cpuid = kvm
+        let mut cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| HypervisorError::ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
+        let tsc_deadline = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+        for entry in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == 1) {
+            // Tell the guest it runs on a hypervisor (so Linux uses kvm-clock instead of
+            // calibrating the TSC against the PIT) and that the in-kernel LAPIC has the TSC
+            // deadline timer, which KVM emulates but does not list as supported.
+            entry.ecx |= CPUID_1_ECX_HYPERVISOR;
+            if tsc_deadline {
+                entry.ecx |= CPUID_1_ECX_TSC_DEADLINE;
+            }
+        }
         Ok(KvmHypervisor { kvm, cpuid })
     }
 }
@@ -285,6 +298,8 @@ const APIC_LVT_LINT0: usize = 0x350;
 const APIC_LVT_LINT1: usize = 0x360;
 const APIC_MODE_NMI: u32 = 0x4;
 const APIC_MODE_EXTINT: u32 = 0x7;
+/// The interrupt-enable flag.
+const RFLAGS_IF: u64 = 1 << 9;
 
 impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VcpuExit<'_>> {
@@ -386,6 +401,20 @@ impl Vcpu for KvmVcpu {
             return Err(HypervisorError::Unsupported("one of the requested MSRs"));
         }
         Ok(())
+    }
+
+    fn stopped_for_good(&self) -> Result<bool> {
+        let mp = self
+            .fd
+            .get_mp_state()
+            .map_err(|e| HypervisorError::ioctl("KVM_GET_MP_STATE", e))?;
+        Ok(match mp.mp_state {
+            kvm_bindings::KVM_MP_STATE_UNINITIALIZED | kvm_bindings::KVM_MP_STATE_INIT_RECEIVED => {
+                true
+            }
+            kvm_bindings::KVM_MP_STATE_HALTED => self.regs()?.rflags & RFLAGS_IF == 0,
+            _ => false,
+        })
     }
 
     fn setup_lapic(&self) -> Result<()> {

@@ -43,6 +43,10 @@ pub struct MockVmState {
     pub regs: BTreeMap<u8, Regs>,
     pub sregs: BTreeMap<u8, SpecialRegs>,
     pub msrs: BTreeMap<u8, Vec<(u32, u64)>>,
+    /// vCPUs that report being halted for good (see `Vcpu::stopped_for_good`).
+    pub stopped_for_good: Vec<u8>,
+    /// vCPUs whose script ran out idle (report `Interrupted`) instead of shutting down.
+    pub idle_when_done: bool,
 }
 
 impl MockVmState {
@@ -206,7 +210,8 @@ impl Vm for MockVm {
     }
 }
 
-/// A vCPU replaying a script; once the script is exhausted it reports `Shutdown`.
+/// A vCPU replaying a script; once the script is exhausted it reports `Shutdown` (or idles,
+/// see [`MockVmState::idle_when_done`]).
 pub struct MockVcpu {
     id: u8,
     state: Arc<Mutex<MockVmState>>,
@@ -234,6 +239,11 @@ impl Vcpu for MockVcpu {
                 .push(answer);
         }
         let Some(exit) = self.script.pop_front() else {
+            if self.state().idle_when_done {
+                // Like a halted vCPU that a signal kicked out of the hypervisor.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                return Ok(VcpuExit::Interrupted);
+            }
             return Ok(VcpuExit::Shutdown);
         };
         Ok(match exit {
@@ -305,6 +315,10 @@ impl Vcpu for MockVcpu {
 
     fn setup_lapic(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn stopped_for_good(&self) -> Result<bool> {
+        Ok(self.state().stopped_for_good.contains(&self.id))
     }
 }
 

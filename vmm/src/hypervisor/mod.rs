@@ -134,4 +134,8 @@ pub trait Vcpu: Send {
     fn set_msrs(&self, msrs: &[(u32, u64)]) -> Result<()>;
     /// Configures the local APIC's LINT0 as ExtINT and LINT1 as NMI, as firmware would.
     fn setup_lapic(&self) -> Result<()>;
+    /// Whether this vCPU can never run again on its own: halted with interrupts disabled, or
+    /// an application processor still waiting for its start-up IPI. Linux's halt (its power-off
+    /// without ACPI) leaves every vCPU like this; the in-kernel LAPIC never reports that HLT.
+    fn stopped_for_good(&self) -> Result<bool>;
 }
