@@ -6,10 +6,12 @@
 //! the rectangle's rows into it from the [`RowSource`] and `transfer_write` copies them into the
 //! resource; `read_rect` is `transfer_read` into the backing, then rows to the [`RowSink`].
 //!
-//! No capset is offered. rutabaga 0.1.85 makes cross-domain the *default* component whenever its
-//! capset is enabled, and then skips the 2D component, so 2D resources and cross-domain cannot
-//! share one `Rutabaga`; a cross-domain context is also only useful with a host Wayland socket
-//! (`RutabagaPath`) for the guest to connect to, which this backend has no configuration for.
+//! No capset is offered, in particular not cross-domain, for three reasons: rutabaga 0.1.85 makes
+//! cross-domain the *default* component whenever its capset is enabled and then skips the 2D
+//! component, so 2D resources and cross-domain cannot share one `Rutabaga`; a cross-domain context
+//! answers every query (CROSS_DOMAIN_CMD_INIT, GET_IMAGE_REQUIREMENTS) by writing into a "query
+//! ring", a guest-memory blob attached to the context, and guest-memory blobs never reach a
+//! backend through `gpu_interface`; and its channels need a host Wayland socket (`RutabagaPath`).
 //! virgl and gfxstream stay behind the `virgl`/`gfxstream` cargo features (host libraries missing
 //! here) and are not wired into this backend.
 

@@ -104,3 +104,29 @@ fn default_backend_is_vulkan_where_it_initialises() {
         }
     }
 }
+
+#[test]
+fn vulkan_device_can_be_chosen_by_index_or_name() {
+    use virtio_gpu::backend::vulkan::VulkanBackend;
+    let default = match VulkanBackend::new() {
+        Ok(b) => b.device_name().to_string(),
+        Err(e) => {
+            println!("skipped: no Vulkan device: {e}");
+            return;
+        }
+    };
+    let prefix: String = default.chars().take(4).collect();
+    let by_name = VulkanBackend::with_device(Some(&prefix.to_uppercase())).unwrap();
+    assert_eq!(
+        by_name.device_name(),
+        default,
+        "case-insensitive name match"
+    );
+    let by_index = VulkanBackend::with_device(Some("0")).unwrap();
+    assert!(!by_index.device_name().is_empty());
+    let none = VulkanBackend::with_device(Some("no such gpu")).map(drop);
+    assert!(
+        none.is_err(),
+        "an override matching nothing is an error, not a fallback"
+    );
+}
