@@ -413,6 +413,33 @@ impl Guest {
         Image::read_ppm(&path)
     }
 
+    /// QMP screendumps until one shows the colour bars (the display may lag the guest by a few
+    /// frames: the guest driver waits only 50 ms for a flush), or the last one's mismatch.
+    pub fn screendump_bars(&mut self, timeout: Duration) -> Result<Image, String> {
+        let start = Instant::now();
+        loop {
+            let shot = self.qmp_screendump().map_err(|e| e.to_string())?;
+            match shot.check_bars() {
+                Ok(()) => return Ok(shot),
+                Err(e) if start.elapsed() >= timeout => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// Our backend's screenshots until one shows the colour bars, or the last one's mismatch.
+    pub fn backend_screenshot_bars(&mut self, timeout: Duration) -> Result<Image, String> {
+        let start = Instant::now();
+        loop {
+            let shot = self.backend_screenshot().map_err(|e| e.to_string())?;
+            match shot.check_bars() {
+                Ok(()) => return Ok(shot),
+                Err(e) if start.elapsed() >= timeout => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
     /// Screenshot through our backend's scanout export (SIGUSR1 writes `shots/scanout0.png`).
     pub fn backend_screenshot(&mut self) -> Result<Image, E2eError> {
         let backend = self

@@ -25,7 +25,7 @@ fn kms_pattern_shows_in_screendump(test: &str, device: GpuDevice) {
         guest.result("kms-dirtyfb").map(|r| r.0).as_deref(),
         Some("PASS")
     );
-    let shot = guest.qmp_screendump().unwrap();
+    let shot = guest.screendump_bars(Duration::from_secs(10)).unwrap();
     assert_eq!((shot.width, shot.height), (1024, 768));
     shot.check_bars().unwrap();
     guest.quit().unwrap();

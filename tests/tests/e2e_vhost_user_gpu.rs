@@ -48,10 +48,12 @@ fn e2e_ours_kms_pattern_in_both_screenshots_and_feature_lines() {
     let detail = guest.result("kms-modeset").unwrap().1;
     assert!(detail.starts_with("1024x768"), "mode: {detail}");
 
-    let ours = guest.backend_screenshot().unwrap();
+    let ours = guest
+        .backend_screenshot_bars(Duration::from_secs(10))
+        .unwrap();
     assert_eq!((ours.width, ours.height), (1024, 768));
     ours.check_bars().unwrap();
-    let qemu = guest.qmp_screendump().unwrap();
+    let qemu = guest.screendump_bars(Duration::from_secs(10)).unwrap();
     assert_eq!((qemu.width, qemu.height), (1024, 768));
     qemu.check_bars().unwrap();
 
@@ -138,8 +140,10 @@ fn e2e_ours_misbehaving_guest_gets_errors_and_display_keeps_working() {
         "unknown format and 65535x65535 must be refused: {errors:#?}"
     );
     assert_eq!(status(&guest, "kms-modeset"), "PASS");
-    guest.backend_screenshot().unwrap().check_bars().unwrap();
-    guest.qmp_screendump().unwrap().check_bars().unwrap();
+    guest
+        .backend_screenshot_bars(Duration::from_secs(10))
+        .unwrap();
+    guest.screendump_bars(Duration::from_secs(10)).unwrap();
     guest.quit().unwrap();
 }
 
@@ -167,8 +171,10 @@ fn e2e_ours_guest_device_reset_then_display_works() {
         !guest.lines().iter().any(|l| l.contains("*ERROR* response")),
         "errors after reset"
     );
-    guest.backend_screenshot().unwrap().check_bars().unwrap();
-    guest.qmp_screendump().unwrap().check_bars().unwrap();
+    guest
+        .backend_screenshot_bars(Duration::from_secs(10))
+        .unwrap();
+    guest.screendump_bars(Duration::from_secs(10)).unwrap();
     assert!(
         guest
             .backend_log()
@@ -201,8 +207,8 @@ fn e2e_ours_serves_next_qemu_after_quit_without_leaks() {
             .wait_done(BOOT)
             .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", backend.log()));
         assert_eq!(status(&guest, "kms-modeset"), "PASS", "round {round}");
-        let shot = guest.qmp_screendump().unwrap();
-        shot.check_bars()
+        guest
+            .screendump_bars(Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", backend.log()));
         guest.quit().unwrap();
         if round < 2 {

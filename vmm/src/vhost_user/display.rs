@@ -17,25 +17,43 @@ use vhost::vhost_user::GpuBackend;
 
 /// The current GPU socket, replaced each time QEMU starts the device (it sends a new one).
 #[derive(Clone, Default)]
-pub struct DisplaySocket(Arc<Mutex<Option<GpuBackend>>>);
+pub struct DisplaySocket(Arc<Mutex<SocketSlot>>);
+
+#[derive(Default)]
+struct SocketSlot {
+    socket: Option<GpuBackend>,
+    /// Bumped on every change, so the listener knows QEMU's surfaces are new.
+    generation: u64,
+}
 
 impl DisplaySocket {
     pub fn set(&self, socket: Option<GpuBackend>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = socket;
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.socket = socket;
+        slot.generation += 1;
     }
 
     pub fn get(&self) -> Option<GpuBackend> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .socket
+            .clone()
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).generation
     }
 
     /// Runs `send` on the socket if there is one; a failed send drops the socket (QEMU went away)
     /// so that later updates do not retry a dead peer.
     fn send(&self, what: &str, send: impl FnOnce(&GpuBackend) -> std::io::Result<()>) {
-        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(socket) = guard.as_ref() {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(socket) = slot.socket.as_ref() {
             if let Err(err) = send(socket) {
                 tracing::warn!("vhost-user-gpu {what}: {err}; dropping the display socket");
-                *guard = None;
+                slot.socket = None;
+                slot.generation += 1;
             }
         }
     }
@@ -46,16 +64,90 @@ pub struct VhostUserDisplay {
     socket: DisplaySocket,
     /// Reused buffer for the pixels of one update.
     pixels: Vec<u8>,
-    cursor_scanout: u32,
+    /// What QEMU's surface of each scanout holds, to send only pixels that changed.
+    shown: Vec<Option<ShownFrame>>,
+    /// The socket generation `shown` belongs to.
+    generation: u64,
 }
 
 impl VhostUserDisplay {
     pub fn new(socket: DisplaySocket) -> Self {
+        let generation = socket.generation();
         VhostUserDisplay {
             socket,
             pixels: Vec::new(),
-            cursor_scanout: 0,
+            shown: Vec::new(),
+            generation,
         }
+    }
+
+    fn shown_mut(&mut self, scanout: ScanoutId) -> &mut Option<ShownFrame> {
+        let generation = self.socket.generation();
+        if generation != self.generation {
+            // A new QEMU surface (or none): nothing we sent before is on it.
+            self.shown.clear();
+            self.generation = generation;
+        }
+        let i = scanout as usize;
+        if self.shown.len() <= i {
+            self.shown.resize_with(i + 1, || None);
+        }
+        &mut self.shown[i]
+    }
+}
+
+/// A copy of the pixels QEMU shows for one scanout, in the frame's own format.
+pub struct ShownFrame {
+    width: u32,
+    height: u32,
+    format: PixelFormat,
+    /// Rows of `width * 4` bytes.
+    data: Vec<u8>,
+}
+
+impl ShownFrame {
+    /// A black surface, as QEMU creates one on VHOST_USER_GPU_SCANOUT.
+    fn black(width: u32, height: u32, format: PixelFormat) -> Self {
+        let len = width as usize * height as usize * 4;
+        ShownFrame {
+            width,
+            height,
+            format,
+            data: vec![0; len],
+        }
+    }
+
+    /// Compares `rect` of `frame` with what is shown, records the new pixels and returns the
+    /// bounding box of the pixels that changed (`None`: nothing did). The caller has checked that
+    /// `rect` fits the frame and that the frame matches this copy's size and format.
+    fn update(&mut self, frame: &Frame, rect: Rect) -> Option<Rect> {
+        let row_len = self.width as usize * 4;
+        let (x0, x1) = (rect.x as usize * 4, (rect.x + rect.width) as usize * 4);
+        let (mut left, mut right, mut top, mut bottom) = (usize::MAX, 0usize, u32::MAX, 0u32);
+        for y in rect.y..rect.y + rect.height {
+            let src_start = y as usize * frame.stride as usize;
+            let src = frame.data.get(src_start + x0..src_start + x1)?;
+            let dst = &mut self.data[y as usize * row_len + x0..y as usize * row_len + x1];
+            if src == dst {
+                continue;
+            }
+            let first = src
+                .iter()
+                .zip(dst.iter())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            let last = src
+                .iter()
+                .zip(dst.iter())
+                .rposition(|(a, b)| a != b)
+                .unwrap_or(0);
+            left = left.min((x0 + first) / 4);
+            right = right.max((x0 + last) / 4 + 1);
+            top = top.min(y);
+            bottom = bottom.max(y + 1);
+            dst.copy_from_slice(src);
+        }
+        (top != u32::MAX).then(|| Rect::new(left as u32, top, (right - left) as u32, bottom - top))
     }
 }
 
@@ -89,6 +181,7 @@ pub fn pack_rect_xrgb(frame: &Frame, rect: Rect, out: &mut Vec<u8>) -> bool {
 
 impl DisplayListener for VhostUserDisplay {
     fn scanout_changed(&mut self, scanout: ScanoutId, size: Option<(u32, u32)>) {
+        *self.shown_mut(scanout) = None;
         let (width, height) = size.unwrap_or((0, 0));
         let msg = VhostUserGpuScanout {
             scanout_id: scanout,
@@ -99,6 +192,22 @@ impl DisplayListener for VhostUserDisplay {
     }
 
     fn scanout_updated(&mut self, scanout: ScanoutId, rect: Rect, frame: &Frame) {
+        if !rect.fits_in(frame.width, frame.height) || rect.is_empty() {
+            tracing::warn!(scanout, ?rect, "update outside the scanout; not sent");
+            return;
+        }
+        // Guests mark whole screens dirty when a few pixels changed (DIRTYFB with one full
+        // clip): send QEMU only the box of pixels that differ from what it already shows.
+        let shown = self.shown_mut(scanout);
+        let same_shape = shown.as_ref().is_some_and(|s| {
+            (s.width, s.height, s.format) == (frame.width, frame.height, frame.format)
+        });
+        if !same_shape {
+            *shown = Some(ShownFrame::black(frame.width, frame.height, frame.format));
+        }
+        let Some(rect) = shown.as_mut().and_then(|s| s.update(frame, rect)) else {
+            return;
+        };
         if !pack_rect_xrgb(frame, rect, &mut self.pixels) {
             tracing::warn!(scanout, ?rect, "update outside the scanout; not sent");
             return;
@@ -116,7 +225,6 @@ impl DisplayListener for VhostUserDisplay {
     }
 
     fn cursor_changed(&mut self, scanout: ScanoutId, image: Option<(&CursorImage, &[u8])>) {
-        self.cursor_scanout = scanout;
         match image {
             Some((cursor, data)) if data.len() == 64 * 64 * 4 => {
                 let mut bits = [0u8; 64 * 64 * 4];
@@ -193,6 +301,42 @@ mod tests {
         assert!(
             !pack_rect_xrgb(&frame, Rect::new(u32::MAX, 0, 2, 1), &mut out),
             "overflow"
+        );
+    }
+
+    #[test]
+    fn shown_frame_reports_only_changed_pixels() {
+        let mut frame = Frame {
+            width: 8,
+            height: 4,
+            stride: 32,
+            format: PixelFormat::XRGB8888,
+            data: vec![0; 128],
+        };
+        let mut shown = ShownFrame::black(8, 4, PixelFormat::XRGB8888);
+        assert_eq!(
+            shown.update(&frame, Rect::full(8, 4)),
+            None,
+            "black on black"
+        );
+        // Pixels (2,1) and (5,2) change: the box spans both.
+        frame.data[32 + 8] = 1;
+        frame.data[64 + 20 + 3] = 9;
+        assert_eq!(
+            shown.update(&frame, Rect::full(8, 4)),
+            Some(Rect::new(2, 1, 4, 2))
+        );
+        assert_eq!(
+            shown.update(&frame, Rect::full(8, 4)),
+            None,
+            "already shown"
+        );
+        // A change outside the damage rectangle is not looked at.
+        frame.data[0] = 7;
+        assert_eq!(shown.update(&frame, Rect::new(4, 0, 4, 4)), None);
+        assert_eq!(
+            shown.update(&frame, Rect::new(0, 0, 1, 1)),
+            Some(Rect::new(0, 0, 1, 1))
         );
     }
 }
