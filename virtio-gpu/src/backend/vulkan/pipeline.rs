@@ -79,7 +79,10 @@ impl ComposePipeline {
         // SAFETY: module and layout are live and match the shader's interface.
         this.pipeline =
             unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &pipeline_info, None) }
-                .map_err(|(_, e)| VulkanError::vk("vkCreateComputePipelines")(e))?[0];
+                .map_err(|(_, e)| VulkanError::vk("vkCreateComputePipelines")(e))?
+                .first()
+                .copied()
+                .ok_or(VulkanError::Other("no pipeline returned".into()))?;
         let sizes = [vk::DescriptorPoolSize::default()
             .ty(vk::DescriptorType::STORAGE_BUFFER)
             .descriptor_count(BINDINGS)];
@@ -94,7 +97,10 @@ impl ComposePipeline {
             .set_layouts(&set_layouts);
         // SAFETY: the pool has room for exactly this set.
         this.set = unsafe { d.allocate_descriptor_sets(&alloc) }
-            .map_err(VulkanError::vk("vkAllocateDescriptorSets"))?[0];
+            .map_err(VulkanError::vk("vkAllocateDescriptorSets"))?
+            .first()
+            .copied()
+            .ok_or(VulkanError::Other("no descriptor set returned".into()))?;
         Ok(this)
     }
 

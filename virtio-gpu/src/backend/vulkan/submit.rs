@@ -49,7 +49,10 @@ impl Submitter {
             .command_buffer_count(1);
         // SAFETY: the pool is live; the buffer is freed with the pool in Drop.
         this.cmd = unsafe { d.allocate_command_buffers(&alloc) }
-            .map_err(VulkanError::vk("vkAllocateCommandBuffers"))?[0];
+            .map_err(VulkanError::vk("vkAllocateCommandBuffers"))?
+            .first()
+            .copied()
+            .ok_or(VulkanError::Other("no command buffer returned".into()))?;
         // SAFETY: default fence create-info; destroyed in Drop.
         this.fence = unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }
             .map_err(VulkanError::vk("vkCreateFence"))?;
