@@ -71,8 +71,9 @@ pub fn run(
         if device.is_none() {
             let t0 = Instant::now();
             let decision = sched.decide();
-            pop.trace.pick_ns_total += t0.elapsed().as_nanos() as u64;
-            pop.trace.picks += 1;
+            pop.trace
+                .pick_ns
+                .push(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32);
             idle_until = None;
             match decision {
                 Decision::Run(d) => {

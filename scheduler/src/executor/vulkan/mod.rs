@@ -165,8 +165,9 @@ impl VulkanExecutor {
             }
             let t0 = Instant::now();
             let decision = sched.decide();
-            pop.trace.pick_ns_total += t0.elapsed().as_nanos() as u64;
-            pop.trace.picks += 1;
+            pop.trace
+                .pick_ns
+                .push(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32);
             match decision {
                 Decision::Run(d) => {
                     let (len, tenant) = pop.take(&d);
