@@ -358,7 +358,13 @@ pub fn vg_delays_and_blob_fills(b: &mut dyn GpuBackend) {
         len,
         value: 0x77,
     };
-    b.submit(1, 0, &encode(&[fill(10, 100)])).unwrap();
+    // Unaligned starts and ends, and a fill inside one 4-byte word.
+    b.submit(
+        1,
+        0,
+        &encode(&[fill(10, 100), fill(1001, 2), fill(2048, 4)]),
+    )
+    .unwrap();
     assert!(matches!(
         b.submit(1, 0, &encode(&[fill(4000, 100)])),
         Err(GpuError::InvalidParameter(_))
@@ -370,5 +376,8 @@ pub fn vg_delays_and_blob_fills(b: &mut dyn GpuBackend) {
     assert_eq!(unsafe { libc::munmap(ptr.cast(), len) }, 0);
     assert!(bytes[..10].iter().all(|&v| v == 0));
     assert!(bytes[10..110].iter().all(|&v| v == 0x77));
-    assert!(bytes[110..].iter().all(|&v| v == 0));
+    assert!(bytes[110..1001].iter().all(|&v| v == 0));
+    assert_eq!(bytes[1000..1004], [0, 0x77, 0x77, 0]);
+    assert_eq!(bytes[2047..2053], [0, 0x77, 0x77, 0x77, 0x77, 0]);
+    assert!(bytes[2052..].iter().all(|&v| v == 0));
 }

@@ -141,6 +141,8 @@ impl Drop for GpuBuffer {
 pub struct ExportableMemory {
     dev: Arc<GpuDevice>,
     memory: vk::DeviceMemory,
+    /// A transfer buffer over the whole imported memory, so GPU commands can write the blob.
+    pub buffer: vk::Buffer,
     file: std::fs::File,
     ptr: NonNull<u8>,
     /// The mapped (and imported) length: `size` rounded up to the import alignment.
@@ -148,8 +150,8 @@ pub struct ExportableMemory {
     pub size: u64,
 }
 
-// SAFETY: the mapping is owned by this value and only written through `&self` methods that the
-// backend calls with exclusive access (it is `&mut` up the call chain); moving it is sound.
+// SAFETY: the mapping is owned by this value, which never dereferences it (only Vulkan and the
+// guest, through exported fds, access the pages), so moving it to another thread is sound.
 unsafe impl Send for ExportableMemory {}
 
 impl ExportableMemory {
@@ -197,6 +199,7 @@ impl ExportableMemory {
         let mut this = ExportableMemory {
             dev: dev.clone(),
             memory: vk::DeviceMemory::null(),
+            buffer: vk::Buffer::null(),
             file,
             ptr,
             mapped_len,
@@ -216,10 +219,24 @@ impl ExportableMemory {
         };
         got.result()
             .map_err(VulkanError::vk("vkGetMemoryHostPointerPropertiesEXT"))?;
+        let mut external = vk::ExternalMemoryBufferCreateInfo::default().handle_types(handle);
+        let info = vk::BufferCreateInfo::default()
+            .size(len)
+            .usage(vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST)
+            .sharing_mode(vk::SharingMode::EXCLUSIVE)
+            .push_next(&mut external);
+        // SAFETY: valid create-info whose chain outlives the call; destroyed in Drop.
+        this.buffer = unsafe { dev.device.create_buffer(&info, None) }
+            .map_err(VulkanError::vk("vkCreateBuffer(blob)"))?;
+        // SAFETY: the buffer is live.
+        let reqs = unsafe { dev.device.get_buffer_memory_requirements(this.buffer) };
+        if reqs.size > len {
+            return Err(VulkanError::NoMemoryType);
+        }
         let host = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
         let type_index = dev
             .memory_type(
-                props.memory_type_bits,
+                props.memory_type_bits & reqs.memory_type_bits,
                 vk::MemoryPropertyFlags::empty(),
                 host,
             )
@@ -235,6 +252,10 @@ impl ExportableMemory {
         // freed in Drop; the chain (`import`) outlives the call.
         this.memory = unsafe { dev.device.allocate_memory(&alloc, None) }
             .map_err(VulkanError::vk("vkAllocateMemory(host import)"))?;
+        // SAFETY: buffer and memory are fresh objects of this device; the type fits the
+        // buffer's requirements and the memory is at least `reqs.size` long.
+        unsafe { dev.device.bind_buffer_memory(this.buffer, this.memory, 0) }
+            .map_err(VulkanError::vk("vkBindBufferMemory(blob)"))?;
         Ok(this)
     }
 
@@ -246,27 +267,13 @@ impl ExportableMemory {
             .map_err(|e| VulkanError::Other(format!("dup: {e}")))?;
         Ok(OwnedFd::from(file))
     }
-
-    /// Writes `len` bytes of `value` at `offset`, from the host (checked against the size).
-    pub fn fill(&self, offset: u64, len: u64, value: u8) -> Result<(), VulkanError> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.size => {}
-            _ => return Err(VulkanError::OutOfRange),
-        }
-        let (offset, len) = match (usize::try_from(offset), usize::try_from(len)) {
-            (Ok(o), Ok(l)) => (o, l),
-            _ => return Err(VulkanError::OutOfRange),
-        };
-        // SAFETY: `offset + len <= size <= mapped_len`, inside the live mapping; the guest may
-        // write the same pages concurrently, which is what shared blob memory means (bytes, no
-        // Rust references into the mapping are held).
-        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().wrapping_add(offset), value, len) };
-        Ok(())
-    }
 }
 
 impl Drop for ExportableMemory {
     fn drop(&mut self) {
+        // SAFETY: no submission using the buffer is pending (every one is waited for); a null
+        // handle from a failed `new` is ignored.
+        unsafe { self.dev.device.destroy_buffer(self.buffer, None) };
         if self.memory != vk::DeviceMemory::null() {
             // SAFETY: no GPU work uses blob memory when the backend drops it (every submission
             // is waited for); freed before the pages it imports are unmapped.

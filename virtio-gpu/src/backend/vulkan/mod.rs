@@ -58,7 +58,7 @@ pub enum VulkanError {
     NoMemoryType,
     #[error("zero-sized allocation")]
     ZeroSize,
-    #[error("range outside the allocation")]
+    #[error("size does not fit this host")]
     OutOfRange,
     #[error("the device lacks VK_EXT_external_memory_host")]
     NoExternalMemory,
@@ -90,7 +90,7 @@ impl From<VulkanError> for GpuError {
                 GpuError::Unsupported("host blobs need VK_EXT_external_memory_host")
             }
             VulkanError::ZeroSize => GpuError::InvalidParameter("zero-sized allocation"),
-            VulkanError::OutOfRange => GpuError::InvalidParameter("fill outside the blob"),
+            VulkanError::OutOfRange => GpuError::OutOfHostMemory,
             other => GpuError::Backend(other.to_string()),
         }
     }

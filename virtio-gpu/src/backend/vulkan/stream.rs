@@ -2,8 +2,8 @@
 //! software backend) on the GPU: FILL becomes `vkCmdFillBuffer` (or a copy from a pattern buffer
 //! for 1-byte pixels), COPY becomes `vkCmdCopyBuffer` (through a bounce buffer when source and
 //! destination are the same resource), all recorded into one submission with a full barrier
-//! between commands. DELAY_US keeps the ring busy on the fence timeline; FILL_BLOB writes the
-//! host blob's memory directly (a blob is host memory the guest maps).
+//! between commands. DELAY_US keeps the ring busy on the fence timeline; FILL_BLOB fills the host
+//! blob through a buffer bound to its imported memory, so the GPU writes the pages the guest maps.
 //!
 //! Commands are validated as they are recorded; the first invalid one stops the stream, and the
 //! ones before it still run, as in the software backend.
@@ -97,14 +97,21 @@ impl VulkanBackend {
                 value,
             } => {
                 self.check_attached(ctx_id, resource)?;
-                match self.resources.get(&resource) {
-                    Some(Resource::Blob(blob)) => {
-                        Ok(blob.memory.fill(offset, u64::from(len), value)?)
+                let blob = match self.resources.get(&resource) {
+                    Some(Resource::Blob(blob)) => blob,
+                    _ => {
+                        return Err(GpuError::InvalidParameter(
+                            "FILL_BLOB on a non-blob resource",
+                        ))
                     }
-                    _ => Err(GpuError::InvalidParameter(
-                        "FILL_BLOB on a non-blob resource",
-                    )),
+                };
+                let end = offset.checked_add(u64::from(len));
+                if end.is_none_or(|end| end > blob.memory.size) {
+                    return Err(GpuError::InvalidParameter("fill outside the blob"));
                 }
+                let dst = blob.memory.buffer;
+                ops.extend(self.blob_fill(dst, offset, u64::from(len), value, keep)?);
+                Ok(())
             }
             Command::Fill {
                 resource,
@@ -224,6 +231,55 @@ impl VulkanBackend {
         };
         keep.push(pattern);
         Ok(op)
+    }
+}
+
+impl VulkanBackend {
+    /// Fills `len` bytes at `offset` of blob buffer `dst` with `value`: the 4-byte-aligned middle
+    /// with `vkCmdFillBuffer`, the unaligned ends (at most 3 bytes each) as copies from a
+    /// pattern buffer.
+    fn blob_fill(
+        &self,
+        dst: vk::Buffer,
+        offset: u64,
+        len: u64,
+        value: u8,
+        keep: &mut Keep,
+    ) -> GpuResult<Vec<Op>> {
+        let end = offset + len;
+        let (mid_start, mid_end) = (offset.next_multiple_of(4).min(end), end & !3);
+        let mut ops = Vec::new();
+        if mid_end > mid_start {
+            ops.push(Op::Fill {
+                dst,
+                ranges: vec![(mid_start, mid_end - mid_start)],
+                value: u32::from_ne_bytes([value; 4]),
+            });
+        }
+        let ends: Vec<_> = [(offset, mid_start), (mid_end.max(mid_start), end)]
+            .into_iter()
+            .filter(|(a, b)| b > a)
+            .map(|(a, b)| vk::BufferCopy {
+                src_offset: 0,
+                dst_offset: a,
+                size: b - a,
+            })
+            .collect();
+        if !ends.is_empty() {
+            let usage = vk::BufferUsageFlags::TRANSFER_SRC;
+            let mut pattern = GpuBuffer::new(&self.dev, 4, usage, MemoryUse::Upload)?;
+            let bytes = pattern
+                .bytes_mut()
+                .ok_or(GpuError::Backend("pattern not mapped".into()))?;
+            bytes.fill(value);
+            ops.push(Op::Copy {
+                src: pattern.buffer,
+                dst,
+                regions: ends,
+            });
+            keep.push(pattern);
+        }
+        Ok(ops)
     }
 }
 
