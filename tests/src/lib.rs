@@ -130,6 +130,29 @@ pub enum GpuDevice {
     /// `vhost-user-gpu-pci` connected to a backend the test started itself (see
     /// [`OurBackend`]), which outlives the guest.
     External { socket: PathBuf },
+    /// `vgpu vhost-user-gpu --fd 3` on one end of a socket pair, QEMU's `-chardev socket,fd=3`
+    /// on the other: how libvirt starts vhost-user GPU backends.
+    OursInheritedFd { backend: String },
+}
+
+/// Makes `fd` the child's descriptor 3 (inherited across exec) when `cmd` spawns.
+fn pass_as_fd3(cmd: &mut Command, fd: std::os::fd::RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2/fcntl, which
+    // are async-signal-safe; `fd` stays open in the parent until the spawn has returned.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// How to boot a guest.
@@ -224,6 +247,7 @@ impl Guest {
                 Some(cmd)
             }
             GpuDevice::External { .. } => None,
+            GpuDevice::OursInheritedFd { .. } => None,
         };
         let sock = match &spec.device {
             GpuDevice::External { socket } => socket.clone(),
@@ -249,6 +273,30 @@ impl Guest {
                 Some(child)
             }
             None => None,
+        };
+        // The libvirt way: a connected pair, one end for each process, no socket path.
+        let (backend, qemu_end) = match &spec.device {
+            GpuDevice::OursInheritedFd { backend: kind } => {
+                use std::os::fd::AsRawFd;
+                let (ours, theirs) =
+                    std::os::unix::net::UnixStream::pair().map_err(io("socketpair"))?;
+                let log =
+                    std::fs::File::create(dir.join("backend.log")).map_err(io("backend log"))?;
+                let mut cmd = Command::new(vgpu_bin()?);
+                cmd.args([
+                    "vhost-user-gpu",
+                    "--fd",
+                    "3",
+                    "--backend",
+                    kind,
+                    "--screenshot-dir",
+                ]);
+                cmd.arg(dir.join("shots")).stdout(Stdio::null()).stderr(log);
+                pass_as_fd3(&mut cmd, ours.as_raw_fd());
+                let child = cmd.spawn().map_err(io("starting the vhost-user backend"))?;
+                (Some(child), Some(theirs))
+            }
+            _ => (backend, None),
         };
         let mut cmdline = String::from("console=ttyS0 quiet panic=-1");
         if !spec.run.is_empty() {
@@ -294,8 +342,17 @@ impl Guest {
                     spec.memory_mib
                 );
                 cmd.args(["-object", &mem, "-numa", "node,memdev=mem"]);
-                cmd.arg("-chardev")
-                    .arg(format!("socket,id=gpu,path={}", sock.display()));
+                match &qemu_end {
+                    Some(end) => {
+                        use std::os::fd::AsRawFd;
+                        pass_as_fd3(&mut cmd, end.as_raw_fd());
+                        cmd.args(["-chardev", "socket,id=gpu,fd=3"]);
+                    }
+                    None => {
+                        cmd.arg("-chardev")
+                            .arg(format!("socket,id=gpu,path={}", sock.display()));
+                    }
+                }
                 cmd.args([
                     "-device",
                     &format!("vhost-user-gpu-pci,chardev=gpu,xres={xres},yres={yres}"),
@@ -306,6 +363,8 @@ impl Guest {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut qemu = cmd.spawn().map_err(io("starting QEMU"))?;
+        // Only QEMU may hold its end: the backend sees the hang-up when QEMU goes.
+        drop(qemu_end);
         let serial = Arc::new((Mutex::new(Serial::default()), Condvar::new()));
         spawn_reader(qemu.stdout.take().expect("piped"), serial.clone(), "");
         spawn_reader(

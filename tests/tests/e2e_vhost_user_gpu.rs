@@ -252,3 +252,27 @@ fn e2e_print_capabilities_matches_qemu_interop_schema() {
         "{features:?}"
     );
 }
+
+#[test]
+fn e2e_ours_inherited_fd_like_libvirt() {
+    let test = "e2e_ours_inherited_fd_like_libvirt";
+    let device = GpuDevice::OursInheritedFd {
+        backend: "software".into(),
+    };
+    let mut spec = GuestSpec::new(device, &["vgpu-kms --hold"]);
+    spec.hold = true;
+    let Some(mut guest) = boot(test, &spec) else {
+        return;
+    };
+    guest
+        .wait_done(BOOT)
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    assert_eq!(status(&guest, "kms-modeset"), "PASS");
+    if let Err(e) = guest.backend_screenshot_bars(Duration::from_secs(10)) {
+        panic!("{e}\nbackend log:\n{}", guest.backend_log());
+    }
+    guest.screendump_bars(Duration::from_secs(10)).unwrap();
+    // With --fd the backend serves that one connection and exits cleanly when QEMU quits.
+    let status = guest.quit().unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
