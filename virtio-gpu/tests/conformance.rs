@@ -6,7 +6,8 @@
 //! every backend's composed frames with the software backend's, byte for byte.
 //!
 //! Checks live in `conformance/`: `display.rs`, `compute.rs` (fences, blobs), `vg.rs` (the VG
-//! capset, where offered) and `agreement.rs` (cross-backend, and the default backend).
+//! capset, where offered), `agreement.rs` (cross-backend frames, the default backend) and
+//! `differential.rs` (long hostile call sequences must give the same outcome on every backend).
 
 use gpu_interface::{GpuBackend, GpuResult, PixelFormat, Rect, Resource2dDesc, RowSink};
 use virtio_gpu::backend::{create_backend, BackendKind};
@@ -91,6 +92,8 @@ fn opaque(px: [u8; 4]) -> [u8; 4] {
 mod agreement;
 #[path = "conformance/compute.rs"]
 mod compute;
+#[path = "conformance/differential.rs"]
+mod differential;
 #[path = "conformance/display.rs"]
 mod display;
 #[path = "conformance/vg.rs"]

@@ -332,9 +332,6 @@ impl DisplayBackend for RutabagaBackend {
         if !rect.fits_in(r.desc.width, r.desc.height) {
             return Err(GpuError::InvalidParameter("box outside the resource"));
         }
-        if rect.is_empty() {
-            return Ok(());
-        }
         let stride = r.stride as usize;
         let (x, row_len) = (rect.x as usize * 4, rect.width as usize * 4);
         let bytes = r.backing.bytes_mut();

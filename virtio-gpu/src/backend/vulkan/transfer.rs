@@ -161,6 +161,10 @@ impl Staging {
         let Some((row_len, total)) = box_rows(dst, rect, depth) else {
             return Ok(());
         };
+        if row_len == 0 {
+            // Zero-width rows still reach the source, as on the CPU backends.
+            return (0..total).try_for_each(|i| source.fill_row(i, &mut []));
+        }
         let row_bytes = usize::try_from(row_len).map_err(|_| GpuError::OutOfHostMemory)?;
         let per_chunk = Self::chunk_rows(row_len, total);
         let mut first = 0u32;
@@ -205,6 +209,9 @@ impl Staging {
         let Some((row_len, total)) = box_rows(src, rect, depth) else {
             return Ok(());
         };
+        if row_len == 0 {
+            return (0..total).try_for_each(|i| sink.take_row(i, &[]));
+        }
         let row_bytes = usize::try_from(row_len).map_err(|_| GpuError::OutOfHostMemory)?;
         let per_chunk = Self::chunk_rows(row_len, total);
         let mut first = 0u32;
@@ -241,11 +248,11 @@ impl Staging {
     }
 }
 
-/// Bytes per row and number of rows of a box, or `None` when it is empty.
+/// Bytes per row and number of rows of a box, or `None` when it has no rows.
 fn box_rows(image: Linear, rect: Rect, depth: u32) -> Option<(u64, u32)> {
     let row_len = u64::from(rect.width) * u64::from(image.bpp);
     let total = rect.height.checked_mul(depth)?;
-    (row_len > 0 && total > 0).then_some((row_len, total))
+    (total > 0).then_some((row_len, total))
 }
 
 /// Regions between staging rows `first..first + rows` (tightly packed) and the matching rows of
@@ -323,6 +330,7 @@ mod tests {
         let dst: Vec<u64> = regions.iter().map(|r| r.dst_offset).collect();
         assert_eq!(dst, [40 + 12, 40 + 22, 80 + 12, 80 + 22]);
         assert!(regions.iter().all(|r| r.size == 3));
-        assert_eq!(box_rows(img, Rect::new(0, 0, 0, 5), 1), None);
+        assert_eq!(box_rows(img, Rect::new(0, 0, 0, 5), 1), Some((0, 5)));
+        assert_eq!(box_rows(img, Rect::new(0, 0, 5, 0), 1), None);
     }
 }
