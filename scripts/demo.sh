@@ -11,8 +11,8 @@ cargo build -q -p vmm --bin vgpu
 out="${VGPU_DEMO_DIR:-$PWD/target/demo}"
 rm -rf "$out"; mkdir -p "$out"
 sock="$out/gpu.sock"
-backend="${VGPU_DEMO_BACKEND:-software}"
-target/debug/vgpu vhost-user-gpu --backend "$backend" --socket-path "$sock" \
+backend="${VGPU_DEMO_BACKEND:-}"  # empty: the default (Vulkan on lavapipe, else software)
+target/debug/vgpu vhost-user-gpu ${backend:+--backend "$backend"} --socket-path "$sock" \
   --screenshot-dir "$out" --max-connections 1 2> "$out/backend.log" &
 backend_pid=$!
 qemu_pid=
@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
 
-echo "demo: booting the guest (QEMU TCG, vhost-user-gpu-pci -> vgpu vhost-user-gpu --backend $backend)"
+echo "demo: booting the guest (QEMU TCG, vhost-user-gpu-pci -> vgpu vhost-user-gpu ${backend:+--backend $backend})"
 qemu-system-x86_64 -M pc -cpu max -m 512M -nodefaults -no-reboot -display none \
   -kernel guests/out/vmlinuz -initrd guests/out/vgpu.cpio.gz \
   -append "console=ttyS0 quiet vgpu_run=vgpu-kms+--hold,vgpu-ioctl vgpu_hold" \

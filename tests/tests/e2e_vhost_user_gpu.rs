@@ -276,3 +276,39 @@ fn e2e_ours_inherited_fd_like_libvirt() {
     let status = guest.quit().unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+#[test]
+fn e2e_ours_vulkan_backend_kms_pattern() {
+    let test = "e2e_ours_vulkan_backend_kms_pattern";
+    let vulkan = std::process::Command::new("vulkaninfo")
+        .arg("--summary")
+        .output();
+    if !vulkan.is_ok_and(|o| o.status.success()) {
+        let reason = vgpu_tests::E2eError::Skip("no working Vulkan (vulkaninfo failed)".into());
+        if skipped(test, &reason) {
+            return;
+        }
+    }
+    let device = GpuDevice::Ours {
+        backend: "vulkan".into(),
+    };
+    let mut spec = GuestSpec::new(device, &["vgpu-kms --hold"]);
+    spec.hold = true;
+    let Some(mut guest) = boot(test, &spec) else {
+        return;
+    };
+    guest
+        .wait_done(BOOT)
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    assert_eq!(status(&guest, "kms-modeset"), "PASS");
+    guest
+        .backend_screenshot_bars(Duration::from_secs(10))
+        .unwrap();
+    guest.screendump_bars(Duration::from_secs(10)).unwrap();
+    assert!(
+        guest.backend_log().contains("backend: vulkan"),
+        "{}",
+        guest.backend_log()
+    );
+    guest.quit().unwrap();
+}
