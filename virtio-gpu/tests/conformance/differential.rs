@@ -1,12 +1,17 @@
 //! Differential check: a long pseudo-random sequence of display calls, most of them hostile
 //! (unknown ids, rectangles past the edges, scanouts past the last one, zero sizes), is applied to
 //! every backend at once; each call must give the same outcome everywhere (same error variant,
-//! same rows read back, same composed frames) and nothing may panic.
+//! same rows read back, same composed frames) and nothing may panic. The same is done with
+//! contexts, 3D resources, blobs and VG command streams on the backends that offer the capset.
 
-use gpu_interface::{CursorImage, Frame, GpuBackend, GpuError, GpuResult, PixelFormat, Rect};
+use gpu_interface::{
+    BlobDesc, BlobMem, CursorImage, Frame, GpuBackend, GpuError, GpuResult, PixelFormat, Rect,
+    Resource3dDesc, Transfer3d,
+};
+use virtio_gpu::backend::software::stream::{self, Command};
 use virtio_gpu::backend::BackendKind;
 
-use super::{desc, fill, open, pattern, read};
+use super::{desc, fill, open, pattern, read, Rows};
 
 /// xorshift64*: deterministic, so a failure names a reproducible step.
 struct Rng(u64);
@@ -40,6 +45,24 @@ impl Rng {
         } else {
             16 + self.below(48)
         }
+    }
+
+    /// An id: mostly one of a few live ones, sometimes 0 or one never created.
+    fn id(&mut self) -> u32 {
+        if self.below(8) == 0 {
+            self.below(8)
+        } else {
+            1 + self.below(3)
+        }
+    }
+
+    /// A rectangle that usually fits a 16x16 corner, sometimes anything.
+    fn small_rect(&mut self) -> Rect {
+        if self.below(8) == 0 {
+            return self.rect();
+        }
+        let mut r = || self.below(16);
+        Rect::new(r(), r(), 1 + r(), 1 + r())
     }
 
     fn rect(&mut self) -> Rect {
@@ -130,6 +153,147 @@ fn hostile_call_sequences_give_the_same_outcome_everywhere() {
             let mut outcomes = Vec::new();
             for ((kind, b), rng) in backends.iter_mut().zip(&mut rngs) {
                 outcomes.push((*kind, step(b.as_mut(), rng)));
+            }
+            let (_, reference) = &outcomes[0];
+            for (kind, got) in &outcomes[1..] {
+                assert_eq!(
+                    got, reference,
+                    "{kind:?} differs at seed {seed:#x} step {i}"
+                );
+            }
+        }
+    }
+}
+
+/// A random, often invalid, VG command.
+fn vg_command(rng: &mut Rng) -> Command {
+    let id = rng.id();
+    match rng.below(5) {
+        0 => Command::Fill {
+            resource: id,
+            rect: rng.small_rect(),
+            value: rng.next() as u32,
+        },
+        1 | 2 => Command::Copy {
+            src: id,
+            dst: rng.id(),
+            src_rect: rng.small_rect(),
+            dst_x: rng.below(24),
+            dst_y: rng.below(24),
+        },
+        3 => Command::FillBlob {
+            resource: id,
+            offset: u64::from(rng.extent()) * 37,
+            len: rng.extent().wrapping_mul(13),
+            value: rng.next() as u8,
+        },
+        _ => Command::Nop,
+    }
+}
+
+fn compute_step(b: &mut dyn GpuBackend, rng: &mut Rng) -> Outcome {
+    // Mostly context 1, so that resources meet the context they are attached to.
+    let ctx = if rng.below(6) == 0 { rng.below(4) } else { 1 };
+    let id = rng.id();
+    let done = |_| Outcome::Done;
+    // 0 create_context, 1-2 attach, 11 detach, 3 create 2D, 4 and 12 create 3D, 5 blob,
+    // 6 destroy, 7-9 and 13 submit, 10 and 14 3D read-back, 15 2D read-back.
+    match rng.below(16) {
+        0 => {
+            let capset = [0, stream::CAPSET_ID, 7][rng.below(3) as usize];
+            outcome(b.create_context(ctx, capset, "differential"), done)
+        }
+        1 | 2 => outcome(b.attach_resource(ctx, id), done),
+        11 => outcome(b.detach_resource(ctx, id), done),
+        3 => {
+            let format = PixelFormat::SUPPORTED[rng.below(8) as usize];
+            outcome(
+                b.create_resource_2d(id, desc(rng.size(), rng.size(), format)),
+                done,
+            )
+        }
+        4 | 12 => {
+            let target = [0, 2][rng.below(2) as usize];
+            let height = if target == 0 { 1 } else { rng.size() };
+            let d = Resource3dDesc {
+                target,
+                format: 0,
+                bind: 0,
+                width: rng.size(),
+                height,
+                depth: 1,
+                array_size: 1 + rng.below(3),
+                last_level: u32::from(rng.below(8) == 0),
+                nr_samples: 0,
+                flags: 0,
+            };
+            outcome(b.create_resource_3d(ctx, id, d), done)
+        }
+        5 => {
+            let blob = BlobDesc {
+                mem: BlobMem::Host3d,
+                size: 1 + u64::from(rng.below(4096)),
+                blob_id: 0,
+                mappable: true,
+                shareable: false,
+                cross_device: false,
+            };
+            outcome(b.create_blob(ctx, id, blob), done)
+        }
+        6 => outcome(b.destroy_resource(id), done),
+        7..=9 | 13 => {
+            let mut bytes = Vec::new();
+            for _ in 0..1 + rng.below(3) {
+                stream::encode(&vg_command(rng), &mut bytes);
+            }
+            if rng.below(10) == 0 {
+                bytes.push(1); // not whole words
+            }
+            outcome(b.submit(ctx, 0, &bytes), done)
+        }
+        10 | 14 => {
+            let r = rng.small_rect();
+            let t = Transfer3d {
+                x: r.x,
+                y: r.y,
+                z: rng.below(3),
+                width: r.width,
+                height: r.height,
+                depth: rng.below(3),
+                level: u32::from(rng.below(10) == 0),
+                stride: 0,
+                layer_stride: 0,
+                offset: 0,
+            };
+            let mut rows = Rows(Vec::new());
+            outcome(b.transfer_from_host_3d(ctx, id, t, &mut rows), |_| {
+                Outcome::Rows(rows.0)
+            })
+        }
+        _ => outcome(read(b, id, rng.small_rect()), Outcome::Rows),
+    }
+}
+
+#[test]
+fn hostile_command_streams_run_the_same_on_every_vg_backend() {
+    let mut backends = Vec::new();
+    for kind in [BackendKind::Software, BackendKind::Vulkan] {
+        if let Some(b) =
+            open(kind).filter(|b| b.capsets().iter().any(|c| c.id == stream::CAPSET_ID))
+        {
+            backends.push((kind, b));
+        }
+    }
+    if backends.len() < 2 {
+        println!("skipped: fewer than two backends offer the VG capset here");
+        return;
+    }
+    for seed in [3u64, 0x5151_5151, 99] {
+        let mut rngs: Vec<Rng> = backends.iter().map(|_| Rng(seed)).collect();
+        for i in 0..1500 {
+            let mut outcomes = Vec::new();
+            for ((kind, b), rng) in backends.iter_mut().zip(&mut rngs) {
+                outcomes.push((*kind, compute_step(b.as_mut(), rng)));
             }
             let (_, reference) = &outcomes[0];
             for (kind, got) in &outcomes[1..] {
