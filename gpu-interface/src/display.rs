@@ -22,7 +22,11 @@ pub struct DisplayMode {
 
 impl DisplayMode {
     pub const fn new(width: u32, height: u32) -> Self {
-        DisplayMode { width, height, refresh_mhz: 60_000 }
+        DisplayMode {
+            width,
+            height,
+            refresh_mhz: 60_000,
+        }
     }
 }
 
@@ -44,7 +48,9 @@ impl Frame {
             return None;
         }
         let off = y as usize * self.stride as usize + x as usize * 4;
-        self.data.get(off..off + 4).map(|px| self.format.to_rgba(px))
+        self.data
+            .get(off..off + 4)
+            .map(|px| self.format.to_rgba(px))
     }
 }
 

@@ -23,7 +23,7 @@ pub fn edid_for_mode(mode: DisplayMode, serial: u32) -> [u8; EDID_BLOCK_LEN] {
     e[22] = (mode.height / 100).clamp(1, 255) as u8;
     e[23] = 120; // gamma 2.2
     e[24] = 0x06; // RGB 4:4:4, preferred timing is native, continuous frequency
-    // Chromaticity of sRGB.
+                  // Chromaticity of sRGB.
     e[25..35].copy_from_slice(&[0xee, 0x91, 0xa3, 0x54, 0x4c, 0x99, 0x26, 0x0f, 0x50, 0x54]);
     // No established or standard timings: the detailed timing says it all.
     for i in 0..8 {
@@ -73,7 +73,9 @@ fn detailed_timing(d: &mut [u8], mode: DisplayMode) {
 }
 
 fn range_limits(d: &mut [u8]) {
-    d.copy_from_slice(&[0, 0, 0, 0xfd, 0, 50, 125, 30, 160, 255, 0x01, 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20]);
+    d.copy_from_slice(&[
+        0, 0, 0, 0xfd, 0, 50, 125, 30, 160, 255, 0x01, 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    ]);
 }
 
 fn name_descriptor(d: &mut [u8], name: &[u8]) {

@@ -11,12 +11,22 @@ pub struct Rect {
 
 impl Rect {
     pub const fn new(x: u32, y: u32, width: u32, height: u32) -> Self {
-        Rect { x, y, width, height }
+        Rect {
+            x,
+            y,
+            width,
+            height,
+        }
     }
 
     /// The whole of a `width` x `height` surface.
     pub const fn full(width: u32, height: u32) -> Self {
-        Rect { x: 0, y: 0, width, height }
+        Rect {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -63,7 +73,10 @@ mod tests {
     #[test]
     fn intersect_clips() {
         let a = Rect::new(0, 0, 10, 10);
-        assert_eq!(a.intersect(&Rect::new(5, 5, 10, 10)), Some(Rect::new(5, 5, 5, 5)));
+        assert_eq!(
+            a.intersect(&Rect::new(5, 5, 10, 10)),
+            Some(Rect::new(5, 5, 5, 5))
+        );
         assert_eq!(a.intersect(&Rect::new(10, 0, 5, 5)), None);
     }
 }

@@ -20,8 +20,8 @@ pub use error::{GpuError, GpuResult};
 pub use format::PixelFormat;
 pub use geometry::Rect;
 pub use resource::{
-    BlobDesc, BlobMapping, BlobMem, MapCache, Resource2dDesc, Resource3dDesc, ResourceId,
-    RowSink, RowSource, Transfer3d,
+    BlobDesc, BlobMapping, BlobMem, MapCache, Resource2dDesc, Resource3dDesc, ResourceId, RowSink,
+    RowSource, Transfer3d,
 };
 
 /// A backend that serves both display and compute: what a virtio-gpu device drives.

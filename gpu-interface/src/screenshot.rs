@@ -14,7 +14,10 @@ pub enum ScreenshotError {
     #[error("PNG encoding failed: {0}")]
     Encode(#[from] png::EncodingError),
     #[error("writing {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Encodes `frame` as an RGBA PNG into `out`.
@@ -44,7 +47,10 @@ pub fn write_png<W: Write>(frame: &Frame, out: W) -> Result<(), ScreenshotError>
 
 /// Saves `frame` as a PNG file at `path`.
 pub fn save_png(frame: &Frame, path: &std::path::Path) -> Result<(), ScreenshotError> {
-    let io = |source| ScreenshotError::Io { path: path.display().to_string(), source };
+    let io = |source| ScreenshotError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let file = std::fs::File::create(path).map_err(io)?;
     let mut buf = std::io::BufWriter::new(file);
     write_png(frame, &mut buf)?;
@@ -61,8 +67,13 @@ mod tests {
         let mut data = vec![0u8; 2 * 2 * 4];
         PixelFormat::XRGB8888.from_rgba([255, 0, 0, 255], &mut data[0..4]);
         PixelFormat::XRGB8888.from_rgba([0, 0, 255, 255], &mut data[12..16]);
-        let frame =
-            Frame { width: 2, height: 2, stride: 8, format: PixelFormat::XRGB8888, data };
+        let frame = Frame {
+            width: 2,
+            height: 2,
+            stride: 8,
+            format: PixelFormat::XRGB8888,
+            data,
+        };
         let mut bytes = Vec::new();
         write_png(&frame, &mut bytes).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
@@ -75,8 +86,16 @@ mod tests {
 
     #[test]
     fn short_frame_is_an_error() {
-        let frame =
-            Frame { width: 4, height: 4, stride: 16, format: PixelFormat::XRGB8888, data: vec![0; 10] };
-        assert!(matches!(write_png(&frame, Vec::new()), Err(ScreenshotError::ShortData)));
+        let frame = Frame {
+            width: 4,
+            height: 4,
+            stride: 16,
+            format: PixelFormat::XRGB8888,
+            data: vec![0; 10],
+        };
+        assert!(matches!(
+            write_png(&frame, Vec::new()),
+            Err(ScreenshotError::ShortData)
+        ));
     }
 }
