@@ -51,7 +51,7 @@ pub struct Memory {
 impl Memory {
     /// Allocates `size` bytes of memfd-backed guest RAM (not yet registered with any VM).
     pub fn new(size: u64) -> Result<Memory, MemoryError> {
-        if size < MIN_MEMORY || size % 4096 != 0 {
+        if size < MIN_MEMORY || size & 0xfff != 0 {
             return Err(MemoryError::BadSize(size));
         }
         // SAFETY: the name is a valid NUL-terminated string and the flags are valid; the call
