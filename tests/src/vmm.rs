@@ -58,15 +58,21 @@ pub fn kvm_unavailable() -> Option<String> {
     }
 }
 
-/// Whether the `vgpu` binary exists; tests skip (with a message) when it does not.
+/// Whether the `vgpu` binary exists; tests skip (with a message) when it does not, unless
+/// `VGPU_E2E_REQUIRED=1` (scripts/test.sh builds it), where a missing binary is a failure.
 pub fn vgpu_missing() -> Option<String> {
     let bin = vgpu_bin();
-    (!bin.exists()).then(|| {
-        format!(
-            "{} not built (run `cargo build -p vmm` or scripts/test.sh)",
-            bin.display()
-        )
-    })
+    if bin.exists() {
+        return None;
+    }
+    let reason = format!(
+        "{} not built (run `cargo build -p vmm` or scripts/test.sh)",
+        bin.display()
+    );
+    if std::env::var("VGPU_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("VGPU_E2E_REQUIRED=1 but {reason}");
+    }
+    Some(reason)
 }
 
 /// Runs `vgpu` with `args` and `envs`, killing it after `timeout`. Returns its output; a
