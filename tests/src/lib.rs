@@ -141,18 +141,28 @@ fn pass_as_fd3(cmd: &mut Command, fd: std::os::fd::RawFd) {
     // SAFETY: the closure runs in the forked child before exec and only calls dup2/fcntl, which
     // are async-signal-safe; `fd` stays open in the parent until the spawn has returned.
     unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                let flags = libc::fcntl(3, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || make_fd3(fd));
     }
+}
+
+/// In the child: `fd` becomes descriptor 3, without close-on-exec.
+fn make_fd3(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    if fd != 3 {
+        // SAFETY: dup2 on descriptors this process owns; it clears close-on-exec on 3.
+        let rc = unsafe { libc::dup2(fd, 3) };
+        return if rc < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        };
+    }
+    // SAFETY: querying the flags of descriptor 3, which this process owns.
+    let flags = unsafe { libc::fcntl(3, libc::F_GETFD) };
+    // SAFETY: clearing close-on-exec on descriptor 3, which this process owns.
+    if flags < 0 || unsafe { libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// How to boot a guest.
