@@ -242,11 +242,18 @@ impl VcpuThreads {
     /// halts every vCPU with interrupts off (Linux's power-off without ACPI) counts as powered
     /// off once two checks in a row see it so.
     pub fn wait(self) -> VmExit {
+        self.wait_with(|_| {})
+    }
+
+    /// [`Self::wait`], calling `tick` about every half second while the guest runs (for host
+    /// work such as timed or requested screenshots; it may request a stop).
+    pub fn wait_with(self, mut tick: impl FnMut(&ExitSignal)) -> VmExit {
         let mut dead_checks = 0;
         let reason = loop {
             if let Some(reason) = self.exit.wait_timeout(HALT_CHECK_PERIOD) {
                 break reason;
             }
+            tick(&self.exit);
             if self.stopped.iter().all(|f| f.load(Ordering::Acquire)) {
                 dead_checks += 1;
             } else {

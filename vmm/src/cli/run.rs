@@ -3,8 +3,9 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gpu_interface::DisplayMode;
 use virtio_gpu::backend::BackendKind;
@@ -46,7 +47,8 @@ pub struct RunArgs {
     /// virtio-gpu: `virtio[,backend=software|vulkan|rutabaga][,width=W][,height=H][,scanouts=N][,edid=on|off]`.
     #[arg(long, value_name = "SPEC", value_parser = parse_gpu)]
     pub gpu: Option<GpuSpec>,
-    /// Write a PNG of a scanout when the guest stops (or at --screenshot-after).
+    /// Write a PNG of a scanout when the guest stops (or at --screenshot-after), and whenever
+    /// the VMM receives SIGUSR1 (`kill -USR1 <pid>`).
     #[arg(long, value_name = "PNG", requires = "gpu")]
     pub screenshot: Option<PathBuf>,
     /// Which scanout --screenshot captures.
@@ -80,6 +82,8 @@ pub enum RunError {
     Serial(#[from] serial::SerialError),
     #[error("the guest stopped: {0}")]
     Guest(String),
+    #[error("installing the SIGUSR1 screenshot handler failed")]
+    Signal(#[source] std::io::Error),
     #[error("no display device to take a screenshot of")]
     NoDisplay,
     #[error("screenshot of scanout {scanout} failed: {reason}")]
@@ -258,29 +262,46 @@ fn run_linux(
     }
     let threads = VcpuThreads::spawn(runners, vm.exit.clone())?;
 
-    if let Some(after) = args.screenshot_after {
-        let exit = vm.exit.clone();
-        let deadline = std::time::Instant::now() + Duration::from_secs_f64(after.max(0.0));
-        while exit.requested().is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+    // Screenshots: at --screenshot-after (then stop), whenever SIGUSR1 asks, and at the end.
+    let requested = screenshot_requests()?;
+    let deadline = args
+        .screenshot_after
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut failure = None;
+    let reason = threads.wait_with(|exit| {
+        let Some(path) = &args.screenshot else { return };
+        let timed = deadline.is_some_and(|d| Instant::now() >= d);
+        if timed {
+            failure = screenshot(&vm, args.scanout, path).err();
+            exit.request(VmExit::Stopped);
+        } else if requested.swap(false, Ordering::AcqRel) {
+            // A request while the guest runs; the guest goes on either way.
+            if let Err(e) = screenshot(&vm, args.scanout, path) {
+                tracing::warn!("requested screenshot: {e}");
+            }
         }
-        if exit.requested().is_none() {
-            let path = args
-                .screenshot
-                .as_ref()
-                .expect("clap requires --screenshot");
-            let taken = screenshot(&vm, args.scanout, path);
-            threads.stop();
-            taken?;
-            return Ok(VmExit::Stopped);
-        }
-    }
-    let reason = threads.wait();
+    });
     tracing::info!("guest stopped: {reason:?}");
+    if let Some(e) = failure {
+        return Err(e);
+    }
     if let (Some(path), None) = (&args.screenshot, args.screenshot_after) {
         screenshot(&vm, args.scanout, path)?;
     }
     Ok(reason)
+}
+
+static SCREENSHOT_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigusr1(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    SCREENSHOT_REQUESTED.store(true, Ordering::Release);
+}
+
+/// Makes SIGUSR1 request a screenshot; returns the flag it sets.
+fn screenshot_requests() -> Result<&'static AtomicBool, RunError> {
+    vmm_sys_util::signal::register_signal_handler(libc::SIGUSR1, on_sigusr1)
+        .map_err(|e| RunError::Signal(std::io::Error::from_raw_os_error(e.errno())))?;
+    Ok(&SCREENSHOT_REQUESTED)
 }
 
 fn screenshot(vm: &Vm, scanout: u32, path: &std::path::Path) -> Result<(), RunError> {
