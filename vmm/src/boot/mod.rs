@@ -154,4 +154,4 @@ fn initrd_address(size: u64, kernel_end: u64, limit: u64) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -13,7 +13,7 @@ use crate::memory::Memory;
 const PAYLOAD_LEN: usize = 8192;
 
 /// A bzImage: one setup sector after the boot sector, then `PAYLOAD_LEN` bytes of "kernel".
-fn fake_bzimage(version: u16, xloadflags: u16) -> Vec<u8> {
+pub(crate) fn fake_bzimage(version: u16, xloadflags: u16) -> Vec<u8> {
     let mut image = vec![0u8; 1024 + PAYLOAD_LEN];
     let put = |image: &mut Vec<u8>, off: usize, bytes: &[u8]| {
         image[off..off + bytes.len()].copy_from_slice(bytes)

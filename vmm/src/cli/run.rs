@@ -325,6 +325,66 @@ fn screenshot(vm: &Vm, scanout: u32, path: &std::path::Path) -> Result<(), RunEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hypervisor::mock::{MockExit, MockHypervisor};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn linux_vm_is_assembled_and_started_at_the_64_bit_entry() {
+        let dir = std::env::temp_dir().join(format!("vgpu-run-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kernel_path = dir.join("bzImage");
+        std::fs::write(&kernel_path, crate::boot::tests::fake_bzimage(0x020f, 3)).unwrap();
+        let args = TestCli::parse_from([
+            "vgpu",
+            "--kernel",
+            kernel_path.to_str().unwrap(),
+            "--mem",
+            "64M",
+            "--cpus",
+            "2",
+        ])
+        .run;
+
+        let hv = MockHypervisor::new();
+        // vCPU 0 probes the CMOS, pulses the i8042 reset line; vCPU 1 idles.
+        hv.state.lock().unwrap().vcpu_scripts.insert(
+            0,
+            vec![
+                MockExit::IoOut {
+                    port: 0x70,
+                    data: vec![0x0a],
+                },
+                MockExit::IoIn { port: 0x71, len: 1 },
+                MockExit::IoOut {
+                    port: 0x64,
+                    data: vec![0xfe],
+                },
+            ],
+        );
+        hv.state.lock().unwrap().idle_when_done = true;
+        let kernel = File::open(&kernel_path).unwrap();
+        let reason = run_linux(&hv, kernel, None, &args).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        assert_eq!(reason, VmExit::Reset);
+        let s = hv.state.lock().unwrap();
+        assert!(s.irqchip);
+        assert_eq!(s.memory_slots[&0].1, 64 << 20);
+        assert!(s.irqfd(COM1_IRQ).is_some(), "serial interrupt not wired");
+        // Only the boot vCPU gets the 64-bit entry state; both get the boot MSRs.
+        assert_eq!(s.regs[&0].rip, 0x10_0200);
+        assert_eq!(s.regs[&0].rsi, crate::boot::layout::ZERO_PAGE_START);
+        assert!(!s.regs.contains_key(&1));
+        assert_eq!(s.msrs[&1], crate::boot::x86::boot_msrs());
+        // The CMOS answered status register A without "update in progress".
+        assert_eq!(s.read_results[&0], vec![vec![0x26]]);
+    }
 
     #[test]
     fn sizes_take_suffixes_and_reject_nonsense() {
