@@ -22,9 +22,9 @@ pub struct GuestDisplayArgs {
     /// Runs per device (the best is reported).
     #[arg(long, default_value_t = 2)]
     pub runs: u32,
-    /// Our backend's renderer (software, vulkan, rutabaga); default as `vgpu vhost-user-gpu`.
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Our backend's renderers to measure, comma-separated (software, vulkan, rutabaga).
+    #[arg(long, default_value = "software", value_delimiter = ',')]
+    pub backends: Vec<String>,
     /// Directory holding vmlinuz and vgpu.cpio.gz.
     #[arg(long, default_value = "guests/out")]
     pub image_dir: PathBuf,
@@ -248,11 +248,14 @@ pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
             return Err(GuestDisplayError::NoImage(path));
         }
     }
-    let backend = args.backend.clone().unwrap_or_else(|| "software".into());
-    let devices = [Device::QemuBuiltin, Device::QemuVhostUser, Device::Ours];
+    let mut rows = vec![
+        (Device::QemuBuiltin, String::new()),
+        (Device::QemuVhostUser, String::new()),
+    ];
+    rows.extend(args.backends.iter().map(|b| (Device::Ours, b.clone())));
     let mut results = Vec::new();
     let mut n = 0;
-    for device in devices {
+    for (device, backend) in rows {
         let mut best: Option<Measure> = None;
         for run in 0..args.runs {
             n += 1;
@@ -267,7 +270,7 @@ pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
                 best = Some(m);
             }
         }
-        results.push((device, best.expect("runs >= 1")));
+        results.push((device.label(&backend), best.expect("runs >= 1")));
     }
     let (builtin, qemu_vu) = (results[0].1, results[1].1);
     println!(
@@ -285,10 +288,10 @@ pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
         "CPU/built",
         "CPU/vu"
     );
-    for (device, m) in &results {
+    for (label, m) in &results {
         println!(
             "{:<34} {:>9.0} {:>10.3} {:>10.3} {:>9.2}x {:>9.2}x {:>9.2}x {:>9.2}x",
-            device.label(&backend),
+            label,
             m.updates_per_s,
             m.cpu_ms_per_update,
             m.backend_ms_per_update,
