@@ -141,10 +141,17 @@ impl GpuVhostUserBackend {
             .ready
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let _ = self
+        let (mut ready, waited) = self
             .display_ready
             .cond
-            .wait_timeout_while(ready, Duration::from_secs(2), |r| !*r);
+            .wait_timeout_while(ready, Duration::from_secs(2), |r| !*r)
+            .unwrap_or_else(|e| e.into_inner());
+        if waited.timed_out() {
+            // A frontend without the display socket (or a QEMU that never answers): serve with
+            // our own scanout sizes from now on rather than wait at every kick.
+            tracing::warn!("no display negotiation within 2 s; using the configured scanout sizes");
+            *ready = true;
+        }
     }
 
     fn serve_queue(&self, queue: u16, vring: &VringRwLock) -> std::io::Result<()> {
