@@ -217,6 +217,7 @@ fn run_linux(
     let memory = args.mem.unwrap_or(DEFAULT_LINUX_MEMORY);
     let cmdline = args.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE);
 
+    let setup_started = Instant::now();
     let mut vm = Vm::new(hv, memory, true)?;
     let (serial, serial_irq) = SerialDevice::new(Box::new(std::io::stdout()))?;
     let serial = Arc::new(Mutex::new(serial));
@@ -261,6 +262,12 @@ fn run_linux(
         });
     }
     let threads = VcpuThreads::spawn(runners, vm.exit.clone())?;
+    tracing::info!(
+        "guest started: {} vCPUs, {} MiB, set up in {} ms",
+        args.cpus,
+        memory >> 20,
+        setup_started.elapsed().as_millis()
+    );
 
     // Screenshots: at --screenshot-after (then stop), whenever SIGUSR1 asks, and at the end.
     let requested = screenshot_requests()?;
