@@ -398,3 +398,63 @@ impl VhostUserBackend for GpuVhostUserBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpu_interface::DisplayMode;
+    use virtio_gpu::backend::{create_backend, BackendKind};
+    use virtio_gpu::GpuConfig;
+
+    fn backend(scanouts: usize) -> GpuVhostUserBackend {
+        let config = GpuConfig {
+            scanouts: vec![DisplayMode::new(640, 480); scanouts],
+            edid: true,
+        };
+        let device = GpuDevice::new(create_backend(BackendKind::Software).unwrap(), config);
+        GpuVhostUserBackend::new(device, scanouts, DisplaySocket::default())
+    }
+
+    #[test]
+    fn offers_what_qemu_10_acks() {
+        let b = backend(1);
+        let f = b.features();
+        // QEMU 10's vhost-user-gpu acks these whether offered or not; vhost-user-backend would
+        // refuse SET_FEATURES if we did not offer them.
+        for bit in [
+            VIRTIO_F_VERSION_1,
+            VIRTIO_RING_F_EVENT_IDX,
+            VIRTIO_F_RING_RESET,
+        ] {
+            assert_ne!(f & (1 << bit), 0, "bit {bit}");
+        }
+        assert_ne!(f & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits(), 0);
+        assert!(b
+            .protocol_features()
+            .contains(VhostUserProtocolFeatures::CONFIG));
+        assert_eq!(b.num_queues(), 2);
+    }
+
+    #[test]
+    fn config_space_comes_from_the_device() {
+        let b = backend(3);
+        let config = b.get_config(0, 16);
+        let num_scanouts = u32::from_le_bytes(config[8..12].try_into().unwrap());
+        assert_eq!(num_scanouts, 3);
+        // A request larger than the structure reads zeros past it, and is capped.
+        assert_eq!(b.get_config(0, 1 << 20).len(), 4096);
+    }
+
+    #[test]
+    fn exit_events_are_closed_after_the_connection() {
+        let b = backend(1);
+        let (_consumer, notifier) = b.exit_event(0).unwrap();
+        let fd = b.exit_fds.lock().unwrap()[0];
+        // vhost-user-backend keeps only the raw fd of the consumer; emulate that.
+        std::mem::forget(_consumer);
+        b.close_exit_events();
+        // SAFETY: F_GETFD only queries the descriptor number.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, -1, "closed");
+        drop(notifier);
+    }
+}
