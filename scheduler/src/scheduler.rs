@@ -15,6 +15,8 @@ pub enum SchedError {
     UnknownTenant(TenantId),
     #[error("weight {0} is outside {MIN_WEIGHT}-{MAX_WEIGHT}")]
     Weight(u32),
+    #[error("share {0}% is outside 1-100%")]
+    Share(u32),
     #[error("job {0:?} is not the one on the device")]
     NotRunning(JobId),
     #[error(transparent)]
@@ -135,6 +137,9 @@ impl<C: Clock> Scheduler<C> {
     pub fn add_tenant(&mut self, spec: TenantSpec) -> Result<TenantId, SchedError> {
         if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&spec.weight) {
             return Err(SchedError::Weight(spec.weight));
+        }
+        if let Some(pct) = spec.share_pct.filter(|p| !(1..=100).contains(p)) {
+            return Err(SchedError::Share(pct));
         }
         let id = TenantId(self.next_tenant);
         self.next_tenant += 1;
@@ -426,6 +431,14 @@ mod tests {
         assert_eq!(
             s.add_tenant(TenantSpec::new("x").weight(17)),
             Err(SchedError::Weight(17))
+        );
+        assert_eq!(
+            s.add_tenant(TenantSpec::new("x").share(101)),
+            Err(SchedError::Share(101))
+        );
+        assert_eq!(
+            s.add_tenant(TenantSpec::new("x").share(0)),
+            Err(SchedError::Share(0))
         );
         assert_eq!(
             s.submit(TenantId(9)),

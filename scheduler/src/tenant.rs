@@ -52,6 +52,8 @@ pub struct TenantSpec {
     pub weight: u32,
     pub priority: Priority,
     pub class: TenantClass,
+    /// Fixed-share reservation in percent of the device (default: 1/max_instances).
+    pub share_pct: Option<u32>,
 }
 
 impl TenantSpec {
@@ -61,7 +63,14 @@ impl TenantSpec {
             weight: 1,
             priority: Priority::Normal,
             class: TenantClass::Batch,
+            share_pct: None,
         }
+    }
+
+    /// Reserves `pct` percent of the device under the fixed-share policy.
+    pub fn share(mut self, pct: u32) -> Self {
+        self.share_pct = Some(pct);
+        self
     }
 
     pub fn weight(mut self, weight: u32) -> Self {

@@ -1,6 +1,7 @@
-//! Fixed share: every tenant is reserved 1/max_instances of the device, whether or not the
-//! other instances exist or have work; the rest stays idle (not work-conserving). Time is cut
-//! into periods of `max_instances` slices and each tenant may use one slice per period; overrun
+//! Fixed share: every tenant is reserved 1/max_instances of the device (or the share its spec
+//! asks for), whether or not the other instances exist or have work; the rest stays idle (not
+//! work-conserving). Time is cut into periods of `max_instances` slices and each tenant may use
+//! its reservation (one slice, by default) per period; overrun
 //! is carried into the next periods as debt, so a tenant never gets more than its reservation
 //! plus one job's overrun in a period, and exactly its reservation over time.
 
@@ -18,8 +19,8 @@ pub struct FixedShare {
     max_debt: i64,
     period_start: Nanos,
     ring: Ring,
-    /// Time left in the current period; negative: debt.
-    allowance: HashMap<TenantId, i64>,
+    /// Time left in the current period (negative: debt), and the reservation per period.
+    allowance: HashMap<TenantId, (i64, i64)>,
     tenants: usize,
     max_instances: usize,
 }
@@ -49,12 +50,13 @@ impl FixedShare {
         }
         let periods = (now - self.period_start) / self.period;
         self.period_start += periods * self.period;
-        // Each elapsed period pays off one slice of debt; unused allowance is not kept.
-        let refill = self
-            .slice
-            .saturating_mul(periods.min(i64::MAX as u64) as i64);
-        for a in self.allowance.values_mut() {
-            *a = (*a).min(0).saturating_add(refill).min(self.slice);
+        // Each elapsed period pays off one reservation of debt; unused allowance is not kept.
+        let periods = periods.min(i64::MAX as u64) as i64;
+        for (left, quota) in self.allowance.values_mut() {
+            *left = (*left)
+                .min(0)
+                .saturating_add(quota.saturating_mul(periods))
+                .min(*quota);
         }
     }
 }
@@ -67,7 +69,18 @@ impl Policy for FixedShare {
     fn join(&mut self, tenant: &Tenant, now: Nanos) {
         self.roll_period(now);
         self.ring.push(tenant.id);
-        self.allowance.entry(tenant.id).or_insert(self.slice);
+        let quota = match tenant.spec.share_pct {
+            Some(pct) => (self.period * u64::from(pct) / 100).max(1) as i64,
+            None => self.slice,
+        };
+        self.allowance.entry(tenant.id).or_insert((quota, quota));
+        let reserved: i64 = self.allowance.values().map(|a| a.1).sum();
+        if reserved > self.period as i64 {
+            tracing::warn!(
+                reserved_pct = reserved * 100 / self.period as i64,
+                "fixed-share oversubscribed: reservations exceed the device"
+            );
+        }
         self.tenants += 1;
         if self.tenants > self.max_instances {
             tracing::warn!(
@@ -96,12 +109,12 @@ impl Policy for FixedShare {
         let chosen = self.ring.next_where(|id| {
             let runnable = tenants.runnable(id);
             any_runnable |= runnable;
-            runnable && allowance.get(&id).is_some_and(|&a| a > 0)
+            runnable && allowance.get(&id).is_some_and(|a| a.0 > 0)
         });
         match chosen {
             Some(tenant) => Pick::Run {
                 tenant,
-                budget: self.allowance[&tenant] as Nanos,
+                budget: self.allowance[&tenant].0 as Nanos,
             },
             None if any_runnable => Pick::IdleUntil(self.period_start + self.period),
             None => Pick::Idle,
@@ -109,8 +122,8 @@ impl Policy for FixedShare {
     }
 
     fn charge(&mut self, id: TenantId, used: Nanos, _now: Nanos) {
-        if let Some(a) = self.allowance.get_mut(&id) {
-            *a = (*a - used as i64).max(-self.max_debt);
+        if let Some((left, _)) = self.allowance.get_mut(&id) {
+            *left = (*left - used as i64).max(-self.max_debt);
         }
     }
 }
@@ -170,5 +183,18 @@ mod tests {
                 budget: MS
             }
         );
+    }
+
+    #[test]
+    fn explicit_shares_override_one_over_max_instances() {
+        let t = table(&[
+            TenantSpec::new("big").share(50),
+            TenantSpec::new("small").share(10),
+        ]);
+        let mut p = FixedShare::new(&params(4));
+        join_all(&mut p, &t);
+        let used = run(&mut p, &t, &|_| MS / 4, 1000 * MS);
+        assert!(used[0].abs_diff(500 * MS) <= 2 * MS, "{used:?}");
+        assert!(used[1].abs_diff(100 * MS) <= 2 * MS, "{used:?}");
     }
 }
