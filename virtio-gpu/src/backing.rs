@@ -3,7 +3,7 @@
 //! it and a backend with one copy.
 
 use gpu_interface::{GpuError, GpuResult, RowSink, RowSource};
-use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, Permissions};
 
 use crate::protocol::MemEntry;
 
@@ -116,6 +116,13 @@ impl Backing {
             let out = dst
                 .get_mut(range)
                 .ok_or(GpuError::InvalidParameter("range"))?;
+            // Fast path: one region lookup and a memcpy (the generic read walks an iterator).
+            let direct = mem.physical_memory().map(|p| p.get_slice(addr, out.len()));
+            if let Some(Ok(slice)) = direct {
+                if slice.copy_to(out) == out.len() {
+                    return Ok(());
+                }
+            }
             mem.read_slice(out, addr)
                 .map_err(|_| GpuError::InvalidParameter("backing outside guest memory"))
         })
@@ -130,6 +137,15 @@ impl Backing {
     ) -> GpuResult<()> {
         self.for_each_range(offset, src.len(), |addr, range| {
             let input = src.get(range).ok_or(GpuError::InvalidParameter("range"))?;
+            let direct = mem
+                .physical_memory()
+                .map(|p| p.get_slice(addr, input.len()));
+            if let Some(Ok(slice)) = direct {
+                if slice.len() == input.len() {
+                    slice.copy_from(input);
+                    return Ok(());
+                }
+            }
             mem.write_slice(input, addr)
                 .map_err(|_| GpuError::InvalidParameter("backing outside guest memory"))
         })

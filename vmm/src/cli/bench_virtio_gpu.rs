@@ -124,8 +124,7 @@ fn measure(
         (1, "TRANSFER_TO_HOST_2D 1920x1080 (1 entry)", false),
         (2, "TRANSFER_TO_HOST_2D 1920x1080 (4 KiB entries)", true),
     ] {
-        let transfer = transfer_bandwidth(dev, guest, id, page_entries, duration)?;
-        let memcpy = memcpy_bandwidth(duration);
+        let (transfer, memcpy) = transfer_vs_memcpy(dev, guest, id, page_entries, duration)?;
         rows.push(Row {
             backend: name.into(),
             what,
@@ -171,22 +170,22 @@ fn check(resp: &[u8], command: &'static str) -> Result<(), VirtioGpuBenchError> 
     }
 }
 
-/// Repeated full-frame TRANSFER_TO_HOST_2D of resource `id`, in bytes per second.
-fn transfer_bandwidth(
+/// Full-frame TRANSFER_TO_HOST_2D of resource `id`, interleaved one for one with a plain memcpy
+/// of the same bytes between two host buffers (so both see the same machine load); returns both
+/// rates (bytes per second, from the median iteration).
+fn transfer_vs_memcpy(
     dev: &mut GpuDevice,
     guest: &mut GuestDriver,
     id: u32,
     page_entries: bool,
     duration: Duration,
-) -> Result<f64, VirtioGpuBenchError> {
+) -> Result<(f64, f64), VirtioGpuBenchError> {
     let frame = guest.alloc(FRAME_BYTES)?;
     let pattern: Vec<u8> = (0..FRAME_BYTES).map(|i| (i * 7) as u8).collect();
     guest.write(frame, &pattern)?;
     let format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
-    check(
-        &guest.send(dev, &requests::create_2d(id, format, WIDTH, HEIGHT))?,
-        "RESOURCE_CREATE_2D",
-    )?;
+    let create = requests::create_2d(id, format, WIDTH, HEIGHT);
+    check(&guest.send(dev, &create)?, "RESOURCE_CREATE_2D")?;
     let entries: Vec<(u64, u32)> = if page_entries {
         (0..FRAME_BYTES as u64)
             .step_by(4096)
@@ -204,36 +203,45 @@ fn transfer_bandwidth(
     guest.write(req, &request)?;
     let resp = guest.alloc(4096)?;
     let chain = [(req, request.len() as u32, false), (resp, 4096, true)];
-    // One warm-up transfer (first-touch page faults of the backend's storage).
-    guest.post(QueueKind::Control, &chain)?;
-    guest.kick(dev, QueueKind::Control)?;
-    guest.take_used(QueueKind::Control)?;
-    check(&guest.read(resp, 24)?, "TRANSFER_TO_HOST_2D")?;
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < duration {
+    let mut dst = vec![0u8; FRAME_BYTES];
+    let mut transfer = || -> Result<Duration, VirtioGpuBenchError> {
+        let t = Instant::now();
         guest.post(QueueKind::Control, &chain)?;
         guest.kick(dev, QueueKind::Control)?;
-        n += guest.take_used(QueueKind::Control)?.len() as u64;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    check(&guest.read(resp, 24)?, "TRANSFER_TO_HOST_2D")?;
-    Ok(n as f64 * FRAME_BYTES as f64 / secs)
-}
-
-/// A plain memcpy of one frame between two host buffers, in bytes per second.
-fn memcpy_bandwidth(duration: Duration) -> f64 {
-    let src: Vec<u8> = (0..FRAME_BYTES).map(|i| (i * 7) as u8).collect();
-    let mut dst = vec![0u8; FRAME_BYTES];
-    dst.copy_from_slice(&src);
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < duration {
-        dst.copy_from_slice(std::hint::black_box(&src));
+        let used = guest.take_used(QueueKind::Control)?.len();
+        let elapsed = t.elapsed();
+        check(&guest.read(resp, 24)?, "TRANSFER_TO_HOST_2D")?;
+        if used != 1 {
+            return Err(VirtioGpuBenchError::Command {
+                command: "TRANSFER",
+                response: 0,
+            });
+        }
+        Ok(elapsed)
+    };
+    let mut memcpy = || {
+        let t = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&pattern));
         std::hint::black_box(&mut dst);
-        n += 1;
+        t.elapsed()
+    };
+    // Warm-up: first touches of the backend's storage and of `dst`, caches, frequency.
+    for _ in 0..3 {
+        transfer()?;
+        memcpy();
     }
-    n as f64 * FRAME_BYTES as f64 / start.elapsed().as_secs_f64()
+    let (mut t_transfer, mut t_memcpy) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while start.elapsed() < duration || t_transfer.len() < 5 {
+        t_transfer.push(transfer()?);
+        t_memcpy.push(memcpy());
+    }
+    // Medians: other processes on a shared machine disturb single iterations, not the middle.
+    let rate = |times: &mut Vec<Duration>| {
+        times.sort();
+        FRAME_BYTES as f64 / times[times.len() / 2].as_secs_f64()
+    };
+    Ok((rate(&mut t_transfer), rate(&mut t_memcpy)))
 }
 
 fn print_table(rows: &[Row]) {
