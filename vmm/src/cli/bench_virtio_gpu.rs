@@ -53,7 +53,7 @@ struct Row {
 }
 
 pub fn run(args: VirtioGpuBenchArgs) -> Result<(), VirtioGpuBenchError> {
-    if !(args.seconds > 0.0) {
+    if args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(VirtioGpuBenchError::BadDuration);
     }
     let duration = Duration::from_secs_f64(args.seconds);
