@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_guest_display;
+mod bench_pio;
 mod bench_sched;
 mod bench_virtio_gpu;
 mod gpu_demo;
