@@ -121,13 +121,26 @@ fuzz_target!(|data: &[u8]| {
         // The first descriptor reads the request; the others go where the fuzzer says.
         descs[0] = (DATA, req.len() as u32, 0);
         let q = usize::from(selector % 5 == 1);
-        let kind = if q == 1 { QueueKind::Cursor } else { QueueKind::Control };
-        let start = if next[q] + n as u16 > QSIZE { 0 } else { next[q] };
+        let kind = if q == 1 {
+            QueueKind::Cursor
+        } else {
+            QueueKind::Control
+        };
+        let start = if next[q] + n as u16 > QSIZE {
+            0
+        } else {
+            next[q]
+        };
         post(&mocks[q], start, &descs);
         next[q] = start + n as u16;
         let _ = dev.process_queue(kind, &mut queues[q], &mem);
         let _ = dev.process_fences(&mut queues[0], &mem);
         let _ = dev.screenshot(u32::from(selector % 3));
+        // Config space accesses at fuzzed offsets and lengths.
+        let (offset, n) = (u64::from(selector % 24), usize::from(selector % 9));
+        dev.write_config(offset, &req[..n.min(req.len())]);
+        let mut config = [0u8; 8];
+        dev.read_config(offset, &mut config[..n.min(8)]);
     }
     dev.reset();
 });

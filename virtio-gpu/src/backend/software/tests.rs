@@ -267,3 +267,20 @@ fn host_blob_is_a_real_memfd() {
     );
     assert!(b.submit(1, 0, &oob).is_err());
 }
+
+#[test]
+fn image_storage_is_page_aligned() {
+    // Guest pages are page aligned; storage at the same page offset copies without 4 KiB
+    // aliasing (see resources::PageBuf).
+    let mut b = SoftwareBackend::new();
+    for (id, w) in [(1, 1), (2, 333), (3, 1920)] {
+        b.create_resource_2d(id, desc(w, 7, PixelFormat::XRGB8888))
+            .unwrap();
+        let Some(super::resources::Storage::Image(img)) = b.resources.get(&id).map(|r| &r.storage)
+        else {
+            panic!("resource {id} is not an image");
+        };
+        assert_eq!(img.data.as_ptr() as usize % 4096, 0);
+        assert_eq!(img.data.len(), (w * 7 * 4) as usize);
+    }
+}
