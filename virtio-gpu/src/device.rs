@@ -180,6 +180,17 @@ impl GpuDevice {
         for i in 0..self.scanouts.len() as u32 {
             let _ = self.backend.set_scanout(i, None, Default::default());
             let _ = self.backend.set_cursor(i, None);
+            let shown = self
+                .scanouts
+                .get(i as usize)
+                .is_some_and(|s| s.resource.is_some());
+            if let (true, Some(l)) = (shown, self.listener.as_mut()) {
+                l.scanout_changed(i, None);
+            }
+            if let Some(s) = self.scanouts.get_mut(i as usize) {
+                s.resource = None;
+                s.cursor = None;
+            }
         }
         for id in self.resources.ids() {
             if let Err(e) = crate::commands::resource::unref(self, id) {

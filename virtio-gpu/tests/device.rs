@@ -130,6 +130,7 @@ fn display_listener_sees_scanout_flush_and_cursor() {
         (0, 0),
     ));
     assert_eq!(g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, 1)), OK);
+    assert_eq!(g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, 2)), OK);
     let got = events.lock().unwrap().0.clone();
     assert_eq!(
         got,
@@ -139,8 +140,15 @@ fn display_listener_sees_scanout_flush_and_cursor() {
             "cursor 1 Some((2, 16384, [3, 2, 1, 255]))".into(),
             "moved 1 5 6".into(),
             "changed 1 None".into(),
+            "cursor 1 None".into(),
         ]
     );
+    // Reset tells the listener once per scanout that showed something.
+    uploaded_resource(&mut g, 3, 8, 8, |_, _| [0, 0, 0]);
+    assert_eq!(g.cmd_type(&set_scanout(0, 3, rect(0, 0, 8, 8))), OK);
+    events.lock().unwrap().0.clear();
+    g.dev.reset();
+    assert_eq!(events.lock().unwrap().0, vec!["changed 0 None".to_string()]);
 }
 
 #[test]

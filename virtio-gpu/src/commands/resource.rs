@@ -65,6 +65,9 @@ pub fn unref(dev: &mut GpuDevice, id: u32) -> Result<(), CmdError> {
         }
         if s.cursor == Some(id) {
             s.cursor = None;
+            if let Some(l) = dev.listener.as_mut() {
+                l.cursor_changed(i as u32, None);
+            }
         }
     }
     if res.in_backend() {
