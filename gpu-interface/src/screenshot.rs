@@ -78,7 +78,7 @@ mod tests {
         write_png(&frame, &mut bytes).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let mut buf = vec![0; reader.output_buffer_size()];
         reader.next_frame(&mut buf).unwrap();
         assert_eq!(&buf[0..4], &[255, 0, 0, 255]);
         assert_eq!(&buf[12..16], &[0, 0, 255, 255]);
