@@ -9,3 +9,4 @@ cargo build -p vmm --bin vgpu
 # In CI the e2e tests must run: a missing QEMU 10, image or binary fails them instead of skipping.
 VGPU_E2E_REQUIRED=1 cargo test --workspace --all-targets 2>&1
 bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
+bash scripts/fuzz.sh 60  # every fuzz target of the repo, a bounded run each
