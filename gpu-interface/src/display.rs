@@ -54,6 +54,70 @@ impl Frame {
     }
 }
 
+/// A borrowed rectangle of pixels: `height` rows of `width` 32-bit pixels, each row starting
+/// `stride` bytes after the previous one in `data` (the first row at offset 0).
+#[derive(Debug, Clone, Copy)]
+pub struct RectView<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub stride: u32,
+    pub format: PixelFormat,
+    pub data: &'a [u8],
+}
+
+impl<'a> RectView<'a> {
+    /// `rect` of `frame`, or `None` if it does not lie inside the frame.
+    pub fn of_frame(frame: &'a Frame, rect: Rect) -> Option<Self> {
+        Self::of_image(
+            &frame.data,
+            (frame.width, frame.height),
+            frame.stride,
+            frame.format,
+            rect,
+        )
+    }
+
+    /// `rect` of an image of `size` whose rows lie `stride` bytes apart in `data`, or `None` if
+    /// `rect` (or its last row) does not lie inside it.
+    pub fn of_image(
+        data: &'a [u8],
+        size: (u32, u32),
+        stride: u32,
+        format: PixelFormat,
+        rect: Rect,
+    ) -> Option<Self> {
+        if !rect.fits_in(size.0, size.1) || rect.is_empty() {
+            return None;
+        }
+        let start = u64::from(rect.y) * u64::from(stride) + u64::from(rect.x) * 4;
+        let end = u64::from(rect.y + rect.height - 1) * u64::from(stride)
+            + u64::from(rect.x + rect.width) * 4;
+        let data = data.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)?;
+        Some(RectView {
+            width: rect.width,
+            height: rect.height,
+            stride,
+            format,
+            data,
+        })
+    }
+
+    /// Row `y` (`width * 4` bytes), or `None` past the last row.
+    pub fn row(&self, y: u32) -> Option<&'a [u8]> {
+        if y >= self.height {
+            return None;
+        }
+        let start = y as usize * self.stride as usize;
+        self.data.get(start..start + self.width as usize * 4)
+    }
+
+    /// All pixels as one slice when the rows are packed back to back (`stride == width * 4`).
+    pub fn packed(&self) -> Option<&'a [u8]> {
+        let row = self.width as usize * 4;
+        (self.stride as usize == row).then(|| self.data.get(..row * self.height as usize))?
+    }
+}
+
 /// A cursor image: a small ARGB resource and its hotspot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CursorImage {
@@ -67,8 +131,9 @@ pub struct CursorImage {
 pub trait DisplayListener: Send {
     /// A scanout now shows a `width` x `height` image, or was disabled (`None`).
     fn scanout_changed(&mut self, scanout: ScanoutId, size: Option<(u32, u32)>);
-    /// `rect` of the scanout changed; `frame` holds the whole composed scanout.
-    fn scanout_updated(&mut self, scanout: ScanoutId, rect: Rect, frame: &Frame);
+    /// `rect` of the scanout changed; `pixels` holds that rectangle of the primary plane as
+    /// flushed, without the cursor (which comes through `cursor_changed` / `cursor_moved`).
+    fn scanout_updated(&mut self, scanout: ScanoutId, rect: Rect, pixels: &RectView<'_>);
     /// The cursor image changed (`None` hides it); `image` is 64x64 ARGB8888 when present.
     fn cursor_changed(&mut self, scanout: ScanoutId, image: Option<(&CursorImage, &[u8])>);
     /// The cursor moved to (x, y) on `scanout`.
@@ -118,4 +183,21 @@ pub trait DisplayBackend {
 
     /// The composed image of `scanout` (primary plane plus cursor), as last flushed.
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame>;
+
+    /// Calls `f` with `rect` (scanout coordinates) of `scanout`'s primary plane as last flushed,
+    /// without the cursor. Backends override this to lend their front buffer without copying;
+    /// the default crops [`Self::read_scanout`], which includes the cursor.
+    fn read_scanout_rect(
+        &mut self,
+        scanout: ScanoutId,
+        rect: Rect,
+        f: &mut dyn FnMut(&RectView<'_>),
+    ) -> GpuResult<()> {
+        let frame = self.read_scanout(scanout)?;
+        let view = RectView::of_frame(&frame, rect).ok_or(
+            crate::error::GpuError::InvalidParameter("rectangle outside the scanout"),
+        )?;
+        f(&view);
+        Ok(())
+    }
 }

@@ -298,3 +298,52 @@ fn host3d_blob_is_filled_by_a_context_and_mapped_through_the_transport() {
     assert_eq!(g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, 5)), OK);
     assert!(maps.lock().unwrap().is_empty());
 }
+
+#[test]
+fn transfer_to_host_2d_on_guest_blob_succeeds_and_checks_bounds() {
+    // Linux 6.12 sends TRANSFER_TO_HOST_2D for dumb buffers backed by guest blobs, with the
+    // offset of the rectangle's first pixel (y * pitch + x * 4).
+    let mut g = Guest::new();
+    let (w, h) = (32u32, 16u32);
+    let addr = guest_image(&mut g, w, h, |_, _| [0, 0, 255]);
+    let size = u64::from(w * h * 4);
+    let c = create_blob(
+        0,
+        9,
+        VIRTIO_GPU_BLOB_MEM_GUEST,
+        VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE,
+        size,
+        &[(addr.0, size as u32)],
+    );
+    assert_eq!(g.cmd_type(&c), OK);
+    // Not on a scanout yet: accepted, nothing to refresh.
+    assert_eq!(g.cmd_type(&transfer_2d(9, rect(0, 0, w, h), 0)), OK);
+    assert_eq!(g.cmd_type(&set_scanout_blob(0, 9, w, h, w * 4, 0)), OK);
+    // The guest draws, transfers the damaged rectangle, then flushes it.
+    let (x, y) = (4u64, 6u64);
+    let offset = (y * u64::from(w) + x) * 4;
+    g.mem
+        .write_slice(&[0, 0xff, 0, 0xff], GuestAddress(addr.0 + offset))
+        .unwrap();
+    assert_eq!(g.cmd_type(&transfer_2d(9, rect(4, 6, 2, 2), offset)), OK);
+    assert_eq!(g.cmd_type(&flush(9, rect(4, 6, 2, 2))), OK);
+    let f = g.dev.screenshot(0).unwrap();
+    assert_eq!(f.pixel_rgba(4, 6), Some([0, 255, 0, 255]));
+    assert_eq!(f.pixel_rgba(5, 6), Some([0, 0, 255, 255]));
+    // Rectangles and offsets that reach outside the blob are still refused.
+    let bad = [
+        transfer_2d(9, rect(0, 0, w + 1, h), 0),
+        transfer_2d(9, rect(0, h - 1, w, 2), 0),
+        transfer_2d(9, rect(0, 0, w, h), 4),
+        transfer_2d(9, rect(0, 0, 1, 1), size + 1),
+        transfer_2d(9, rect(u32::MAX, 0, 2, 1), 0),
+        transfer_2d(9, rect(0, 0, 1, 1), u64::MAX),
+    ];
+    for cmd in &bad {
+        assert_eq!(g.cmd_type(cmd), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    }
+    assert_eq!(
+        g.cmd_type(&transfer_2d(10, rect(0, 0, 1, 1), 0)),
+        VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID
+    );
+}

@@ -6,7 +6,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use gpu_interface::{CursorImage, DisplayListener, DisplayMode, Frame, Rect as GRect};
+use gpu_interface::display::RectView;
+use gpu_interface::{CursorImage, DisplayListener, DisplayMode, Rect as GRect};
 use virtio_gpu::protocol::*;
 use virtio_gpu::{GpuConfig, QueueKind};
 use zerocopy::IntoBytes;
@@ -86,8 +87,11 @@ impl DisplayListener for Recorder {
             .0
             .push(format!("changed {scanout} {size:?}"));
     }
-    fn scanout_updated(&mut self, scanout: u32, rect: GRect, frame: &Frame) {
-        let px = frame.pixel_rgba(rect.x, rect.y);
+    fn scanout_updated(&mut self, scanout: u32, rect: GRect, pixels: &RectView<'_>) {
+        assert_eq!((pixels.width, pixels.height), (rect.width, rect.height));
+        let last = pixels.row(rect.height - 1).expect("every row is lent");
+        assert_eq!(last.len(), rect.width as usize * 4);
+        let px = pixels.row(0).map(|row| pixels.format.to_rgba(&row[0..4]));
         self.0
             .lock()
             .unwrap()
@@ -149,6 +153,38 @@ fn display_listener_sees_scanout_flush_and_cursor() {
     events.lock().unwrap().0.clear();
     g.dev.reset();
     assert_eq!(events.lock().unwrap().0, vec!["changed 0 None".to_string()]);
+}
+
+#[test]
+fn listener_updates_carry_the_damage_without_the_cursor() {
+    let mut g = Guest::new();
+    let events = Arc::new(Mutex::new(Events::default()));
+    g.dev
+        .set_display_listener(Box::new(Recorder(events.clone())));
+    uploaded_resource(&mut g, 1, 32, 32, |x, _| [x as u8, 10, 20]);
+    uploaded_resource(&mut g, 2, 64, 64, |_, _| [200, 0, 0]);
+    assert_eq!(g.cmd_type(&set_scanout(0, 1, rect(8, 4, 16, 16))), OK);
+    // An opaque cursor over the scanout's (3, 2).
+    g.cursor(&update_cursor(
+        VIRTIO_GPU_CMD_UPDATE_CURSOR,
+        0,
+        3,
+        2,
+        2,
+        (0, 0),
+    ));
+    events.lock().unwrap().0.clear();
+    // Damage in resource coordinates, partly outside the scanout rectangle: the listener gets
+    // the clipped rectangle in scanout coordinates, showing the resource, not the cursor.
+    assert_eq!(g.cmd_type(&flush(1, rect(11, 6, 21, 2))), OK);
+    assert_eq!(
+        events.lock().unwrap().0,
+        vec!["updated 0 Rect { x: 3, y: 2, width: 13, height: 2 } Some([11, 10, 20, 255])"]
+    );
+    // The screenshot is still the composed image.
+    let shot = g.dev.screenshot(0).unwrap();
+    assert_eq!(shot.pixel_rgba(3, 2), Some([200, 0, 0, 255]));
+    assert_eq!(shot.pixel_rgba(2, 2), Some([10, 10, 20, 255]));
 }
 
 #[test]

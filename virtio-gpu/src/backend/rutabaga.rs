@@ -20,7 +20,7 @@ use std::io::IoSliceMut;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-use gpu_interface::display::MAX_SCANOUTS;
+use gpu_interface::display::{RectView, MAX_SCANOUTS};
 use gpu_interface::{
     CursorImage, DisplayBackend, FenceTimeline, Frame, GpuBackend, GpuError, GpuResult,
     PixelFormat, Rect, Resource2dDesc, ResourceId, RowSink, RowSource, ScanoutId,
@@ -483,6 +483,24 @@ impl DisplayBackend for RutabagaBackend {
             hot_y: c.image.hot_y,
         });
         compose::compose(&primary, cursor)
+    }
+
+    fn read_scanout_rect(
+        &mut self,
+        scanout: ScanoutId,
+        rect: Rect,
+        f: &mut dyn FnMut(&RectView<'_>),
+    ) -> GpuResult<()> {
+        let s = &self.scanouts[self.scanout_index(scanout)?];
+        let shown = s
+            .shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let size = (shown.rect.width, shown.rect.height);
+        let view = RectView::of_image(&shown.front, size, size.0 * 4, shown.format, rect)
+            .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
+        f(&view);
+        Ok(())
     }
 }
 

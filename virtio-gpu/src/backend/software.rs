@@ -15,7 +15,7 @@ mod timeline;
 
 use std::collections::HashMap;
 
-use gpu_interface::display::MAX_SCANOUTS;
+use gpu_interface::display::{RectView, MAX_SCANOUTS};
 use gpu_interface::{
     CursorImage, DisplayBackend, Frame, GpuBackend, GpuError, GpuResult, Rect, Resource2dDesc,
     ResourceId, RowSink, RowSource, ScanoutId,
@@ -296,6 +296,29 @@ impl DisplayBackend for SoftwareBackend {
             hot_y: c.image.hot_y,
         });
         compose::compose(&primary, cursor)
+    }
+
+    fn read_scanout_rect(
+        &mut self,
+        scanout: ScanoutId,
+        rect: Rect,
+        f: &mut dyn FnMut(&RectView<'_>),
+    ) -> GpuResult<()> {
+        let s = self.scanout_mut(scanout)?;
+        let front = &s
+            .shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?
+            .front;
+        let format = front
+            .format
+            .ok_or(GpuError::InvalidParameter("scanout has no format"))?;
+        // The front buffer itself is lent: no copy, no composition.
+        let size = (front.width, front.height);
+        let view = RectView::of_image(&front.data, size, front.stride, format, rect)
+            .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
+        f(&view);
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! GET_DISPLAY_INFO, GET_EDID, SET_SCANOUT and RESOURCE_FLUSH.
 
+use gpu_interface::display::RectView;
 use gpu_interface::edid::edid_for_mode;
 use gpu_interface::{DisplayMode, Rect};
 use vm_memory::GuestMemory;
@@ -151,9 +152,12 @@ fn notify_flush(dev: &mut GpuDevice, id: u32, rect: Rect) {
             damage.width,
             damage.height,
         );
-        match dev.backend.read_scanout(i as u32) {
-            Ok(frame) => listener.scanout_updated(i as u32, local, &frame),
-            Err(e) => tracing::warn!(scanout = i, "virtio-gpu: read_scanout for listener: {e}"),
+        // Only the damaged rectangle of the primary plane, lent by the backend: no composed
+        // frame, and the cursor travels separately.
+        let scanout = i as u32;
+        let mut send = |pixels: &RectView<'_>| listener.scanout_updated(scanout, local, pixels);
+        if let Err(e) = dev.backend.read_scanout_rect(scanout, local, &mut send) {
+            tracing::warn!(scanout, "virtio-gpu: read_scanout_rect for listener: {e}");
         }
     }
 }

@@ -85,6 +85,9 @@ pub fn transfer_to_host_2d<M: GuestMemory>(
     let id = cmd.resource_id.get();
     let rect = Rect::from(cmd.r);
     let res = dev.resources.get(id)?;
+    if let ResourceKind::GuestBlob { size } = res.kind {
+        return transfer_to_guest_blob(res.shadow, size, rect, cmd.offset.get());
+    }
     let ResourceKind::TwoD {
         width,
         height,
@@ -131,6 +134,44 @@ pub fn transfer_to_host_2d<M: GuestMemory>(
         layout,
     };
     dev.backend.write_rect(id, rect, &mut rows)?;
+    Ok(Response::ok())
+}
+
+/// TRANSFER_TO_HOST_2D on a guest-memory blob (Linux 6.12 sends it for dumb buffers): the guest
+/// pages are the resource, and RESOURCE_FLUSH copies them into the scanout shadow, so after the
+/// same bounds checks as a 2D transfer there is nothing to do (QEMU answers OK as well).
+fn transfer_to_guest_blob(
+    shadow: Option<crate::resources::Shadow>,
+    size: u64,
+    rect: Rect,
+    offset: u64,
+) -> CmdResult {
+    if rect.x.checked_add(rect.width).is_none() || rect.y.checked_add(rect.height).is_none() {
+        return Err(CmdError::InvalidParameter("transfer rectangle overflows"));
+    }
+    if offset > size {
+        return Err(CmdError::InvalidParameter("transfer outside the blob"));
+    }
+    let Some(shadow) = shadow else {
+        // Not shown: no layout to check the rows against.
+        return Ok(Response::ok());
+    };
+    if !rect.fits_in(shadow.width, shadow.height) {
+        return Err(CmdError::InvalidParameter(
+            "transfer rectangle outside the scanout blob",
+        ));
+    }
+    if rect.is_empty() {
+        return Ok(Response::ok());
+    }
+    let bpp = u64::from(shadow.format.bytes_per_pixel());
+    let last_end = u64::from(rect.height - 1)
+        .checked_mul(u64::from(shadow.stride))
+        .and_then(|n| n.checked_add(offset))
+        .and_then(|n| n.checked_add(u64::from(rect.width) * bpp));
+    if last_end.is_none_or(|end| end > size) {
+        return Err(CmdError::InvalidParameter("transfer outside the blob"));
+    }
     Ok(Response::ok())
 }
 

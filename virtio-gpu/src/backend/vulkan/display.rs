@@ -6,6 +6,7 @@
 //! the cursor image is taken at SET_CURSOR time; `read_scanout` composes front plus cursor.
 
 use ash::vk;
+use gpu_interface::display::RectView;
 use gpu_interface::{
     CursorImage, DisplayBackend, Frame, GpuError, GpuResult, PixelFormat, Rect, Resource2dDesc,
     ResourceId, RowSink, RowSource, ScanoutId,
@@ -79,6 +80,25 @@ impl VulkanBackend {
         Ok(())
     }
 
+    /// Makes sure scanout `index` (which shows something) has a host-visible frame buffer of
+    /// its size; returns that size in bytes.
+    fn frame_buffer(&mut self, index: usize) -> GpuResult<u64> {
+        let s = &self.scanouts[index];
+        let shown = s
+            .shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let frame_bytes = u64::from(shown.rect.width) * u64::from(shown.rect.height) * 4;
+        let reuse = s.frame.as_ref().is_some_and(|f| f.size == frame_bytes);
+        if !reuse {
+            self.scanouts[index].frame = None;
+            let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST;
+            let frame = GpuBuffer::new(&self.dev, frame_bytes, usage, MemoryUse::Readback)?;
+            self.scanouts[index].frame = Some(frame);
+        }
+        Ok(frame_bytes)
+    }
+
     /// Composes `scanout` into its frame buffer and returns the frame.
     fn compose(&mut self, index: usize) -> GpuResult<Frame> {
         let s = &self.scanouts[index];
@@ -115,14 +135,7 @@ impl VulkanBackend {
                 params.extent_h = y1.saturating_sub(y0);
             }
         }
-        let frame_bytes = u64::from(w) * u64::from(h) * 4;
-        let reuse = s.frame.as_ref().is_some_and(|f| f.size == frame_bytes);
-        if !reuse {
-            self.scanouts[index].frame = None;
-            let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST;
-            let frame = GpuBuffer::new(&self.dev, frame_bytes, usage, MemoryUse::Readback)?;
-            self.scanouts[index].frame = Some(frame);
-        }
+        let frame_bytes = self.frame_buffer(index)?;
         let s = &self.scanouts[index];
         let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.frame.as_ref()) else {
             return Err(GpuError::Backend("scanout state".into()));
@@ -330,5 +343,54 @@ impl DisplayBackend for VulkanBackend {
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
         let index = self.check_scanout(scanout)?;
         self.compose(index)
+    }
+
+    fn read_scanout_rect(
+        &mut self,
+        scanout: ScanoutId,
+        rect: Rect,
+        f: &mut dyn FnMut(&RectView<'_>),
+    ) -> GpuResult<()> {
+        let index = self.check_scanout(scanout)?;
+        let shown = self.scanouts[index]
+            .shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let (w, h) = (shown.rect.width, shown.rect.height);
+        if rect.is_empty() || !rect.fits_in(w, h) {
+            return Err(GpuError::InvalidParameter("rectangle outside the scanout"));
+        }
+        // Only the damaged rectangle of the front buffer is copied to the host-visible frame
+        // buffer (same layout); no composition, no cursor.
+        self.frame_buffer(index)?;
+        let s = &self.scanouts[index];
+        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.frame.as_ref()) else {
+            return Err(GpuError::Backend("scanout state".into()));
+        };
+        let layout = |buffer| Linear::packed(buffer, w, h);
+        let regions = rect_regions(
+            layout(shown.front.buffer),
+            rect,
+            layout(frame.buffer),
+            rect.x,
+            rect.y,
+        );
+        let (src, dst) = (shown.front.buffer, frame.buffer);
+        self.submitter.run(|d, cmd| {
+            // SAFETY: `cmd` is recording; both buffers hold the scanout's `w` x `h` pixels and
+            // `rect` was checked to lie inside it.
+            unsafe { d.cmd_copy_buffer(cmd, src, dst, &regions) }
+        })?;
+        let s = &self.scanouts[index];
+        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.frame.as_ref()) else {
+            return Err(GpuError::Backend("scanout state".into()));
+        };
+        let data = frame
+            .bytes()
+            .ok_or(GpuError::Backend("frame not mapped".into()))?;
+        let view = RectView::of_image(data, (w, h), w * 4, shown.format, rect)
+            .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
+        f(&view);
+        Ok(())
     }
 }
