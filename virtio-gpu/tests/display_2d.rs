@@ -387,3 +387,82 @@ fn unknown_and_short_commands_get_err_unspec() {
         "cursor command on the control queue"
     );
 }
+
+/// `read_scanout_rect` lends the flushed primary plane, without the cursor, on every backend.
+#[test]
+fn every_backend_lends_the_damaged_rect_without_the_cursor() {
+    use gpu_interface::display::RectView;
+    use gpu_interface::{CursorImage, PixelFormat, Rect, Resource2dDesc};
+    use virtio_gpu::backend::{create_backend, BackendKind};
+
+    let pixel = |x: u32, y: u32| [x as u8 * 10, y as u8 * 10, 77, 255];
+    for kind in [
+        BackendKind::Software,
+        BackendKind::Vulkan,
+        BackendKind::Rutabaga,
+    ] {
+        let mut b = match create_backend(kind) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("skipped {kind:?}: backend unavailable: {e}");
+                continue;
+            }
+        };
+        let format = PixelFormat::XRGB8888;
+        for (id, size) in [(1, 16), (2, 64)] {
+            let desc = Resource2dDesc {
+                width: size,
+                height: size,
+                format,
+            };
+            b.create_resource_2d(id, desc).unwrap();
+            let white = id == 2;
+            let mut source = |row: u32, dst: &mut [u8]| {
+                for (x, px) in dst.chunks_exact_mut(4).enumerate() {
+                    let rgba = if white {
+                        [255; 4]
+                    } else {
+                        pixel(x as u32, row)
+                    };
+                    format.from_rgba(rgba, px);
+                }
+                Ok(())
+            };
+            b.write_rect(id, Rect::full(size, size), &mut source)
+                .unwrap();
+        }
+        b.set_scanout(0, Some(1), Rect::new(2, 2, 10, 10)).unwrap();
+        let cursor = CursorImage {
+            resource: 2,
+            hot_x: 0,
+            hot_y: 0,
+        };
+        b.set_cursor(0, Some(cursor)).unwrap();
+        b.move_cursor(0, 0, 0).unwrap();
+        b.flush(1, Rect::full(16, 16)).unwrap();
+        let mut seen = Vec::new();
+        let mut take = |v: &RectView<'_>| {
+            assert_eq!((v.width, v.height), (4, 3), "{kind:?}");
+            for y in 0..v.height {
+                let row = v.row(y).unwrap();
+                seen.extend(row.chunks_exact(4).map(|px| v.format.to_rgba(px)));
+            }
+        };
+        b.read_scanout_rect(0, Rect::new(1, 1, 4, 3), &mut take)
+            .unwrap();
+        let want: Vec<[u8; 4]> = (0..3)
+            .flat_map(|y| (0..4).map(move |x| pixel(3 + x, 3 + y)))
+            .collect();
+        assert_eq!(seen, want, "{kind:?}: primary plane only");
+        // The composed read-back does show the cursor there.
+        let shot = b.read_scanout(0).unwrap();
+        assert_eq!(shot.pixel_rgba(1, 1), Some([255; 4]), "{kind:?}");
+        let mut never = |_: &RectView<'_>| panic!("{kind:?}: lent a rectangle outside");
+        assert!(b
+            .read_scanout_rect(0, Rect::new(8, 0, 3, 1), &mut never)
+            .is_err());
+        assert!(b
+            .read_scanout_rect(1, Rect::new(0, 0, 1, 1), &mut never)
+            .is_err());
+    }
+}
