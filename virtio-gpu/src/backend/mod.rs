@@ -1,6 +1,8 @@
 //! Backends that serve virtio-gpu commands, chosen at run time.
 
 pub mod compose;
+pub(crate) mod contexts;
+pub(crate) mod fence_timeline;
 #[cfg(feature = "rutabaga")]
 pub mod rutabaga;
 pub mod software;

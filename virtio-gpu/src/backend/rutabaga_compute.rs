@@ -10,6 +10,7 @@ use rutabaga_gfx::RutabagaFence;
 use tracing::warn;
 
 use super::RutabagaBackend;
+use crate::backend::contexts::{self, ContextTable};
 
 impl ComputeBackend for RutabagaBackend {
     fn capsets(&self) -> Vec<CapsetInfo> {
@@ -21,53 +22,26 @@ impl ComputeBackend for RutabagaBackend {
     }
 
     fn create_context(&mut self, ctx_id: u32, capset_id: u32, _name: &str) -> GpuResult<()> {
-        if capset_id != 0 {
-            return Err(GpuError::InvalidParameter(
-                "capset not offered by this backend",
-            ));
-        }
-        if ctx_id == 0 || self.contexts.contains_key(&ctx_id) {
-            return Err(GpuError::InvalidContextId(ctx_id));
-        }
-        self.contexts.insert(ctx_id, Default::default());
-        Ok(())
+        // No capset is offered, so only capset 0 (none) is accepted.
+        self.contexts
+            .create(ctx_id, capset_id, &[], Default::default())
     }
 
     fn destroy_context(&mut self, ctx_id: u32) -> GpuResult<()> {
-        self.contexts
-            .remove(&ctx_id)
-            .map(drop)
-            .ok_or(GpuError::InvalidContextId(ctx_id))
+        self.contexts.destroy(ctx_id)
     }
 
     fn attach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        if !self.resources.contains_key(&id) {
-            return Err(GpuError::InvalidResourceId(id));
-        }
-        let ctx = self
-            .contexts
-            .get_mut(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))?;
-        ctx.insert(id);
-        Ok(())
+        let exists = self.resources.contains_key(&id);
+        self.contexts.attach(ctx_id, id, exists)
     }
 
     fn detach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        let ctx = self
-            .contexts
-            .get_mut(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))?;
-        if ctx.remove(&id) {
-            Ok(())
-        } else {
-            Err(GpuError::InvalidResourceId(id))
-        }
+        self.contexts.detach(ctx_id, id)
     }
 
     fn submit(&mut self, ctx_id: u32, _ring_idx: RingIdx, commands: &[u8]) -> GpuResult<()> {
-        if !self.contexts.contains_key(&ctx_id) {
-            return Err(GpuError::InvalidContextId(ctx_id));
-        }
+        self.contexts.context(ctx_id)?;
         if commands.is_empty() {
             return Ok(());
         }
@@ -96,9 +70,7 @@ impl ComputeBackend for RutabagaBackend {
                     .map_err(|e| GpuError::Backend(format!("rutabaga create_fence: {e}")))
             }
             FenceTimeline::Ring { ctx_id, .. } => {
-                if !self.contexts.contains_key(&ctx_id) {
-                    return Err(GpuError::InvalidContextId(ctx_id));
-                }
+                self.contexts.context(ctx_id)?;
                 self.ring_done.push((timeline, fence_id));
                 Ok(())
             }
@@ -168,10 +140,6 @@ impl ComputeBackend for RutabagaBackend {
         if !self.resources.contains_key(&id) {
             return Err(GpuError::InvalidResourceId(id));
         }
-        let mut uuid = *b"vgpu-rb-\0\0\0\0\0\0\0\0";
-        uuid[6] = 0x40 | (uuid[6] & 0x0f);
-        uuid[8] = 0x80 | (uuid[8] & 0x3f);
-        uuid[12..16].copy_from_slice(&id.to_be_bytes());
-        Ok(uuid)
+        Ok(contexts::resource_uuid(*b"vgpu-rb-", id))
     }
 }

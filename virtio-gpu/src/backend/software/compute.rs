@@ -13,6 +13,7 @@ use gpu_interface::{
 use super::resources::{Blob, Image, Resource, Storage};
 use super::stream::{self, Command};
 use super::SoftwareBackend;
+use crate::backend::contexts::{self, ContextResources, ContextTable};
 
 /// A context: its name and the resources attached to it.
 #[derive(Debug)]
@@ -22,19 +23,21 @@ pub struct Context {
     pub resources: HashSet<ResourceId>,
 }
 
-impl SoftwareBackend {
-    fn context(&self, ctx_id: u32) -> GpuResult<&Context> {
-        self.contexts
-            .get(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))
+impl ContextResources for Context {
+    fn resources(&self) -> &HashSet<ResourceId> {
+        &self.resources
     }
 
+    fn resources_mut(&mut self) -> &mut HashSet<ResourceId> {
+        &mut self.resources
+    }
+}
+
+impl SoftwareBackend {
     /// Checks that `id` exists and is attached to `ctx_id`.
     fn check_attached(&self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        if !self.resources.contains_key(&id) || !self.context(ctx_id)?.resources.contains(&id) {
-            return Err(GpuError::InvalidResourceId(id));
-        }
-        Ok(())
+        let exists = self.resources.contains_key(&id);
+        self.contexts.check_attached(ctx_id, id, exists)
     }
 
     fn run(&mut self, ctx_id: u32, ring: FenceTimeline, cmd: Command) -> GpuResult<()> {
@@ -98,70 +101,37 @@ impl SoftwareBackend {
 
 impl ComputeBackend for SoftwareBackend {
     fn capsets(&self) -> Vec<CapsetInfo> {
-        vec![CapsetInfo {
-            id: stream::CAPSET_ID,
-            max_version: stream::CAPSET_VERSION,
-            max_size: stream::CAPSET_SIZE,
-        }]
+        vec![stream::capset_info()]
     }
 
     fn capset(&self, id: u32, version: u32) -> GpuResult<Vec<u8>> {
-        if id != stream::CAPSET_ID || version > stream::CAPSET_VERSION {
-            return Err(GpuError::InvalidParameter("unknown capset or version"));
-        }
-        Ok(stream::capset_blob())
+        stream::capset(id, version)
     }
 
     fn create_context(&mut self, ctx_id: u32, capset_id: u32, name: &str) -> GpuResult<()> {
-        if capset_id != 0 && capset_id != stream::CAPSET_ID {
-            return Err(GpuError::InvalidParameter(
-                "capset not offered by this backend",
-            ));
-        }
-        if ctx_id == 0 || self.contexts.contains_key(&ctx_id) {
-            return Err(GpuError::InvalidContextId(ctx_id));
-        }
         let ctx = Context {
             name: name.to_string(),
             resources: HashSet::new(),
         };
-        self.contexts.insert(ctx_id, ctx);
-        Ok(())
+        self.contexts
+            .create(ctx_id, capset_id, &[stream::CAPSET_ID], ctx)
     }
 
     fn destroy_context(&mut self, ctx_id: u32) -> GpuResult<()> {
-        self.contexts
-            .remove(&ctx_id)
-            .map(drop)
-            .ok_or(GpuError::InvalidContextId(ctx_id))
+        self.contexts.destroy(ctx_id)
     }
 
     fn attach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        if !self.resources.contains_key(&id) {
-            return Err(GpuError::InvalidResourceId(id));
-        }
-        let ctx = self
-            .contexts
-            .get_mut(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))?;
-        ctx.resources.insert(id);
-        Ok(())
+        let exists = self.resources.contains_key(&id);
+        self.contexts.attach(ctx_id, id, exists)
     }
 
     fn detach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        let ctx = self
-            .contexts
-            .get_mut(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))?;
-        if ctx.resources.remove(&id) {
-            Ok(())
-        } else {
-            Err(GpuError::InvalidResourceId(id))
-        }
+        self.contexts.detach(ctx_id, id)
     }
 
     fn submit(&mut self, ctx_id: u32, ring_idx: RingIdx, commands: &[u8]) -> GpuResult<()> {
-        self.context(ctx_id)?;
+        self.contexts.context(ctx_id)?;
         let cmds = stream::decode(commands)?;
         let ring = FenceTimeline::Ring { ctx_id, ring_idx };
         for cmd in cmds {
@@ -172,14 +142,14 @@ impl ComputeBackend for SoftwareBackend {
 
     fn create_fence(&mut self, timeline: FenceTimeline, fence_id: u64) -> GpuResult<()> {
         if let FenceTimeline::Ring { ctx_id, .. } = timeline {
-            self.context(ctx_id)?;
+            self.contexts.context(ctx_id)?;
         }
-        self.timelines.create_fence(timeline, fence_id);
+        self.timelines.create_fence(timeline, fence_id, ());
         Ok(())
     }
 
     fn poll_fences(&mut self) -> Vec<(FenceTimeline, u64)> {
-        self.timelines.poll()
+        self.timelines.poll(|()| true)
     }
 
     fn create_resource_3d(
@@ -189,13 +159,11 @@ impl ComputeBackend for SoftwareBackend {
         desc: Resource3dDesc,
     ) -> GpuResult<()> {
         if ctx_id != 0 {
-            self.context(ctx_id)?;
+            self.contexts.context(ctx_id)?;
         }
         let image = Image::new_3d(&desc, self.memory_limit)?;
         self.insert_resource(id, Resource::new(Storage::Image(image)))?;
-        if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
-            ctx.resources.insert(id);
-        }
+        self.contexts.adopt(ctx_id, id);
         Ok(())
     }
 
@@ -229,12 +197,10 @@ impl ComputeBackend for SoftwareBackend {
                 "only HOST3D blobs in the software backend",
             ));
         }
-        self.context(ctx_id)?;
+        self.contexts.context(ctx_id)?;
         let blob = Blob::new(desc.size, self.memory_limit)?;
         self.insert_resource(id, Resource::new(Storage::Blob(blob)))?;
-        if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
-            ctx.resources.insert(id);
-        }
+        self.contexts.adopt(ctx_id, id);
         Ok(())
     }
 
@@ -270,12 +236,7 @@ impl ComputeBackend for SoftwareBackend {
         if !self.resources.contains_key(&id) {
             return Err(GpuError::InvalidResourceId(id));
         }
-        // A fixed RFC 4122 version-4 layout around the id: unique per resource of this device.
-        let mut uuid = *b"vgpu-sw-\0\0\0\0\0\0\0\0";
-        uuid[6] = 0x40 | (uuid[6] & 0x0f);
-        uuid[8] = 0x80 | (uuid[8] & 0x3f);
-        uuid[12..16].copy_from_slice(&id.to_be_bytes());
-        Ok(uuid)
+        Ok(contexts::resource_uuid(*b"vgpu-sw-", id))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The software backend's private capset and command stream.
 //!
-//! Capset [`CAPSET_ID`] = 0x5647 ("VG" in ASCII, far from the spec's ids 1..=9), version 1. Its
+//! Capset [`CAPSET_ID`] = [`VIRTIO_GPU_CAPSET_VG`] (63: Linux needs ids below 64), version 1. Its
 //! capability blob is [`CAPSET_SIZE`] bytes: four little-endian u32 words
 //! `[CAPSET_MAGIC, 1 (version), supported-opcode bitmask, MAX_DELAY_US]`.
 //!
@@ -20,9 +20,13 @@
 //! layer 0 of image resources (2D or 3D); FILL_BLOB on host blobs. DELAY_US keeps the ring busy,
 //! so fences created after it signal that much later.
 
-use gpu_interface::{GpuError, GpuResult, Rect};
+use gpu_interface::{CapsetInfo, GpuError, GpuResult, Rect};
 
-pub const CAPSET_ID: u32 = 0x5647;
+use crate::protocol::VIRTIO_GPU_CAPSET_VG;
+
+pub const CAPSET_ID: u32 = VIRTIO_GPU_CAPSET_VG;
+// Linux rejects capset ids >= 64 (it keeps them in a u64 mask).
+const _: () = assert!(CAPSET_ID < 64);
 pub const CAPSET_VERSION: u32 = 1;
 /// "VGSW" as a little-endian word.
 pub const CAPSET_MAGIC: u32 = u32::from_le_bytes(*b"VGSW");
@@ -58,6 +62,23 @@ pub enum Command {
         len: u32,
         value: u8,
     },
+}
+
+/// What GET_CAPSET_INFO reports for this capset.
+pub fn capset_info() -> CapsetInfo {
+    CapsetInfo {
+        id: CAPSET_ID,
+        max_version: CAPSET_VERSION,
+        max_size: CAPSET_SIZE,
+    }
+}
+
+/// The capability blob for GET_CAPSET of `id` at `version`, if this is our capset.
+pub fn capset(id: u32, version: u32) -> GpuResult<Vec<u8>> {
+    if id != CAPSET_ID || version > CAPSET_VERSION {
+        return Err(GpuError::InvalidParameter("unknown capset or version"));
+    }
+    Ok(capset_blob())
 }
 
 /// The capability blob of version 1.
@@ -215,5 +236,31 @@ mod tests {
             "payload longer than stream"
         );
         assert_eq!(capset_blob().len(), CAPSET_SIZE as usize);
+    }
+
+    #[test]
+    fn capset_id_fits_linux_mask_and_context_init() {
+        use crate::protocol::*;
+        // Linux's driver keeps capsets in a u64 mask and CONTEXT_INIT carries the id in 8 bits.
+        assert_eq!(
+            CAPSET_ID & VIRTIO_GPU_CONTEXT_INIT_CAPSET_ID_MASK,
+            CAPSET_ID
+        );
+        let assigned = [
+            VIRTIO_GPU_CAPSET_VIRGL,
+            VIRTIO_GPU_CAPSET_VIRGL2,
+            VIRTIO_GPU_CAPSET_GFXSTREAM_VULKAN,
+            VIRTIO_GPU_CAPSET_VENUS,
+            VIRTIO_GPU_CAPSET_CROSS_DOMAIN,
+            VIRTIO_GPU_CAPSET_DRM,
+        ];
+        assert!(
+            !assigned.contains(&CAPSET_ID),
+            "collides with a spec capset"
+        );
+        assert_eq!(capset_info().id, CAPSET_ID);
+        assert_eq!(capset(CAPSET_ID, CAPSET_VERSION).unwrap(), capset_blob());
+        assert!(capset(CAPSET_ID, CAPSET_VERSION + 1).is_err());
+        assert!(capset(VIRTIO_GPU_CAPSET_VIRGL, 1).is_err());
     }
 }

@@ -3,6 +3,8 @@
 //! linear images, fences as timeline-semaphore markers, and HOST3D blobs in exportable Vulkan
 //! memory so `map_blob` hands out a real fd.
 
+use std::collections::HashSet;
+
 use gpu_interface::{
     BlobDesc, BlobMapping, BlobMem, CapsetInfo, ComputeBackend, FenceTimeline, GpuError, GpuResult,
     MapCache, Resource3dDesc, ResourceId, RingIdx, RowSink, RowSource, Transfer3d,
@@ -12,78 +14,48 @@ use tracing::warn;
 use super::memory::ExportableMemory;
 use super::resources::{Blob, ImageShape, Resource, PIPE_BUFFER};
 use super::{Context, VulkanBackend};
+use crate::backend::contexts::{self, ContextResources, ContextTable};
 use crate::backend::software::stream;
 
-impl VulkanBackend {
-    fn context(&self, ctx_id: u32) -> GpuResult<&Context> {
-        self.contexts
-            .get(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))
+impl ContextResources for Context {
+    fn resources(&self) -> &HashSet<ResourceId> {
+        &self.resources
+    }
+
+    fn resources_mut(&mut self) -> &mut HashSet<ResourceId> {
+        &mut self.resources
     }
 }
 
 impl ComputeBackend for VulkanBackend {
     fn capsets(&self) -> Vec<CapsetInfo> {
-        vec![CapsetInfo {
-            id: stream::CAPSET_ID,
-            max_version: stream::CAPSET_VERSION,
-            max_size: stream::CAPSET_SIZE,
-        }]
+        vec![stream::capset_info()]
     }
 
     fn capset(&self, id: u32, version: u32) -> GpuResult<Vec<u8>> {
-        if id != stream::CAPSET_ID || version > stream::CAPSET_VERSION {
-            return Err(GpuError::InvalidParameter("unknown capset or version"));
-        }
-        Ok(stream::capset_blob())
+        stream::capset(id, version)
     }
 
     fn create_context(&mut self, ctx_id: u32, capset_id: u32, _name: &str) -> GpuResult<()> {
-        if capset_id != 0 && capset_id != stream::CAPSET_ID {
-            return Err(GpuError::InvalidParameter(
-                "capset not offered by this backend",
-            ));
-        }
-        if ctx_id == 0 || self.contexts.contains_key(&ctx_id) {
-            return Err(GpuError::InvalidContextId(ctx_id));
-        }
-        self.contexts.insert(ctx_id, Context::default());
-        Ok(())
+        self.contexts
+            .create(ctx_id, capset_id, &[stream::CAPSET_ID], Context::default())
     }
 
     fn destroy_context(&mut self, ctx_id: u32) -> GpuResult<()> {
-        self.contexts
-            .remove(&ctx_id)
-            .map(drop)
-            .ok_or(GpuError::InvalidContextId(ctx_id))
+        self.contexts.destroy(ctx_id)
     }
 
     fn attach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        if !self.resources.contains_key(&id) {
-            return Err(GpuError::InvalidResourceId(id));
-        }
-        let ctx = self
-            .contexts
-            .get_mut(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))?;
-        ctx.resources.insert(id);
-        Ok(())
+        let exists = self.resources.contains_key(&id);
+        self.contexts.attach(ctx_id, id, exists)
     }
 
     fn detach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        let ctx = self
-            .contexts
-            .get_mut(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))?;
-        if ctx.resources.remove(&id) {
-            Ok(())
-        } else {
-            Err(GpuError::InvalidResourceId(id))
-        }
+        self.contexts.detach(ctx_id, id)
     }
 
     fn submit(&mut self, ctx_id: u32, ring_idx: RingIdx, commands: &[u8]) -> GpuResult<()> {
-        self.context(ctx_id)?;
+        self.contexts.context(ctx_id)?;
         let cmds = stream::decode(commands).inspect_err(|e| {
             warn!(ctx_id, %e, "vulkan: malformed command stream");
         })?;
@@ -93,7 +65,7 @@ impl ComputeBackend for VulkanBackend {
 
     fn create_fence(&mut self, timeline: FenceTimeline, fence_id: u64) -> GpuResult<()> {
         if let FenceTimeline::Ring { ctx_id, .. } = timeline {
-            self.context(ctx_id)?;
+            self.contexts.context(ctx_id)?;
         }
         // One queue serves everything, so a marker after all work submitted so far is what
         // both a ring and the global timeline wait for; values grow, so fences signal in order.
@@ -104,7 +76,7 @@ impl ComputeBackend for VulkanBackend {
 
     fn poll_fences(&mut self) -> Vec<(FenceTimeline, u64)> {
         match self.submitter.completed_value() {
-            Ok(completed) => self.timelines.poll(completed),
+            Ok(completed) => self.timelines.poll(|value| value <= completed),
             Err(e) => {
                 warn!(%e, "vulkan: cannot read the fence timeline");
                 Vec::new()
@@ -119,7 +91,7 @@ impl ComputeBackend for VulkanBackend {
         desc: Resource3dDesc,
     ) -> GpuResult<()> {
         if ctx_id != 0 {
-            self.context(ctx_id)?;
+            self.contexts.context(ctx_id)?;
         }
         if desc.last_level != 0 || desc.nr_samples > 1 {
             return Err(GpuError::Unsupported(
@@ -135,9 +107,7 @@ impl ComputeBackend for VulkanBackend {
             format: None,
         };
         self.insert_image(id, shape)?;
-        if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
-            ctx.resources.insert(id);
-        }
+        self.contexts.adopt(ctx_id, id);
         Ok(())
     }
 
@@ -175,7 +145,7 @@ impl ComputeBackend for VulkanBackend {
                 "only HOST3D blobs in the Vulkan backend",
             ));
         }
-        self.context(ctx_id)?;
+        self.contexts.context(ctx_id)?;
         if desc.size == 0 || desc.size > super::MEMORY_LIMIT {
             return Err(GpuError::InvalidParameter(
                 "blob size zero or over the memory limit",
@@ -194,9 +164,7 @@ impl ComputeBackend for VulkanBackend {
                         mapped: false,
                     }),
                 );
-                if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
-                    ctx.resources.insert(id);
-                }
+                self.contexts.adopt(ctx_id, id);
                 Ok(())
             }
             Err(e) => {
@@ -235,10 +203,6 @@ impl ComputeBackend for VulkanBackend {
         if !self.resources.contains_key(&id) {
             return Err(GpuError::InvalidResourceId(id));
         }
-        let mut uuid = *b"vgpu-vk-\0\0\0\0\0\0\0\0";
-        uuid[6] = 0x40 | (uuid[6] & 0x0f);
-        uuid[8] = 0x80 | (uuid[8] & 0x3f);
-        uuid[12..16].copy_from_slice(&id.to_be_bytes());
-        Ok(uuid)
+        Ok(contexts::resource_uuid(*b"vgpu-vk-", id))
     }
 }

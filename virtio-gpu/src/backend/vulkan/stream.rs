@@ -16,6 +16,7 @@ use super::memory::{GpuBuffer, MemoryUse};
 use super::resources::Resource;
 use super::transfer::{box_regions, At, Linear};
 use super::VulkanBackend;
+use crate::backend::contexts::ContextTable;
 use crate::backend::software::stream::Command;
 
 /// One recorded GPU operation.
@@ -39,16 +40,8 @@ type Keep = Vec<GpuBuffer>;
 impl VulkanBackend {
     /// Checks that `id` exists and is attached to `ctx_id`.
     fn check_attached(&self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        let attached = self
-            .contexts
-            .get(&ctx_id)
-            .ok_or(GpuError::InvalidContextId(ctx_id))?
-            .resources
-            .contains(&id);
-        if !self.resources.contains_key(&id) || !attached {
-            return Err(GpuError::InvalidResourceId(id));
-        }
-        Ok(())
+        let exists = self.resources.contains_key(&id);
+        self.contexts.check_attached(ctx_id, id, exists)
     }
 
     /// Runs decoded `commands` of context `ctx_id` on `ring`.
