@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use vgpu_tests::{skipped, vgpu_bin, GpuDevice, Guest, GuestSpec, OurBackend};
+use vgpu_tests::{skipped, vgpu_bin, GpuDevice, Guest, GuestSpec, Image, OurBackend};
 
 const BOOT: Duration = Duration::from_secs(60);
 
@@ -24,6 +24,27 @@ fn boot(test: &str, spec: &GuestSpec) -> Option<Guest> {
     }
 }
 
+/// Boots a guest that runs `programs` (kept running for screenshots when `hold`) and waits for
+/// them to finish, or returns `None` after printing why the test skipped.
+fn boot_done(test: &str, device: GpuDevice, programs: &[&str], hold: bool) -> Option<Guest> {
+    let mut spec = GuestSpec::new(device, programs);
+    spec.hold = hold;
+    let guest = boot(test, &spec)?;
+    guest
+        .wait_done(BOOT)
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    Some(guest)
+}
+
+/// The test pattern, within 10 s each, in our scanout export and in QEMU's screendump.
+fn bars_in_both_screenshots(guest: &mut Guest) -> (Image, Image) {
+    let ours = guest
+        .backend_screenshot_bars(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
+    let qemu = guest.screendump_bars(Duration::from_secs(10)).unwrap();
+    (ours, qemu)
+}
+
 fn status(guest: &Guest, name: &str) -> String {
     guest
         .result(name)
@@ -34,26 +55,18 @@ fn status(guest: &Guest, name: &str) -> String {
 #[test]
 fn e2e_ours_kms_pattern_in_both_screenshots_and_feature_lines() {
     let test = "e2e_ours_kms_pattern_in_both_screenshots_and_feature_lines";
-    let mut spec = GuestSpec::new(ours(), &["vgpu-kms --hold"]);
-    spec.hold = true;
-    let Some(mut guest) = boot(test, &spec) else {
+    let Some(mut guest) = boot_done(test, ours(), &["vgpu-kms --hold"], true) else {
         return;
     };
-    guest
-        .wait_done(BOOT)
-        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
     assert_eq!(status(&guest, "kms-modeset"), "PASS");
     assert_eq!(status(&guest, "kms-dirtyfb"), "PASS");
     // QEMU's xres/yres reach the guest through the display protocol (GET_DISPLAY_INFO).
     let detail = guest.result("kms-modeset").unwrap().1;
     assert!(detail.starts_with("1024x768"), "mode: {detail}");
 
-    let ours = guest
-        .backend_screenshot_bars(Duration::from_secs(10))
-        .unwrap();
+    let (ours, qemu) = bars_in_both_screenshots(&mut guest);
     assert_eq!((ours.width, ours.height), (1024, 768));
     ours.check_bars().unwrap();
-    let qemu = guest.screendump_bars(Duration::from_secs(10)).unwrap();
     assert_eq!((qemu.width, qemu.height), (1024, 768));
     qemu.check_bars().unwrap();
 
@@ -88,13 +101,9 @@ fn e2e_ours_kms_pattern_in_both_screenshots_and_feature_lines() {
 #[test]
 fn e2e_ours_virtgpu_ioctls() {
     let test = "e2e_ours_virtgpu_ioctls";
-    let spec = GuestSpec::new(ours(), &["vgpu-ioctl"]);
-    let Some(guest) = boot(test, &spec) else {
+    let Some(guest) = boot_done(test, ours(), &["vgpu-ioctl"], false) else {
         return;
     };
-    guest
-        .wait_done(BOOT)
-        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
     let results = guest.results();
     eprintln!("{test}: {results:#?}");
     for name in ["getparam", "resource-create", "transfer-to-host", "wait"] {
@@ -109,14 +118,10 @@ fn e2e_ours_virtgpu_ioctls() {
 #[test]
 fn e2e_ours_misbehaving_guest_gets_errors_and_display_keeps_working() {
     let test = "e2e_ours_misbehaving_guest_gets_errors_and_display_keeps_working";
-    let mut spec = GuestSpec::new(ours(), &["vgpu-evil", "vgpu-kms --hold"]);
-    spec.hold = true;
-    let Some(mut guest) = boot(test, &spec) else {
+    let programs = ["vgpu-evil", "vgpu-kms --hold"];
+    let Some(mut guest) = boot_done(test, ours(), &programs, true) else {
         return;
     };
-    guest
-        .wait_done(BOOT)
-        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
     // The guest driver logs each error response: "*ERROR* response 0x12xx (command 0x1xx)".
     let lines = guest.lines();
     let errors: Vec<&String> = lines
@@ -140,24 +145,17 @@ fn e2e_ours_misbehaving_guest_gets_errors_and_display_keeps_working() {
         "unknown format and 65535x65535 must be refused: {errors:#?}"
     );
     assert_eq!(status(&guest, "kms-modeset"), "PASS");
-    guest
-        .backend_screenshot_bars(Duration::from_secs(10))
-        .unwrap();
-    guest.screendump_bars(Duration::from_secs(10)).unwrap();
+    bars_in_both_screenshots(&mut guest);
     guest.quit().unwrap();
 }
 
 #[test]
 fn e2e_ours_guest_device_reset_then_display_works() {
     let test = "e2e_ours_guest_device_reset_then_display_works";
-    let mut spec = GuestSpec::new(ours(), &["vgpu-kms", "vgpu-rebind", "vgpu-kms --hold"]);
-    spec.hold = true;
-    let Some(mut guest) = boot(test, &spec) else {
+    let programs = ["vgpu-kms", "vgpu-rebind", "vgpu-kms --hold"];
+    let Some(mut guest) = boot_done(test, ours(), &programs, true) else {
         return;
     };
-    guest
-        .wait_done(BOOT)
-        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
     assert_eq!(status(&guest, "rebind"), "PASS");
     let modesets = guest
         .results()
@@ -171,10 +169,7 @@ fn e2e_ours_guest_device_reset_then_display_works() {
         !guest.lines().iter().any(|l| l.contains("*ERROR* response")),
         "errors after reset"
     );
-    guest
-        .backend_screenshot_bars(Duration::from_secs(10))
-        .unwrap();
-    guest.screendump_bars(Duration::from_secs(10)).unwrap();
+    bars_in_both_screenshots(&mut guest);
     assert!(
         guest
             .backend_log()
@@ -260,19 +255,11 @@ fn e2e_ours_inherited_fd_like_libvirt() {
     let device = GpuDevice::OursInheritedFd {
         backend: "software".into(),
     };
-    let mut spec = GuestSpec::new(device, &["vgpu-kms --hold"]);
-    spec.hold = true;
-    let Some(mut guest) = boot(test, &spec) else {
+    let Some(mut guest) = boot_done(test, device, &["vgpu-kms --hold"], true) else {
         return;
     };
-    guest
-        .wait_done(BOOT)
-        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
     assert_eq!(status(&guest, "kms-modeset"), "PASS");
-    if let Err(e) = guest.backend_screenshot_bars(Duration::from_secs(10)) {
-        panic!("{e}\nbackend log:\n{}", guest.backend_log());
-    }
-    guest.screendump_bars(Duration::from_secs(10)).unwrap();
+    bars_in_both_screenshots(&mut guest);
     // With --fd the backend serves that one connection and exits cleanly when QEMU quits.
     let status = guest.quit().unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
@@ -293,19 +280,11 @@ fn e2e_ours_vulkan_backend_kms_pattern() {
     let device = GpuDevice::Ours {
         backend: "vulkan".into(),
     };
-    let mut spec = GuestSpec::new(device, &["vgpu-kms --hold"]);
-    spec.hold = true;
-    let Some(mut guest) = boot(test, &spec) else {
+    let Some(mut guest) = boot_done(test, device, &["vgpu-kms --hold"], true) else {
         return;
     };
-    guest
-        .wait_done(BOOT)
-        .unwrap_or_else(|e| panic!("{e}\nbackend log:\n{}", guest.backend_log()));
     assert_eq!(status(&guest, "kms-modeset"), "PASS");
-    guest
-        .backend_screenshot_bars(Duration::from_secs(10))
-        .unwrap();
-    guest.screendump_bars(Duration::from_secs(10)).unwrap();
+    bars_in_both_screenshots(&mut guest);
     assert!(
         guest.backend_log().contains("backend: vulkan"),
         "{}",

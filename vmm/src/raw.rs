@@ -118,18 +118,7 @@ pub fn run_raw(
 mod tests {
     use super::*;
     use crate::hypervisor::mock::{MockExit, MockHypervisor};
-
-    #[derive(Clone, Default)]
-    struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-    impl Write for SharedBuf {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::serial::tests::SharedBuf;
 
     #[test]
     fn starts_at_zero_in_real_mode_and_prints_port_0xf1() {

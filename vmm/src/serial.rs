@@ -102,7 +102,7 @@ pub fn forward_stdin(serial: Arc<Mutex<SerialDevice>>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A writer tests can read back.

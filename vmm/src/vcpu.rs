@@ -367,17 +367,21 @@ mod tests {
         assert_eq!(r.run(), VmExit::Reset);
     }
 
-    #[test]
-    fn a_guest_halted_for_good_on_every_vcpu_is_powered_off() {
+    /// `count` vCPUs that idle once their scripts end; those in `stopped_for_good` report that
+    /// they are halted for good.
+    fn idle_vcpus(
+        count: u8,
+        stopped_for_good: Vec<u8>,
+    ) -> (Vec<VcpuRunner>, Arc<ExitSignal>, MockHypervisor) {
         let hv = MockHypervisor::new();
         {
             let mut s = hv.state.lock().unwrap();
             s.idle_when_done = true;
-            s.stopped_for_good = vec![0, 1];
+            s.stopped_for_good = stopped_for_good;
         }
         let vm = hv.create_vm().unwrap();
         let exit = ExitSignal::new();
-        let runners = (0..2)
+        let runners = (0..count)
             .map(|id| VcpuRunner {
                 vcpu: vm.create_vcpu(id).unwrap(),
                 id,
@@ -387,30 +391,19 @@ mod tests {
                 exit: exit.clone(),
             })
             .collect();
+        (runners, exit, hv)
+    }
+
+    #[test]
+    fn a_guest_halted_for_good_on_every_vcpu_is_powered_off() {
+        let (runners, exit, _hv) = idle_vcpus(2, vec![0, 1]);
         let threads = VcpuThreads::spawn(runners, exit).unwrap();
         assert_eq!(threads.wait(), VmExit::PowerOff);
     }
 
     #[test]
     fn one_live_vcpu_keeps_the_guest_running() {
-        let hv = MockHypervisor::new();
-        {
-            let mut s = hv.state.lock().unwrap();
-            s.idle_when_done = true;
-            s.stopped_for_good = vec![0];
-        }
-        let vm = hv.create_vm().unwrap();
-        let exit = ExitSignal::new();
-        let runners = (0..2)
-            .map(|id| VcpuRunner {
-                vcpu: vm.create_vcpu(id).unwrap(),
-                id,
-                pio: Arc::new(Bus::new()),
-                mmio: Arc::new(Bus::new()),
-                hlt_stops: false,
-                exit: exit.clone(),
-            })
-            .collect();
+        let (runners, exit, _hv) = idle_vcpus(2, vec![0]);
         let threads = VcpuThreads::spawn(runners, exit.clone()).unwrap();
         // Several halt checks pass without a power-off; then the host stops the VM.
         assert_eq!(exit.wait_timeout(HALT_CHECK_PERIOD * 4), None);
