@@ -175,6 +175,14 @@ pub trait DisplayBackend {
     /// Presents damage `rect` (resource coordinates) of resource `id` on every scanout showing it.
     fn flush(&mut self, id: ResourceId, rect: Rect) -> GpuResult<()>;
 
+    /// Like [`Self::flush`], and returns the part of `rect` whose pixels may have changed since
+    /// they were last presented (`None`: none did), so that listeners are sent only that.
+    /// Backends that track writes override this; the default presents and returns all of `rect`.
+    fn flush_changed(&mut self, id: ResourceId, rect: Rect) -> GpuResult<Option<Rect>> {
+        self.flush(id, rect)?;
+        Ok(Some(rect))
+    }
+
     /// Sets or hides the cursor plane of `scanout`.
     fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()>;
 

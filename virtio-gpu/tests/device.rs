@@ -188,6 +188,49 @@ fn listener_updates_carry_the_damage_without_the_cursor() {
 }
 
 #[test]
+fn full_screen_flushes_report_only_the_pixels_that_changed() {
+    let mut g = Guest::new();
+    let events = Arc::new(Mutex::new(Events::default()));
+    g.dev
+        .set_display_listener(Box::new(Recorder(events.clone())));
+    let (w, h) = (64u32, 48u32);
+    let addr = guest_image(&mut g, w, h, |_, _| [5, 5, 5]);
+    assert_eq!(
+        g.cmd_type(&create_2d(1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, w, h)),
+        OK
+    );
+    assert_eq!(g.cmd_type(&attach_backing(1, &[(addr.0, w * h * 4)])), OK);
+    assert_eq!(g.cmd_type(&set_scanout(0, 1, rect(0, 0, w, h))), OK);
+    let full = rect(0, 0, w, h);
+    // The first upload changes everything.
+    assert_eq!(g.cmd_type(&transfer_2d(1, full, 0)), OK);
+    assert_eq!(g.cmd_type(&flush(1, full)), OK);
+    // The guest changes two pixels, then transfers and flushes the whole screen again.
+    for (x, y) in [(10u64, 20u64), (13, 22)] {
+        let at = vm_memory::GuestAddress(addr.0 + (y * u64::from(w) + x) * 4);
+        vm_memory::Bytes::write_slice(g.mem, &[0, 0, 200, 0xff], at).unwrap();
+    }
+    assert_eq!(g.cmd_type(&transfer_2d(1, full, 0)), OK);
+    assert_eq!(g.cmd_type(&flush(1, full)), OK);
+    // Nothing changed: a flush sends nothing.
+    assert_eq!(g.cmd_type(&transfer_2d(1, full, 0)), OK);
+    assert_eq!(g.cmd_type(&flush(1, full)), OK);
+    let got = events.lock().unwrap().0.clone();
+    assert_eq!(
+        got,
+        vec![
+            "changed 0 Some((64, 48))".to_string(),
+            "updated 0 Rect { x: 0, y: 0, width: 64, height: 48 } Some([5, 5, 5, 255])".into(),
+            "updated 0 Rect { x: 10, y: 20, width: 4, height: 3 } Some([200, 0, 0, 255])".into(),
+        ]
+    );
+    assert_eq!(
+        g.dev.screenshot(0).unwrap().pixel_rgba(13, 22),
+        Some([200, 0, 0, 255])
+    );
+}
+
+#[test]
 fn reset_drops_everything_and_the_device_serves_again() {
     let mut g = Guest::new();
     setup_ctx(&mut g, 1);

@@ -59,6 +59,8 @@ pub struct SoftwareBackend {
     timelines: timeline::Timelines,
     memory_used: u64,
     memory_limit: u64,
+    /// One row of a 2D transfer, compared with the resource before it is written.
+    scratch: Vec<u8>,
 }
 
 impl Default for SoftwareBackend {
@@ -76,6 +78,7 @@ impl SoftwareBackend {
             timelines: timeline::Timelines::default(),
             memory_used: 0,
             memory_limit: MEMORY_LIMIT,
+            scratch: Vec::new(),
         }
     }
 
@@ -173,7 +176,12 @@ impl DisplayBackend for SoftwareBackend {
         rect: Rect,
         source: &mut dyn RowSource,
     ) -> GpuResult<()> {
-        self.image_mut(id)?.write_rect(rect, 0, source)
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self
+            .image_mut(id)
+            .and_then(|img| img.write_rect_tracked(rect, source, &mut scratch));
+        self.scratch = scratch;
+        result
     }
 
     fn read_rect(&mut self, id: ResourceId, rect: Rect, sink: &mut dyn RowSink) -> GpuResult<()> {
@@ -217,9 +225,13 @@ impl DisplayBackend for SoftwareBackend {
     }
 
     fn flush(&mut self, id: ResourceId, rect: Rect) -> GpuResult<()> {
-        let image = match self.resources.get(&id).map(|r| &r.storage) {
+        self.flush_changed(id, rect).map(|_| ())
+    }
+
+    fn flush_changed(&mut self, id: ResourceId, rect: Rect) -> GpuResult<Option<Rect>> {
+        let image = match self.resources.get_mut(&id).map(|r| &mut r.storage) {
             Some(Storage::Image(img)) => img,
-            Some(Storage::Blob(_)) => return Ok(()),
+            Some(Storage::Blob(_)) => return Ok(None),
             None => return Err(GpuError::InvalidResourceId(id)),
         };
         if !rect.fits_in(image.width, image.height) {
@@ -227,17 +239,22 @@ impl DisplayBackend for SoftwareBackend {
                 "flush rectangle outside the resource",
             ));
         }
+        // Pixels outside `changed` already are on every front buffer showing them.
+        let Some(changed) = image.changed.and_then(|c| c.intersect(&rect)) else {
+            return Ok(None);
+        };
         for scanout in &mut self.scanouts {
             let Some(shown) = scanout.shown.as_mut().filter(|s| s.resource == id) else {
                 continue;
             };
-            let Some(damage) = rect.intersect(&shown.rect) else {
+            let Some(damage) = changed.intersect(&shown.rect) else {
                 continue;
             };
             let (dx, dy) = (damage.x - shown.rect.x, damage.y - shown.rect.y);
             image.copy_to(damage, &mut shown.front, dx, dy)?;
         }
-        Ok(())
+        image.presented(rect);
+        Ok(Some(changed))
     }
 
     fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {

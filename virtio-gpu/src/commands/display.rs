@@ -119,8 +119,9 @@ pub fn flush<M: GuestMemory>(dev: &mut GpuDevice, bytes: &[u8], mem: &M) -> CmdR
                 return Ok(Response::ok());
             };
             super::blob::push_shadow(dev, id, rect, mem)?;
-            dev.backend.flush(id, rect)?;
-            notify_flush(dev, id, rect);
+            if let Some(changed) = dev.backend.flush_changed(id, rect)? {
+                notify_flush(dev, id, changed);
+            }
             return Ok(Response::ok());
         }
         (ResourceKind::GuestBlob { .. } | ResourceKind::HostBlob { .. }, _) => {
@@ -129,8 +130,10 @@ pub fn flush<M: GuestMemory>(dev: &mut GpuDevice, bytes: &[u8], mem: &M) -> CmdR
         }
         _ => {}
     }
-    dev.backend.flush(id, rect)?;
-    notify_flush(dev, id, rect);
+    // Listeners hear only of pixels that changed: guests often mark a whole screen dirty.
+    if let Some(changed) = dev.backend.flush_changed(id, rect)? {
+        notify_flush(dev, id, changed);
+    }
     Ok(Response::ok())
 }
 

@@ -49,7 +49,23 @@ pub struct Image {
     pub stride: u32,
     /// The format when the image is a 2D (displayable) resource.
     pub format: Option<PixelFormat>,
+    /// The pixels. Writers go through the methods below, which keep `changed` up to date.
     pub data: PageBuf,
+    /// Bounding box (layer 0) of the pixels that may differ from what flushes last presented;
+    /// `None`: none do. Flushes copy and report only this part of their damage.
+    pub changed: Option<Rect>,
+}
+
+/// The smallest rectangle holding `a` and `b`.
+fn union(a: Option<Rect>, b: Rect) -> Option<Rect> {
+    if b.is_empty() {
+        return a;
+    }
+    let Some(a) = a else { return Some(b) };
+    let (x0, y0) = (a.x.min(b.x), a.y.min(b.y));
+    let x1 = (a.x + a.width).max(b.x + b.width);
+    let y1 = (a.y + a.height).max(b.y + b.height);
+    Some(Rect::new(x0, y0, x1 - x0, y1 - y0))
 }
 
 /// One page of image storage.
@@ -130,6 +146,7 @@ impl Image {
             stride,
             format: None,
             data,
+            changed: None,
         })
     }
 
@@ -181,14 +198,56 @@ impl Image {
         Ok(())
     }
 
-    /// Writes `rect` of `layer`, row `i` from `source.fill_row(i)`.
-    pub fn write_rect(
+    /// Writes `rect` of layer 0 from `source` like [`Image::write_rect`], but through `scratch`
+    /// (one row), comparing with what the image holds: only rows that differ are written, and
+    /// `changed` grows by the box of pixels that really changed. Guests often re-send a whole
+    /// screen where a few pixels changed; the flush then presents only those.
+    pub fn write_rect_tracked(
         &mut self,
         rect: Rect,
-        layer: u32,
         source: &mut dyn RowSource,
+        scratch: &mut Vec<u8>,
     ) -> GpuResult<()> {
-        self.write_box(rect, layer, 1, source)
+        self.check_box(&rect, 0, 1)?;
+        let row_len = rect.width as usize * self.bpp as usize;
+        scratch.clear();
+        scratch.resize(row_len, 0);
+        let bpp = self.bpp as usize;
+        let (mut left, mut right, mut top, mut bottom) = (usize::MAX, 0usize, u32::MAX, 0u32);
+        for (index, y) in (rect.y..rect.y + rect.height).enumerate() {
+            source.fill_row(index as u32, scratch)?;
+            let range = self.row(0, y, rect.x, rect.width)?;
+            let dst = self
+                .data
+                .get_mut(range)
+                .ok_or(GpuError::InvalidParameter("box"))?;
+            if dst == scratch.as_slice() {
+                continue;
+            }
+            let first = dst.iter().zip(scratch.iter()).position(|(a, b)| a != b);
+            let last = dst.iter().zip(scratch.iter()).rposition(|(a, b)| a != b);
+            if let (Some(first), Some(last)) = (first, last) {
+                left = left.min(first / bpp);
+                right = right.max(last / bpp + 1);
+            }
+            top = top.min(y);
+            bottom = bottom.max(y + 1);
+            dst.copy_from_slice(scratch);
+        }
+        if top != u32::MAX {
+            let x = rect.x + left as u32;
+            let box_ = Rect::new(x, top, (right - left) as u32, bottom - top);
+            self.changed = union(self.changed, box_);
+        }
+        Ok(())
+    }
+
+    /// Marks `rect` (layer 0) presented if it covers everything that changed.
+    pub fn presented(&mut self, rect: Rect) {
+        let covered = self.changed.is_some_and(|c| c.intersect(&rect) == Some(c));
+        if covered {
+            self.changed = None;
+        }
     }
 
     /// Reads `rect` of `layer` into `sink`, row by row.
@@ -205,6 +264,9 @@ impl Image {
         source: &mut dyn RowSource,
     ) -> GpuResult<()> {
         self.check_box(&rect, layer, depth)?;
+        if layer == 0 {
+            self.changed = union(self.changed, rect);
+        }
         let mut index = 0u32;
         for z in layer..layer + depth {
             for y in rect.y..rect.y + rect.height {
@@ -263,7 +325,9 @@ impl Image {
             ));
         }
         self.check_box(&rect, 0, 1)?;
-        dst.check_box(&Rect::new(dx, dy, rect.width, rect.height), 0, 1)?;
+        let dst_rect = Rect::new(dx, dy, rect.width, rect.height);
+        dst.check_box(&dst_rect, 0, 1)?;
+        dst.changed = union(dst.changed, dst_rect);
         for i in 0..rect.height {
             let s = self.row(0, rect.y + i, rect.x, rect.width)?;
             let d = dst.row(0, dy + i, dx, rect.width)?;
@@ -278,7 +342,9 @@ impl Image {
     /// Copies within one image (source and destination may overlap).
     pub fn copy_within(&mut self, rect: Rect, dx: u32, dy: u32) -> GpuResult<()> {
         self.check_box(&rect, 0, 1)?;
-        self.check_box(&Rect::new(dx, dy, rect.width, rect.height), 0, 1)?;
+        let dst_rect = Rect::new(dx, dy, rect.width, rect.height);
+        self.check_box(&dst_rect, 0, 1)?;
+        self.changed = union(self.changed, dst_rect);
         let rows: Vec<u32> = if dy > rect.y {
             (0..rect.height).rev().collect()
         } else {
@@ -295,6 +361,7 @@ impl Image {
     /// Fills `rect` of layer 0 with `value` (little-endian, truncated to bytes per pixel).
     pub fn fill(&mut self, rect: Rect, value: u32) -> GpuResult<()> {
         self.check_box(&rect, 0, 1)?;
+        self.changed = union(self.changed, rect);
         let bytes = value.to_le_bytes();
         let px = bytes
             .get(..self.bpp as usize)
