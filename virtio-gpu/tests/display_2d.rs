@@ -457,6 +457,25 @@ fn every_backend_lends_the_damaged_rect_without_the_cursor() {
         // The composed read-back does show the cursor there.
         let shot = b.read_scanout(0).unwrap();
         assert_eq!(shot.pixel_rgba(1, 1), Some([255; 4]), "{kind:?}");
+        // Software and Vulkan report only what changed since the last flush; others all damage.
+        let tracks = kind != BackendKind::Rutabaga;
+        let again = b.flush_changed(1, Rect::full(16, 16)).unwrap();
+        assert_eq!(again.is_none(), tracks, "{kind:?}: nothing changed");
+        let mut one = |_: u32, dst: &mut [u8]| {
+            format.from_rgba([1, 2, 3, 255], dst);
+            Ok(())
+        };
+        b.write_rect(1, Rect::new(5, 6, 1, 1), &mut one).unwrap();
+        let box_ = b.flush_changed(1, Rect::full(16, 16)).unwrap();
+        let want = if tracks {
+            Rect::new(5, 6, 1, 1)
+        } else {
+            Rect::full(16, 16)
+        };
+        assert_eq!(box_, Some(want), "{kind:?}");
+        b.move_cursor(0, 100, 100).unwrap();
+        let shot = b.read_scanout(0).unwrap();
+        assert_eq!(shot.pixel_rgba(3, 4), Some([1, 2, 3, 255]), "{kind:?}");
         let mut never = |_: &RectView<'_>| panic!("{kind:?}: lent a rectangle outside");
         assert!(b
             .read_scanout_rect(0, Rect::new(8, 0, 3, 1), &mut never)

@@ -80,6 +80,35 @@ pub fn copy_rect(
     Ok(())
 }
 
+/// Copies the rows of `rect` that differ from `src` into `dst` (both `stride`-spaced images of
+/// 32-bit pixels) and returns the box of pixels that changed (`None`: none did, or `rect` does not
+/// lie inside both buffers).
+pub fn copy_changed(src: &[u8], dst: &mut [u8], stride: u32, rect: Rect) -> Option<Rect> {
+    let (mut left, mut right, mut top, mut bottom) = (usize::MAX, 0usize, u32::MAX, 0u32);
+    for row in 0..rect.height {
+        let range = row_range(stride, &rect, row)?;
+        let (from, to) = (src.get(range.clone())?, dst.get_mut(range)?);
+        if from == to {
+            continue;
+        }
+        let first = from.iter().zip(to.iter()).position(|(a, b)| a != b)?;
+        let last = from.iter().zip(to.iter()).rposition(|(a, b)| a != b)?;
+        left = left.min(first / 4);
+        right = right.max(last / 4 + 1);
+        top = top.min(rect.y + row);
+        bottom = bottom.max(rect.y + row + 1);
+        to.copy_from_slice(from);
+    }
+    (top != u32::MAX).then(|| {
+        Rect::new(
+            rect.x + left as u32,
+            top,
+            (right - left) as u32,
+            bottom - top,
+        )
+    })
+}
+
 /// Converts the top-left 64x64 of `image` to a 64x64 ARGB8888 cursor; pixels outside the image
 /// are transparent, formats without alpha are opaque.
 pub fn cursor_to_argb(image: &ImageRef<'_>) -> GpuResult<Vec<u8>> {
@@ -325,6 +354,24 @@ mod tests {
             hot_y: 0,
         };
         assert!(compose(&img, Some(plane)).is_ok());
+    }
+
+    #[test]
+    fn copy_changed_copies_and_reports_only_differences() {
+        let src: Vec<u8> = (0..64).collect();
+        let mut dst = src.clone();
+        assert_eq!(copy_changed(&src, &mut dst, 16, Rect::full(4, 4)), None);
+        dst[16 + 8] = 0;
+        dst[48 + 4] = 0;
+        let got = copy_changed(&src, &mut dst, 16, Rect::new(1, 0, 3, 4));
+        assert_eq!(got, Some(Rect::new(1, 1, 2, 3)));
+        assert_eq!(dst, src);
+        let mut short = vec![0u8; 32];
+        assert_eq!(
+            copy_changed(&src, &mut short, 16, Rect::full(4, 4)),
+            None,
+            "outside"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use gpu_interface::{
     ResourceId, RowSink, RowSource, ScanoutId,
 };
 
+use super::super::compose;
 use super::memory::{GpuBuffer, MemoryUse};
 use super::pipeline::ComposeBuffers;
 use super::resources::{ImageShape, Resource};
@@ -174,6 +175,14 @@ impl VulkanBackend {
     }
 }
 
+/// The smallest rectangle holding `a` and `b`.
+fn bounding_box(a: Rect, b: Rect) -> Rect {
+    let (x0, y0) = (a.x.min(b.x), a.y.min(b.y));
+    let x1 = (a.x + a.width).max(b.x + b.width);
+    let y1 = (a.y + a.height).max(b.y + b.height);
+    Rect::new(x0, y0, x1 - x0, y1 - y0)
+}
+
 impl DisplayBackend for VulkanBackend {
     fn create_resource_2d(&mut self, id: ResourceId, desc: Resource2dDesc) -> GpuResult<()> {
         let shape = ImageShape {
@@ -258,7 +267,8 @@ impl DisplayBackend for VulkanBackend {
             ));
         }
         let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC;
-        let front = GpuBuffer::new(&self.dev, bytes, usage, MemoryUse::DeviceLocal)?;
+        // Host-visible: flushes compare it with the resource on the host, listeners read it.
+        let front = GpuBuffer::new(&self.dev, bytes, usage, MemoryUse::Readback)?;
         let dst = Linear::packed(front.buffer, rect.width, rect.height);
         // What the resource holds now is shown at once; later changes appear on flush.
         self.copy_from_image(id, rect, dst, 0, 0)?;
@@ -272,9 +282,13 @@ impl DisplayBackend for VulkanBackend {
     }
 
     fn flush(&mut self, id: ResourceId, rect: Rect) -> GpuResult<()> {
+        self.flush_changed(id, rect).map(|_| ())
+    }
+
+    fn flush_changed(&mut self, id: ResourceId, rect: Rect) -> GpuResult<Option<Rect>> {
         let img = match self.resources.get(&id) {
             Some(Resource::Image(img)) => img,
-            Some(Resource::Blob(_)) => return Ok(()),
+            Some(Resource::Blob(_)) => return Ok(None),
             None => return Err(GpuError::InvalidResourceId(id)),
         };
         if !rect.fits_in(img.width, img.height) {
@@ -283,30 +297,60 @@ impl DisplayBackend for VulkanBackend {
             ));
         }
         let src = img.linear();
-        // Every scanout showing the resource is refreshed in one submission.
-        let mut copies: Vec<(vk::Buffer, Vec<vk::BufferCopy>)> = Vec::new();
-        for s in self.scanouts.iter().filter_map(|s| s.shown.as_ref()) {
-            if s.resource != id {
-                continue;
-            }
-            let Some(damage) = rect.intersect(&s.rect) else {
+        let mut changed: Option<Rect> = None;
+        for index in 0..self.scanouts.len() {
+            let Some(shown) = self.scanouts[index].shown.as_ref() else {
                 continue;
             };
-            let dst = Linear::packed(s.front.buffer, s.rect.width, s.rect.height);
-            let regions = rect_regions(src, damage, dst, damage.x - s.rect.x, damage.y - s.rect.y);
-            copies.push((dst.buffer, regions));
-        }
-        if copies.is_empty() {
-            return Ok(());
-        }
-        self.submitter.run(|d, cmd| {
-            for (dst, regions) in &copies {
-                // SAFETY: `cmd` is recording; the damage was clipped to each scanout rectangle,
-                // which lies inside the resource and matches its front buffer.
-                unsafe { d.cmd_copy_buffer(cmd, src.buffer, *dst, regions) }
+            if shown.resource != id {
+                continue;
             }
-        })?;
-        Ok(())
+            let Some(damage) = rect.intersect(&shown.rect) else {
+                continue;
+            };
+            let origin = (shown.rect.x, shown.rect.y);
+            let (w, h) = (shown.rect.width, shown.rect.height);
+            let local = Rect::new(
+                damage.x - origin.0,
+                damage.y - origin.1,
+                damage.width,
+                damage.height,
+            );
+            // The damage goes to the host-visible frame buffer (front layout), then only the
+            // rows that differ from the front are copied on, and reported.
+            self.frame_buffer(index)?;
+            let Some(frame) = self.scanouts[index].frame.as_ref() else {
+                return Err(GpuError::Backend("scanout state".into()));
+            };
+            let regions = rect_regions(
+                src,
+                damage,
+                Linear::packed(frame.buffer, w, h),
+                local.x,
+                local.y,
+            );
+            let dst = frame.buffer;
+            self.submitter.run(|d, cmd| {
+                // SAFETY: `cmd` is recording; the damage was clipped to the scanout rectangle,
+                // which lies inside the resource and matches the frame buffer's size.
+                unsafe { d.cmd_copy_buffer(cmd, src.buffer, dst, &regions) }
+            })?;
+            let s = &mut self.scanouts[index];
+            let (Some(shown), Some(frame)) = (s.shown.as_mut(), s.frame.as_ref()) else {
+                return Err(GpuError::Backend("scanout state".into()));
+            };
+            let (Some(fresh), Some(front)) = (frame.bytes(), shown.front.bytes_mut()) else {
+                return Err(GpuError::Backend("front or frame not mapped".into()));
+            };
+            if let Some(b) = compose::copy_changed(fresh, front, w * 4, local) {
+                let b = Rect::new(b.x + origin.0, b.y + origin.1, b.width, b.height);
+                changed = Some(match changed {
+                    None => b,
+                    Some(c) => bounding_box(c, b),
+                });
+            }
+        }
+        Ok(changed)
     }
 
     fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {
@@ -352,6 +396,18 @@ impl DisplayBackend for VulkanBackend {
         f: &mut dyn FnMut(&RectView<'_>),
     ) -> GpuResult<()> {
         let index = self.check_scanout(scanout)?;
+        // The front buffer is host-visible: lend it as is.
+        let shown = self.scanouts[index]
+            .shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let (w, h) = (shown.rect.width, shown.rect.height);
+        if let Some(data) = shown.front.bytes() {
+            let view = RectView::of_image(data, (w, h), w * 4, shown.format, rect)
+                .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
+            f(&view);
+            return Ok(());
+        }
         let shown = self.scanouts[index]
             .shown
             .as_ref()
