@@ -106,7 +106,14 @@ fn e2e_ours_virtgpu_ioctls() {
     };
     let results = guest.results();
     eprintln!("{test}: {results:#?}");
-    for name in ["getparam", "resource-create", "transfer-to-host", "wait"] {
+    // get-caps: the driver lists our VG capset (id 30) to userspace and GET_CAPS answers it.
+    for name in [
+        "getparam",
+        "get-caps",
+        "resource-create",
+        "transfer-to-host",
+        "wait",
+    ] {
         assert_eq!(status(&guest, name), "PASS", "{name}");
     }
     let failed: Vec<_> = results.iter().filter(|r| r.1 == "FAIL").collect();

@@ -93,11 +93,11 @@ pub const VIRTIO_GPU_CAPSET_GFXSTREAM_VULKAN: u32 = 3;
 pub const VIRTIO_GPU_CAPSET_VENUS: u32 = 4;
 pub const VIRTIO_GPU_CAPSET_CROSS_DOMAIN: u32 = 5;
 pub const VIRTIO_GPU_CAPSET_DRM: u32 = 6;
-/// Our private "VG" capset (the command stream of `backend::software::stream`). Linux keeps
-/// capset ids in a 64-bit mask (it rejects id >= 64 with "invalid capset id") and
-/// DRM_VIRTGPU_CONTEXT_INIT carries the id in 8 bits, so it must be below 64; the spec and
-/// Linux's uapi assign only low ids (1..=6 above, a few more upstream), so 63 stays clear.
-pub const VIRTIO_GPU_CAPSET_VG: u32 = 63;
+/// Our private "VG" capset (the command stream of `backend::software::stream`). Linux rejects
+/// capset ids above 63 ("invalid capset id"), builds its capset mask with `1 << id` on a 32-bit
+/// int and hands it to userspace (VIRTGPU_PARAM_SUPPORTED_CAPSET_IDs) as an int: our guests saw
+/// id 63 as "capset 31", so the id must be at most 30. The spec and rutabaga assign 1..=9.
+pub const VIRTIO_GPU_CAPSET_VG: u32 = 30;
 
 /// virtio_gpu_ctx_create.context_init: the capset id is in the low byte.
 pub const VIRTIO_GPU_CONTEXT_INIT_CAPSET_ID_MASK: u32 = 0x0000_00ff;

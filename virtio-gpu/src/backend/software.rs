@@ -3,7 +3,7 @@
 //! Display: 2D resources, 16 scanouts with a front buffer each (updated on flush), a 64x64 cursor
 //! plane per scanout, and composition through [`super::compose`].
 //!
-//! Compute: one private capset, [`stream::CAPSET_ID`] (63, "VG"), whose command stream
+//! Compute: one private capset, [`stream::CAPSET_ID`] (30, "VG"), whose command stream
 //! (documented in [`stream`]) fills and copies rectangles of context resources, fills host blobs
 //! and delays a ring, so that contexts, SUBMIT_3D, per-ring fence timelines, 3D resources, 3D
 //! transfers and HOST3D blobs (memfd-backed, so `map_blob` returns a real fd) all do real work.

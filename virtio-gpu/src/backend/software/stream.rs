@@ -1,7 +1,7 @@
 //! The software backend's private capset and command stream.
 //!
-//! Capset [`CAPSET_ID`] = [`VIRTIO_GPU_CAPSET_VG`] (63: Linux needs ids below 64), version 1. Its
-//! capability blob is [`CAPSET_SIZE`] bytes: four little-endian u32 words
+//! Capset [`CAPSET_ID`] = [`VIRTIO_GPU_CAPSET_VG`] (30: Linux guests see ids up to 30),
+//! version 1. Its capability blob is [`CAPSET_SIZE`] bytes: four little-endian u32 words
 //! `[CAPSET_MAGIC, 1 (version), supported-opcode bitmask, MAX_DELAY_US]`.
 //!
 //! A command stream (the SUBMIT_3D payload) is a sequence of little-endian u32 words. Each command
@@ -25,8 +25,8 @@ use gpu_interface::{CapsetInfo, GpuError, GpuResult, Rect};
 use crate::protocol::VIRTIO_GPU_CAPSET_VG;
 
 pub const CAPSET_ID: u32 = VIRTIO_GPU_CAPSET_VG;
-// Linux rejects capset ids >= 64 (it keeps them in a u64 mask).
-const _: () = assert!(CAPSET_ID < 64);
+// Linux guests see only ids up to 30 (see `VIRTIO_GPU_CAPSET_VG`).
+const _: () = assert!(CAPSET_ID <= 30);
 pub const CAPSET_VERSION: u32 = 1;
 /// "VGSW" as a little-endian word.
 pub const CAPSET_MAGIC: u32 = u32::from_le_bytes(*b"VGSW");
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn capset_id_fits_linux_mask_and_context_init() {
         use crate::protocol::*;
-        // Linux's driver keeps capsets in a u64 mask and CONTEXT_INIT carries the id in 8 bits.
+        // CONTEXT_INIT carries the capset id in 8 bits.
         assert_eq!(
             CAPSET_ID & VIRTIO_GPU_CONTEXT_INIT_CAPSET_ID_MASK,
             CAPSET_ID
