@@ -58,6 +58,11 @@ impl<M: Copy> Timelines<M> {
         t.busy_until = Some(start.checked_add(delay).unwrap_or(start));
     }
 
+    /// DELAY_US: keeps `timeline` busy for `us` more microseconds.
+    pub fn delay_us(&mut self, timeline: FenceTimeline, us: u32) {
+        self.add_work(timeline, Duration::from_micros(u64::from(us)));
+    }
+
     /// Queues fence `id` on `timeline`, also waiting for `marker`. The global timeline waits
     /// for every ring.
     pub fn create_fence(&mut self, timeline: FenceTimeline, id: u64, marker: M) {

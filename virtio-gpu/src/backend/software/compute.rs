@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
 
 use gpu_interface::{
     BlobDesc, BlobMapping, BlobMem, CapsetInfo, ComputeBackend, FenceTimeline, GpuError, GpuResult,
@@ -77,8 +76,7 @@ impl SoftwareBackend {
                 result
             }
             Command::DelayUs(us) => {
-                self.timelines
-                    .add_work(ring, Duration::from_micros(u64::from(us)));
+                self.timelines.delay_us(ring, us);
                 Ok(())
             }
             Command::FillBlob {

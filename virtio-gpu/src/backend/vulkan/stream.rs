@@ -10,7 +10,6 @@
 
 use ash::vk;
 use gpu_interface::{FenceTimeline, GpuError, GpuResult, Rect, ResourceId};
-use std::time::Duration;
 
 use super::memory::{GpuBuffer, MemoryUse};
 use super::resources::Resource;
@@ -79,8 +78,7 @@ impl VulkanBackend {
         match cmd {
             Command::Nop => Ok(()),
             Command::DelayUs(us) => {
-                self.timelines
-                    .add_work(ring, Duration::from_micros(u64::from(us)));
+                self.timelines.delay_us(ring, us);
                 Ok(())
             }
             Command::FillBlob {
