@@ -17,14 +17,21 @@ else
     fuzz=(cargo fuzz)
 fi
 
+logs="$root/target/fuzz-logs"
+mkdir -p "$logs"
 status=0
 for dir in "$root"/*/fuzz; do
     [ -f "$dir/Cargo.toml" ] || continue
     crate_dir="$(dirname "$dir")"
     for target in $(cd "$crate_dir" && "${fuzz[@]}" list); do
-        echo "== $(basename "$crate_dir")/$target: ${seconds}s"
-        if ! (cd "$crate_dir" && "${fuzz[@]}" run "$target" -- \
-                -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=8192); then
+        log="$logs/$(basename "$crate_dir")-$target.log"
+        echo "== $(basename "$crate_dir")/$target: ${seconds}s (log: $log)"
+        if (cd "$crate_dir" && "${fuzz[@]}" run "$target" -- \
+                -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=8192) >"$log" 2>&1; then
+            # libFuzzer's last status line: runs, coverage, corpus size.
+            grep -E '^#[0-9]+' "$log" | tail -n 1 || true
+        else
+            tail -n 40 "$log"
             echo "fuzz.sh: $target FAILED (see $dir/artifacts/$target)" >&2
             status=1
         fi

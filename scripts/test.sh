@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, then runs every test suite.
+# The project's test command: installs what is missing, builds guest images and `vgpu`, runs the
+# nested real-KVM harness (once per change to vmm/), a bounded fuzz run, then every cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The e2e tests boot guests/out images under QEMU and run target/debug/vgpu: build both first.
 bash guests/build-image.sh --quiet
 cargo build -p vmm --bin vgpu
+bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
+bash scripts/fuzz.sh 60             # every fuzz target of the repo, a bounded run each
 # In CI the e2e tests must run: a missing QEMU 10, image or binary fails them instead of skipping.
 VGPU_E2E_REQUIRED=1 cargo test --workspace --all-targets 2>&1
-bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
-bash scripts/fuzz.sh 60  # every fuzz target of the repo, a bounded run each
