@@ -138,4 +138,7 @@ pub struct Scanout {
     pub resource: Option<u32>,
     pub rect: Rect,
     pub cursor: Option<u32>,
+    /// The listener was told of a new surface (black) and has no pixels of it yet: the next
+    /// flush sends all of its damage, not only what changed in the resource.
+    pub listener_blank: bool,
 }

@@ -228,6 +228,19 @@ fn full_screen_flushes_report_only_the_pixels_that_changed() {
         g.dev.screenshot(0).unwrap().pixel_rgba(13, 22),
         Some([200, 0, 0, 255])
     );
+    // A page flip to the same, unchanged buffer on another scanout: the listener's new surface
+    // is blank, so the first flush sends all of it even though no pixel changed.
+    events.lock().unwrap().0.clear();
+    assert_eq!(g.cmd_type(&set_scanout(1, 1, full)), OK);
+    assert_eq!(g.cmd_type(&flush(1, full)), OK);
+    assert_eq!(g.cmd_type(&flush(1, full)), OK);
+    assert_eq!(
+        events.lock().unwrap().0,
+        vec![
+            "changed 1 Some((64, 48))".to_string(),
+            "updated 1 Rect { x: 0, y: 0, width: 64, height: 48 } Some([5, 5, 5, 255])".into(),
+        ]
+    );
 }
 
 #[test]

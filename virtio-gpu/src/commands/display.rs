@@ -67,6 +67,7 @@ pub fn scanout_shown(dev: &mut GpuDevice, scanout_id: u32, id: u32, rect: Rect) 
     if let Some(s) = dev.scanouts.get_mut(scanout_id as usize) {
         s.resource = Some(id);
         s.rect = rect;
+        s.listener_blank = true;
     }
     if let Some(l) = dev.listener.as_mut() {
         l.scanout_changed(scanout_id, Some((rect.width, rect.height)));
@@ -119,9 +120,8 @@ pub fn flush<M: GuestMemory>(dev: &mut GpuDevice, bytes: &[u8], mem: &M) -> CmdR
                 return Ok(Response::ok());
             };
             super::blob::push_shadow(dev, id, rect, mem)?;
-            if let Some(changed) = dev.backend.flush_changed(id, rect)? {
-                notify_flush(dev, id, changed);
-            }
+            let changed = dev.backend.flush_changed(id, rect)?;
+            notify_flush(dev, id, rect, changed);
             return Ok(Response::ok());
         }
         (ResourceKind::GuestBlob { .. } | ResourceKind::HostBlob { .. }, _) => {
@@ -130,25 +130,33 @@ pub fn flush<M: GuestMemory>(dev: &mut GpuDevice, bytes: &[u8], mem: &M) -> CmdR
         }
         _ => {}
     }
-    // Listeners hear only of pixels that changed: guests often mark a whole screen dirty.
-    if let Some(changed) = dev.backend.flush_changed(id, rect)? {
-        notify_flush(dev, id, changed);
-    }
+    let changed = dev.backend.flush_changed(id, rect)?;
+    notify_flush(dev, id, rect, changed);
     Ok(Response::ok())
 }
 
-/// Tells the listener about damage on every scanout showing `id`.
-fn notify_flush(dev: &mut GpuDevice, id: u32, rect: Rect) {
+/// Tells the listener about damage on every scanout showing `id`: only the part of `damage` that
+/// `changed` (guests often mark a whole screen dirty), except on a surface the listener has no
+/// pixels of yet, which gets all of `damage`.
+fn notify_flush(dev: &mut GpuDevice, id: u32, damage: Rect, changed: Option<Rect>) {
     let Some(listener) = dev.listener.as_mut() else {
         return;
     };
-    for (i, s) in dev.scanouts.iter().enumerate() {
+    for (i, s) in dev.scanouts.iter_mut().enumerate() {
         if s.resource != Some(id) {
             continue;
         }
-        let Some(damage) = rect.intersect(&s.rect) else {
+        let send = if s.listener_blank {
+            Some(damage)
+        } else {
+            changed
+        };
+        let Some(damage) = send.and_then(|r| r.intersect(&s.rect)) else {
             continue;
         };
+        if damage == s.rect {
+            s.listener_blank = false;
+        }
         let local = Rect::new(
             damage.x - s.rect.x,
             damage.y - s.rect.y,
