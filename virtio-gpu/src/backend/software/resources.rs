@@ -209,9 +209,21 @@ impl Image {
         scratch: &mut Vec<u8>,
     ) -> GpuResult<()> {
         self.check_box(&rect, 0, 1)?;
+        if rect.is_empty() {
+            return Ok(());
+        }
         let row_len = rect.width as usize * self.bpp as usize;
-        scratch.clear();
-        scratch.resize(row_len, 0);
+        // The scratch row sits at the same offset within a page as the image rows (and so as
+        // page-aligned guest rows): see `PageBuf` for what 4 KiB aliasing costs otherwise.
+        const PAGE: usize = 4096;
+        scratch.resize(row_len + 2 * PAGE, 0);
+        let first_row = self.row(0, rect.y, rect.x, rect.width)?;
+        let want = (self.data.as_ptr() as usize + first_row.start) % PAGE;
+        let have = scratch.as_ptr() as usize % PAGE;
+        let skew = (want + PAGE - have) % PAGE;
+        let scratch = scratch
+            .get_mut(skew..skew + row_len)
+            .ok_or(GpuError::InvalidParameter("scratch"))?;
         let bpp = self.bpp as usize;
         let (mut left, mut right, mut top, mut bottom) = (usize::MAX, 0usize, u32::MAX, 0u32);
         for (index, y) in (rect.y..rect.y + rect.height).enumerate() {
@@ -221,7 +233,7 @@ impl Image {
                 .data
                 .get_mut(range)
                 .ok_or(GpuError::InvalidParameter("box"))?;
-            if dst == scratch.as_slice() {
+            if dst == &*scratch {
                 continue;
             }
             let first = dst.iter().zip(scratch.iter()).position(|(a, b)| a != b);
