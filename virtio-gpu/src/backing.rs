@@ -68,10 +68,13 @@ impl Backing {
     }
 
     /// Visits the guest ranges covering `offset..offset + len`, in order.
+    /// `hint` is the entry the previous call ended in (rows of a transfer come in order, so the
+    /// next one usually starts there); it is checked, then updated.
     fn for_each_range(
         &self,
         offset: u64,
         len: usize,
+        hint: &mut usize,
         mut f: impl FnMut(GuestAddress, std::ops::Range<usize>) -> GpuResult<()>,
     ) -> GpuResult<()> {
         let end = offset.checked_add(len as u64);
@@ -81,10 +84,20 @@ impl Backing {
             ));
         }
         // The entry holding `offset`: the last one starting at or before it.
-        let mut index = self
-            .starts
-            .partition_point(|&s| s <= offset)
-            .saturating_sub(1);
+        let holds = |i: usize| match (self.starts.get(i), self.entries.get(i)) {
+            (Some(&start), Some(&(_, elen))) => start <= offset && offset < start + u64::from(elen),
+            _ => false,
+        };
+        let next = hint.wrapping_add(1);
+        let mut index = if holds(*hint) {
+            *hint
+        } else if holds(next) {
+            next
+        } else {
+            self.starts
+                .partition_point(|&s| s <= offset)
+                .saturating_sub(1)
+        };
         let mut done = 0usize;
         while done < len {
             let (Some(&(addr, elen)), Some(&start)) =
@@ -102,6 +115,7 @@ impl Backing {
             }
             index += 1;
         }
+        *hint = index.saturating_sub(1);
         Ok(())
     }
 
@@ -112,7 +126,18 @@ impl Backing {
         offset: u64,
         dst: &mut [u8],
     ) -> GpuResult<()> {
-        self.for_each_range(offset, dst.len(), |addr, range| {
+        self.read_hinted(mem, offset, dst, &mut 0)
+    }
+
+    /// [`Backing::read`], starting the entry search at `hint` (see `for_each_range`).
+    fn read_hinted<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        offset: u64,
+        dst: &mut [u8],
+        hint: &mut usize,
+    ) -> GpuResult<()> {
+        self.for_each_range(offset, dst.len(), hint, |addr, range| {
             let out = dst
                 .get_mut(range)
                 .ok_or(GpuError::InvalidParameter("range"))?;
@@ -135,7 +160,7 @@ impl Backing {
         offset: u64,
         src: &[u8],
     ) -> GpuResult<()> {
-        self.for_each_range(offset, src.len(), |addr, range| {
+        self.for_each_range(offset, src.len(), &mut 0, |addr, range| {
             let input = src.get(range).ok_or(GpuError::InvalidParameter("range"))?;
             let direct = mem
                 .physical_memory()
@@ -180,12 +205,15 @@ pub struct GuestRows<'a, M: GuestMemory + ?Sized> {
     pub mem: &'a M,
     pub backing: &'a Backing,
     pub layout: RowLayout,
+    /// The backing entry the last row ended in (start with 0).
+    pub entry_hint: usize,
 }
 
 impl<M: GuestMemory + ?Sized> RowSource for GuestRows<'_, M> {
     fn fill_row(&mut self, row: u32, dst: &mut [u8]) -> GpuResult<()> {
         let offset = self.layout.row_offset(row)?;
-        self.backing.read(self.mem, offset, dst)
+        self.backing
+            .read_hinted(self.mem, offset, dst, &mut self.entry_hint)
     }
 }
 
@@ -221,6 +249,15 @@ mod tests {
         b.read(&mem, 0xffe, &mut buf).unwrap();
         assert_eq!(buf, [1, 2, 5, 6]);
         assert!(b.read(&mem, 0x100e, &mut buf).is_err(), "past the end");
+        // The entry hint is only a hint: stale, past the end or wrong, reads stay right.
+        for hint in [0, 1, 2, usize::MAX] {
+            let (mut h, mut buf) = (hint, [0u8; 4]);
+            b.read_hinted(&mem, 0xffe, &mut buf, &mut h).unwrap();
+            assert_eq!((buf, h), ([1, 2, 5, 6], 1), "hint {hint}");
+            let mut two = [0u8; 2];
+            b.read_hinted(&mem, 0xffe, &mut two, &mut h).unwrap();
+            assert_eq!((two, h), ([1, 2], 0), "back to the first entry");
+        }
         assert!(b.read(&mem, u64::MAX - 1, &mut buf).is_err(), "overflow");
         assert!(Backing::new(&[entry(0xf000, 0x2000)], &mem).is_err());
         assert!(Backing::new(&[entry(u64::MAX - 4, 0x10)], &mem).is_err());

@@ -178,6 +178,7 @@ pub fn push_shadow<M: GuestMemory>(
         mem,
         backing,
         layout,
+        entry_hint: 0,
     };
     dev.backend.write_rect(id, rect, &mut rows)?;
     Ok(())

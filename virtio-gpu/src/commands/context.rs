@@ -223,6 +223,7 @@ pub fn transfer_3d<M: GuestMemory>(
         mem,
         backing,
         layout,
+        entry_hint: 0,
     };
     if to_host {
         dev.backend

@@ -132,6 +132,7 @@ pub fn transfer_to_host_2d<M: GuestMemory>(
         mem,
         backing,
         layout,
+        entry_hint: 0,
     };
     dev.backend.write_rect(id, rect, &mut rows)?;
     Ok(Response::ok())
