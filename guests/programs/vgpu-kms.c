@@ -1,10 +1,12 @@
 /* KMS with dumb buffers: modeset the first connected connector, draw the known colour-bar pattern,
  * present it with DIRTYFB, optionally repeat full-screen updates (the benchmark workload).
  *
- *   vgpu-kms [--mode WxH] [--frames N] [--hold]
+ *   vgpu-kms [--mode WxH] [--frames N [--full]] [--hold]
  *
  * --frames N: N full-screen updates (a small counter block in the top-left corner changes, the
  *             whole screen is marked dirty each time); prints the rate.
+ * --full:     every pixel changes in every update (a moving ramp), so no device can skip
+ *             unchanged pixels.
  * --hold:     keep the framebuffer on screen after reporting (a child process holds the DRM file
  *             open and sleeps), so the host can take screenshots while the guest goes on. */
 #include "vgpu_test.h"
@@ -102,7 +104,7 @@ static int dirty_all(int fd, struct output *out) {
 
 int main(int argc, char **argv) {
     unsigned want_w = 0, want_h = 0, frames = 0;
-    int hold = 0;
+    int hold = 0, full = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--mode") && i + 1 < argc)
             sscanf(argv[++i], "%ux%u", &want_w, &want_h);
@@ -110,6 +112,8 @@ int main(int argc, char **argv) {
             frames = strtoul(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--hold"))
             hold = 1;
+        else if (!strcmp(argv[i], "--full"))
+            full = 1;
     }
     int fd = open_card();
     struct output out = {0};
@@ -141,10 +145,17 @@ int main(int argc, char **argv) {
         double t0 = now_ms();
         unsigned done = 0;
         for (; done < frames; done++) {
-            /* A 16x16 block whose shade follows the frame number: each update differs. */
-            for (uint32_t y = 0; y < 16; y++)
-                for (uint32_t x = 0; x < 16; x++)
-                    out.map[y * (out.pitch / 4) + x] = (done & 0xff) * 0x010101;
+            if (full) {
+                /* A grey ramp that moves one step per frame: every pixel differs each time. */
+                for (uint32_t y = 0; y < out.mode.vdisplay; y++)
+                    for (uint32_t x = 0; x < out.mode.hdisplay; x++)
+                        out.map[y * (out.pitch / 4) + x] = ((x + y + done) & 0xff) * 0x010101;
+            } else {
+                /* A 16x16 block whose shade follows the frame number: each update differs. */
+                for (uint32_t y = 0; y < 16; y++)
+                    for (uint32_t x = 0; x < 16; x++)
+                        out.map[y * (out.pitch / 4) + x] = (done & 0xff) * 0x010101;
+            }
             if (dirty_all(fd, &out))
                 break;
         }

@@ -25,9 +25,20 @@ pub struct GuestDisplayArgs {
     /// Our backend's renderers to measure, comma-separated (software, vulkan, rutabaga).
     #[arg(long, default_value = "software", value_delimiter = ',')]
     pub backends: Vec<String>,
+    /// What each update changes: `sparse` (a 16x16 block, whole screen marked dirty) or `full`
+    /// (every pixel), the worst case for a device that forwards pixels to another process.
+    #[arg(long, value_enum, default_value_t = Workload::Sparse)]
+    pub workload: Workload,
     /// Directory holding vmlinuz and vgpu.cpio.gz.
     #[arg(long, default_value = "guests/out")]
     pub image_dir: PathBuf,
+}
+
+/// What the guest changes between updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    Sparse,
+    Full,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +165,12 @@ fn run_once(
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    let run = format!("vgpu-kms+--mode+1024x768+--frames+{}", args.frames);
+    let full = if args.workload == Workload::Full {
+        "+--full"
+    } else {
+        ""
+    };
+    let run = format!("vgpu-kms+--mode+1024x768+--frames+{}{full}", args.frames);
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
         "-M",
@@ -274,8 +290,8 @@ pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
     }
     let (builtin, qemu_vu) = (results[0].1, results[1].1);
     println!(
-        "guest-display: {} full-screen 1024x768 XRGB8888 updates (DIRTYFB) per run, best of {}",
-        args.frames, args.runs
+        "guest-display: {} full-screen 1024x768 XRGB8888 updates (DIRTYFB) per run, {:?} workload, best of {}",
+        args.frames, args.workload, args.runs
     );
     println!(
         "{:<34} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
