@@ -1,1 +1,3 @@
-//! vGPU slice management (under construction).
+//! vGPU slice management: SR-IOV VFs, mdev instances and software slices with memory quotas.
+//!
+//! Nothing is implemented yet; the crate holds the place in the workspace.
