@@ -47,11 +47,13 @@ fn run_gpu_guest(backend: &str) -> Option<()> {
     let out = run_vgpu(&args, &[], TIMEOUT).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if backend != "software" && stderr.contains("backend") && !out.status.success() {
-        if stderr.contains("not compiled") || stderr.contains("failed to start") {
-            eprintln!("SKIPPED micro_gpu ({backend}): backend unavailable: {stderr}");
-            return None;
-        }
+    if backend != "software"
+        && stderr.contains("backend")
+        && !out.status.success()
+        && (stderr.contains("not compiled") || stderr.contains("failed to start"))
+    {
+        eprintln!("SKIPPED micro_gpu ({backend}): backend unavailable: {stderr}");
+        return None;
     }
     assert!(
         out.status.success(),

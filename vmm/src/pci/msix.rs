@@ -176,7 +176,7 @@ impl Msix {
     /// Guest read of the pending-bit array (read-only to the guest).
     pub fn read_pba(&self, offset: u64, data: &mut [u8]) {
         data.fill(0);
-        if !matches!(data.len(), 4 | 8) || offset % data.len() as u64 != 0 {
+        if !matches!(data.len(), 4 | 8) || !offset.is_multiple_of(data.len() as u64) {
             warn!(offset, len = data.len(), "msix: bad PBA read");
             return;
         }
@@ -234,7 +234,10 @@ impl Msix {
 
     /// (entry index, field offset) of an aligned 4- or 8-byte access inside the table.
     fn locate(&self, offset: u64, len: usize) -> Option<(usize, u64)> {
-        if !matches!(len, 4 | 8) || offset % len as u64 != 0 || offset >= self.table_size() {
+        if !matches!(len, 4 | 8)
+            || !offset.is_multiple_of(len as u64)
+            || offset >= self.table_size()
+        {
             return None;
         }
         Some((

@@ -281,7 +281,7 @@ impl PciConfigMmio {
 
 fn ecam_target(offset: u64, len: usize) -> Option<(u8, u8, u8, usize)> {
     let reg = (offset & 0xfff) as usize;
-    if !matches!(len, 1 | 2 | 4) || reg % len != 0 {
+    if !matches!(len, 1 | 2 | 4) || !reg.is_multiple_of(len) {
         return None;
     }
     Some((

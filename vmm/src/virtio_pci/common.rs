@@ -225,9 +225,10 @@ fn field_access_ok(offset: u64, len: usize) -> bool {
         0x10..=0x13 | 0x16..=0x1f | 0x38..=0x3b => 2,
         0x14 | 0x15 => 1,
         0x20..=0x37 => {
-            return (len == 4 && offset % 4 == 0) || (len == 8 && offset % 8 == 0);
+            return (len == 4 && offset.is_multiple_of(4))
+                || (len == 8 && offset.is_multiple_of(8));
         }
         _ => return false,
     };
-    len == width && offset % width as u64 == 0
+    len == width && offset.is_multiple_of(width as u64)
 }

@@ -111,7 +111,11 @@ impl SharedMemoryMapper for ShmRegion {
     fn map(&mut self, offset: u64, mapping: BlobMapping) -> Result<(), ShmError> {
         let mut state = self.lock();
         let size = mapping.size;
-        if offset % PAGE != 0 || size % PAGE != 0 || mapping.offset % PAGE != 0 || size == 0 {
+        if !offset.is_multiple_of(PAGE)
+            || !size.is_multiple_of(PAGE)
+            || !mapping.offset.is_multiple_of(PAGE)
+            || size == 0
+        {
             return Err(ShmError::Map(format!(
                 "blob at {offset:#x}+{size:#x} is not page aligned"
             )));
