@@ -5,6 +5,7 @@ pub(crate) mod contexts;
 pub(crate) mod fence_timeline;
 #[cfg(feature = "rutabaga")]
 pub mod rutabaga;
+pub(crate) mod scanouts;
 pub mod software;
 #[cfg(feature = "vulkan")]
 pub mod vulkan;

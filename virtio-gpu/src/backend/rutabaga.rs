@@ -20,7 +20,7 @@ use std::io::IoSliceMut;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-use gpu_interface::display::{RectView, MAX_SCANOUTS};
+use gpu_interface::display::RectView;
 use gpu_interface::{
     CursorImage, DisplayBackend, FenceTimeline, Frame, GpuBackend, GpuError, GpuResult,
     PixelFormat, Rect, Resource2dDesc, ResourceId, RowSink, RowSource, ScanoutId,
@@ -31,7 +31,8 @@ use rutabaga_gfx::{
 };
 use tracing::warn;
 
-use super::compose::{self, CursorPlane, ImageRef};
+use super::compose::{self, ImageRef};
+use super::scanouts::{CursorResource, Scanouts, ShownResource};
 
 /// Host memory the backend lets resources use in all (backing and rutabaga's copy count once).
 pub const MEMORY_LIMIT: u64 = 1 << 30;
@@ -126,11 +127,16 @@ struct Cursor {
     argb: Vec<u8>,
 }
 
-#[derive(Default)]
-struct Scanout {
-    shown: Option<Shown>,
-    cursor: Option<Cursor>,
-    cursor_pos: (u32, u32),
+impl ShownResource for Shown {
+    fn resource(&self) -> ResourceId {
+        self.resource
+    }
+}
+
+impl CursorResource for Cursor {
+    fn image(&self) -> &CursorImage {
+        &self.image
+    }
 }
 
 /// `Rutabaga` built with only its 2D component.
@@ -147,7 +153,7 @@ pub struct RutabagaBackend {
     // Declared before `resources`: rutabaga drops its iovec aliases before the backings go.
     rutabaga: Rutabaga2d,
     resources: HashMap<ResourceId, Resource>,
-    scanouts: Vec<Scanout>,
+    scanouts: Scanouts<Shown, Cursor>,
     contexts: HashMap<u32, HashSet<ResourceId>>,
     /// Fences rutabaga has signalled through its handler (global timeline).
     signalled: Arc<Mutex<Vec<u64>>>,
@@ -172,7 +178,7 @@ impl RutabagaBackend {
         Ok(RutabagaBackend {
             rutabaga: Rutabaga2d(rutabaga),
             resources: HashMap::new(),
-            scanouts: (0..MAX_SCANOUTS).map(|_| Scanout::default()).collect(),
+            scanouts: Scanouts::default(),
             contexts: HashMap::new(),
             signalled,
             ring_done: Vec::new(),
@@ -184,13 +190,6 @@ impl RutabagaBackend {
         self.resources
             .get(&id)
             .ok_or(GpuError::InvalidResourceId(id))
-    }
-
-    fn scanout_index(&self, scanout: ScanoutId) -> GpuResult<usize> {
-        usize::try_from(scanout)
-            .ok()
-            .filter(|&i| i < self.scanouts.len())
-            .ok_or(GpuError::InvalidScanoutId(scanout))
     }
 
     /// Has rutabaga copy `rect` of resource `id` into its backing; returns the backing bytes.
@@ -305,14 +304,7 @@ impl DisplayBackend for RutabagaBackend {
         if let Some(r) = self.resources.remove(&id) {
             self.memory_used = self.memory_used.saturating_sub(r.backing.len as u64);
         }
-        for s in &mut self.scanouts {
-            if s.shown.as_ref().is_some_and(|s| s.resource == id) {
-                s.shown = None;
-            }
-            if s.cursor.as_ref().is_some_and(|c| c.image.resource == id) {
-                s.cursor = None;
-            }
-        }
+        self.scanouts.forget_resource(id);
         for ctx in self.contexts.values_mut() {
             ctx.remove(&id);
         }
@@ -369,7 +361,7 @@ impl DisplayBackend for RutabagaBackend {
         id: Option<ResourceId>,
         rect: Rect,
     ) -> GpuResult<()> {
-        let index = self.scanout_index(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         let Some(id) = id else {
             self.scanouts[index].shown = None;
             return Ok(());
@@ -431,7 +423,7 @@ impl DisplayBackend for RutabagaBackend {
     }
 
     fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {
-        let index = self.scanout_index(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         let Some(cursor_image) = image else {
             self.scanouts[index].cursor = None;
             return Ok(());
@@ -457,13 +449,13 @@ impl DisplayBackend for RutabagaBackend {
     }
 
     fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
-        let index = self.scanout_index(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         self.scanouts[index].cursor_pos = (x, y);
         Ok(())
     }
 
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
-        let s = &self.scanouts[self.scanout_index(scanout)?];
+        let s = self.scanouts.get(scanout)?;
         let shown = s
             .shown
             .as_ref()
@@ -475,13 +467,7 @@ impl DisplayBackend for RutabagaBackend {
             format: shown.format,
             data: &shown.front,
         };
-        let cursor = s.cursor.as_ref().map(|c| CursorPlane {
-            argb: &c.argb,
-            x: s.cursor_pos.0,
-            y: s.cursor_pos.1,
-            hot_x: c.image.hot_x,
-            hot_y: c.image.hot_y,
-        });
+        let cursor = s.cursor_plane(|c| &c.argb);
         compose::compose(&primary, cursor)
     }
 
@@ -491,7 +477,7 @@ impl DisplayBackend for RutabagaBackend {
         rect: Rect,
         f: &mut dyn FnMut(&RectView<'_>),
     ) -> GpuResult<()> {
-        let s = &self.scanouts[self.scanout_index(scanout)?];
+        let s = self.scanouts.get(scanout)?;
         let shown = s
             .shown
             .as_ref()

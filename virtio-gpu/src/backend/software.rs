@@ -15,13 +15,14 @@ mod timeline;
 
 use std::collections::HashMap;
 
-use gpu_interface::display::{RectView, MAX_SCANOUTS};
+use gpu_interface::display::RectView;
 use gpu_interface::{
     CursorImage, DisplayBackend, Frame, GpuBackend, GpuError, GpuResult, Rect, Resource2dDesc,
     ResourceId, RowSink, RowSource, ScanoutId,
 };
 
-use super::compose::{self, CursorPlane, ImageRef};
+use super::compose::{self, ImageRef};
+use super::scanouts::{CursorResource, Scanouts, ShownResource};
 use resources::{Image, Resource, Storage};
 
 /// Host memory the software backend lets resources use in all by default, so a guest cannot
@@ -43,18 +44,23 @@ struct Cursor {
     argb: Vec<u8>,
 }
 
-#[derive(Debug, Default)]
-struct Scanout {
-    shown: Option<Shown>,
-    cursor: Option<Cursor>,
-    cursor_pos: (u32, u32),
+impl ShownResource for Shown {
+    fn resource(&self) -> ResourceId {
+        self.resource
+    }
+}
+
+impl CursorResource for Cursor {
+    fn image(&self) -> &CursorImage {
+        &self.image
+    }
 }
 
 /// A CPU-only [`GpuBackend`].
 #[derive(Debug)]
 pub struct SoftwareBackend {
     resources: HashMap<ResourceId, Resource>,
-    scanouts: Vec<Scanout>,
+    scanouts: Scanouts<Shown, Cursor>,
     contexts: HashMap<u32, compute::Context>,
     timelines: timeline::Timelines,
     memory_used: u64,
@@ -73,7 +79,7 @@ impl SoftwareBackend {
     pub fn new() -> Self {
         SoftwareBackend {
             resources: HashMap::new(),
-            scanouts: (0..MAX_SCANOUTS).map(|_| Scanout::default()).collect(),
+            scanouts: Scanouts::default(),
             contexts: HashMap::new(),
             timelines: timeline::Timelines::default(),
             memory_used: 0,
@@ -108,13 +114,6 @@ impl SoftwareBackend {
         self.charge(resource.bytes())?;
         self.resources.insert(id, resource);
         Ok(())
-    }
-
-    fn scanout_mut(&mut self, scanout: ScanoutId) -> GpuResult<&mut Scanout> {
-        usize::try_from(scanout)
-            .ok()
-            .and_then(|i| self.scanouts.get_mut(i))
-            .ok_or(GpuError::InvalidScanoutId(scanout))
     }
 
     fn image(&self, id: ResourceId) -> GpuResult<&Image> {
@@ -152,18 +151,7 @@ impl DisplayBackend for SoftwareBackend {
             .remove(&id)
             .ok_or(GpuError::InvalidResourceId(id))?;
         self.memory_used = self.memory_used.saturating_sub(resource.bytes());
-        for scanout in &mut self.scanouts {
-            if scanout.shown.as_ref().is_some_and(|s| s.resource == id) {
-                scanout.shown = None;
-            }
-            if scanout
-                .cursor
-                .as_ref()
-                .is_some_and(|c| c.image.resource == id)
-            {
-                scanout.cursor = None;
-            }
-        }
+        self.scanouts.forget_resource(id);
         for ctx in self.contexts.values_mut() {
             ctx.resources.remove(&id);
         }
@@ -194,9 +182,9 @@ impl DisplayBackend for SoftwareBackend {
         id: Option<ResourceId>,
         rect: Rect,
     ) -> GpuResult<()> {
-        self.scanout_mut(scanout)?;
+        self.scanouts.get_mut(scanout)?;
         let Some(id) = id else {
-            self.scanout_mut(scanout)?.shown = None;
+            self.scanouts.get_mut(scanout)?.shown = None;
             return Ok(());
         };
         let image = self.image(id)?;
@@ -216,7 +204,7 @@ impl DisplayBackend for SoftwareBackend {
         let mut front = Image::new_2d(desc, self.memory_limit)?;
         // What the resource holds now is shown at once; later changes appear on flush.
         image.copy_to(rect, &mut front, 0, 0)?;
-        self.scanout_mut(scanout)?.shown = Some(Shown {
+        self.scanouts.get_mut(scanout)?.shown = Some(Shown {
             resource: id,
             rect,
             front,
@@ -243,7 +231,7 @@ impl DisplayBackend for SoftwareBackend {
         let Some(changed) = image.changed.and_then(|c| c.intersect(&rect)) else {
             return Ok(None);
         };
-        for scanout in &mut self.scanouts {
+        for scanout in self.scanouts.iter_mut() {
             let Some(shown) = scanout.shown.as_mut().filter(|s| s.resource == id) else {
                 continue;
             };
@@ -258,7 +246,7 @@ impl DisplayBackend for SoftwareBackend {
     }
 
     fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {
-        self.scanout_mut(scanout)?;
+        self.scanouts.get_mut(scanout)?;
         let cursor = match image {
             None => None,
             Some(cursor_image) => {
@@ -279,17 +267,17 @@ impl DisplayBackend for SoftwareBackend {
                 })
             }
         };
-        self.scanout_mut(scanout)?.cursor = cursor;
+        self.scanouts.get_mut(scanout)?.cursor = cursor;
         Ok(())
     }
 
     fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
-        self.scanout_mut(scanout)?.cursor_pos = (x, y);
+        self.scanouts.get_mut(scanout)?.cursor_pos = (x, y);
         Ok(())
     }
 
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
-        let s = self.scanout_mut(scanout)?;
+        let s = self.scanouts.get_mut(scanout)?;
         let shown = s
             .shown
             .as_ref()
@@ -305,13 +293,7 @@ impl DisplayBackend for SoftwareBackend {
             format,
             data: &front.data,
         };
-        let cursor = s.cursor.as_ref().map(|c| CursorPlane {
-            argb: &c.argb,
-            x: s.cursor_pos.0,
-            y: s.cursor_pos.1,
-            hot_x: c.image.hot_x,
-            hot_y: c.image.hot_y,
-        });
+        let cursor = s.cursor_plane(|c| &c.argb);
         compose::compose(&primary, cursor)
     }
 
@@ -321,7 +303,7 @@ impl DisplayBackend for SoftwareBackend {
         rect: Rect,
         f: &mut dyn FnMut(&RectView<'_>),
     ) -> GpuResult<()> {
-        let s = self.scanout_mut(scanout)?;
+        let s = self.scanouts.get_mut(scanout)?;
         let front = &s
             .shown
             .as_ref()

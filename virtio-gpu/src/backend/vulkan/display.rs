@@ -13,6 +13,7 @@ use gpu_interface::{
 };
 
 use super::super::compose;
+use super::super::scanouts::{self, CursorResource, ShownResource};
 use super::memory::{GpuBuffer, MemoryUse};
 use super::pipeline::ComposeBuffers;
 use super::resources::{ImageShape, Resource};
@@ -24,7 +25,7 @@ use super::VulkanBackend;
 const CURSOR_SIZE: u32 = 64;
 
 /// What a scanout shows: `rect` of `resource`, copied into `front` on set and flush.
-struct Shown {
+pub(super) struct Shown {
     resource: ResourceId,
     rect: Rect,
     format: PixelFormat,
@@ -32,7 +33,7 @@ struct Shown {
 }
 
 /// The cursor image (top-left 64x64 of its resource, in the resource's format) as of SET_CURSOR.
-struct Cursor {
+pub(super) struct Cursor {
     image: CursorImage,
     format: PixelFormat,
     /// Visible part of the 64x64 plane (smaller resources leave the rest transparent).
@@ -40,25 +41,25 @@ struct Cursor {
     pixels: GpuBuffer,
 }
 
-#[derive(Default)]
-pub struct Scanout {
-    shown: Option<Shown>,
-    cursor: Option<Cursor>,
-    cursor_pos: (u32, u32),
-    /// Where composition writes; kept while the scanout size stays the same.
-    frame: Option<GpuBuffer>,
+impl ShownResource for Shown {
+    fn resource(&self) -> ResourceId {
+        self.resource
+    }
 }
 
-impl VulkanBackend {
-    fn check_scanout(&self, scanout: ScanoutId) -> GpuResult<usize> {
-        let index = usize::try_from(scanout).map_err(|_| GpuError::InvalidScanoutId(scanout))?;
-        if index < self.scanouts.len() {
-            Ok(index)
-        } else {
-            Err(GpuError::InvalidScanoutId(scanout))
-        }
+impl CursorResource for Cursor {
+    fn image(&self) -> &CursorImage {
+        &self.image
     }
+}
 
+/// Where composition writes (a scanout's `extra`); kept while the scanout size stays the same.
+#[derive(Default)]
+pub(super) struct FrameBuffer(Option<GpuBuffer>);
+
+pub(super) type Scanouts = scanouts::Scanouts<Shown, Cursor, FrameBuffer>;
+
+impl VulkanBackend {
     /// Copies `rect` of image `id` to (`dx`, `dy`) of `dst`, on the GPU.
     fn copy_from_image(
         &mut self,
@@ -90,12 +91,12 @@ impl VulkanBackend {
             .as_ref()
             .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
         let frame_bytes = u64::from(shown.rect.width) * u64::from(shown.rect.height) * 4;
-        let reuse = s.frame.as_ref().is_some_and(|f| f.size == frame_bytes);
+        let reuse = s.extra.0.as_ref().is_some_and(|f| f.size == frame_bytes);
         if !reuse {
-            self.scanouts[index].frame = None;
+            self.scanouts[index].extra.0 = None;
             let usage = vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST;
             let frame = GpuBuffer::new(&self.dev, frame_bytes, usage, MemoryUse::Readback)?;
-            self.scanouts[index].frame = Some(frame);
+            self.scanouts[index].extra.0 = Some(frame);
         }
         Ok(frame_bytes)
     }
@@ -138,7 +139,7 @@ impl VulkanBackend {
         }
         let frame_bytes = self.frame_buffer(index)?;
         let s = &self.scanouts[index];
-        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.frame.as_ref()) else {
+        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.extra.0.as_ref()) else {
             return Err(GpuError::Backend("scanout state".into()));
         };
         let params_buf = self
@@ -201,18 +202,7 @@ impl DisplayBackend for VulkanBackend {
             .remove(&id)
             .ok_or(GpuError::InvalidResourceId(id))?;
         self.memory_used = self.memory_used.saturating_sub(resource.bytes());
-        for scanout in &mut self.scanouts {
-            if scanout.shown.as_ref().is_some_and(|s| s.resource == id) {
-                scanout.shown = None;
-            }
-            if scanout
-                .cursor
-                .as_ref()
-                .is_some_and(|c| c.image.resource == id)
-            {
-                scanout.cursor = None;
-            }
-        }
+        self.scanouts.forget_resource(id);
         for ctx in self.contexts.values_mut() {
             ctx.resources.remove(&id);
         }
@@ -246,7 +236,7 @@ impl DisplayBackend for VulkanBackend {
         id: Option<ResourceId>,
         rect: Rect,
     ) -> GpuResult<()> {
-        let index = self.check_scanout(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         let Some(id) = id else {
             self.scanouts[index].shown = None;
             return Ok(());
@@ -319,7 +309,7 @@ impl DisplayBackend for VulkanBackend {
             // The damage goes to the host-visible frame buffer (front layout), then only the
             // rows that differ from the front are copied on, and reported.
             self.frame_buffer(index)?;
-            let Some(frame) = self.scanouts[index].frame.as_ref() else {
+            let Some(frame) = self.scanouts[index].extra.0.as_ref() else {
                 return Err(GpuError::Backend("scanout state".into()));
             };
             let regions = rect_regions(
@@ -336,7 +326,7 @@ impl DisplayBackend for VulkanBackend {
                 unsafe { d.cmd_copy_buffer(cmd, src.buffer, dst, &regions) }
             })?;
             let s = &mut self.scanouts[index];
-            let (Some(shown), Some(frame)) = (s.shown.as_mut(), s.frame.as_ref()) else {
+            let (Some(shown), Some(frame)) = (s.shown.as_mut(), s.extra.0.as_ref()) else {
                 return Err(GpuError::Backend("scanout state".into()));
             };
             let (Some(fresh), Some(front)) = (frame.bytes(), shown.front.bytes_mut()) else {
@@ -354,7 +344,7 @@ impl DisplayBackend for VulkanBackend {
     }
 
     fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {
-        let index = self.check_scanout(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         let Some(cursor_image) = image else {
             self.scanouts[index].cursor = None;
             return Ok(());
@@ -379,13 +369,13 @@ impl DisplayBackend for VulkanBackend {
     }
 
     fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
-        let index = self.check_scanout(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         self.scanouts[index].cursor_pos = (x, y);
         Ok(())
     }
 
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
-        let index = self.check_scanout(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         self.compose(index)
     }
 
@@ -395,7 +385,7 @@ impl DisplayBackend for VulkanBackend {
         rect: Rect,
         f: &mut dyn FnMut(&RectView<'_>),
     ) -> GpuResult<()> {
-        let index = self.check_scanout(scanout)?;
+        let index = self.scanouts.index(scanout)?;
         // The front buffer is host-visible: lend it as is.
         let shown = self.scanouts[index]
             .shown
@@ -420,7 +410,7 @@ impl DisplayBackend for VulkanBackend {
         // buffer (same layout); no composition, no cursor.
         self.frame_buffer(index)?;
         let s = &self.scanouts[index];
-        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.frame.as_ref()) else {
+        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.extra.0.as_ref()) else {
             return Err(GpuError::Backend("scanout state".into()));
         };
         let layout = |buffer| Linear::packed(buffer, w, h);
@@ -438,7 +428,7 @@ impl DisplayBackend for VulkanBackend {
             unsafe { d.cmd_copy_buffer(cmd, src, dst, &regions) }
         })?;
         let s = &self.scanouts[index];
-        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.frame.as_ref()) else {
+        let (Some(shown), Some(frame)) = (s.shown.as_ref(), s.extra.0.as_ref()) else {
             return Err(GpuError::Backend("scanout state".into()));
         };
         let data = frame

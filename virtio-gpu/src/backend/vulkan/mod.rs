@@ -28,11 +28,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ash::vk;
-use gpu_interface::display::MAX_SCANOUTS;
 use gpu_interface::{GpuBackend, GpuError, ResourceId};
 
 use device::GpuDevice;
-use display::Scanout;
+use display::Scanouts;
 use memory::{GpuBuffer, MemoryUse};
 use pipeline::ComposePipeline;
 use resources::Resource;
@@ -105,7 +104,7 @@ struct Context {
 /// A [`GpuBackend`] on host Vulkan.
 pub struct VulkanBackend {
     resources: HashMap<ResourceId, Resource>,
-    scanouts: Vec<Scanout>,
+    scanouts: Scanouts,
     contexts: HashMap<u32, Context>,
     timelines: timeline::Timelines,
     memory_used: u64,
@@ -131,7 +130,7 @@ impl VulkanBackend {
         let storage = vk::BufferUsageFlags::STORAGE_BUFFER;
         Ok(VulkanBackend {
             resources: HashMap::new(),
-            scanouts: (0..MAX_SCANOUTS).map(|_| Scanout::default()).collect(),
+            scanouts: Scanouts::default(),
             contexts: HashMap::new(),
             timelines: timeline::Timelines::default(),
             memory_used: 0,

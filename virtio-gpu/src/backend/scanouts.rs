@@ -1,0 +1,183 @@
+//! Per-scanout state every backend keeps the same way: what each scanout shows, its cursor and
+//! the cursor's position, the scanout id check, and forgetting a destroyed resource.
+//!
+//! What is shown and the cursor are backend types (front buffers and cursor pixels live where
+//! the backend renders); they only tell which resource they came from.
+
+use std::ops::{Deref, DerefMut};
+
+use gpu_interface::display::MAX_SCANOUTS;
+use gpu_interface::{CursorImage, GpuError, GpuResult, ResourceId, ScanoutId};
+
+use super::compose::CursorPlane;
+
+/// What a scanout shows, as a backend keeps it.
+pub(crate) trait ShownResource {
+    /// The resource shown.
+    fn resource(&self) -> ResourceId;
+}
+
+/// A scanout's cursor, as a backend keeps it.
+pub(crate) trait CursorResource {
+    /// The cursor image as set by UPDATE_CURSOR.
+    fn image(&self) -> &CursorImage;
+}
+
+/// One scanout: what it shows, its cursor, and `extra` state of the backend's own.
+#[derive(Debug)]
+pub(crate) struct Scanout<S, C, X = ()> {
+    pub shown: Option<S>,
+    pub cursor: Option<C>,
+    pub cursor_pos: (u32, u32),
+    pub extra: X,
+}
+
+impl<S, C, X: Default> Default for Scanout<S, C, X> {
+    fn default() -> Self {
+        Scanout {
+            shown: None,
+            cursor: None,
+            cursor_pos: (0, 0),
+            extra: X::default(),
+        }
+    }
+}
+
+impl<S, C: CursorResource, X> Scanout<S, C, X> {
+    /// The cursor as a plane for [`super::compose::compose`], with its ARGB8888 pixels.
+    pub fn cursor_plane<'a>(
+        &'a self,
+        argb: impl FnOnce(&'a C) -> &'a [u8],
+    ) -> Option<CursorPlane<'a>> {
+        self.cursor.as_ref().map(|c| CursorPlane {
+            argb: argb(c),
+            x: self.cursor_pos.0,
+            y: self.cursor_pos.1,
+            hot_x: c.image().hot_x,
+            hot_y: c.image().hot_y,
+        })
+    }
+}
+
+/// The [`MAX_SCANOUTS`] scanouts of a device; indexes like a slice.
+#[derive(Debug)]
+pub(crate) struct Scanouts<S, C, X = ()>(Vec<Scanout<S, C, X>>);
+
+impl<S, C, X: Default> Default for Scanouts<S, C, X> {
+    fn default() -> Self {
+        Scanouts((0..MAX_SCANOUTS).map(|_| Scanout::default()).collect())
+    }
+}
+
+impl<S: ShownResource, C: CursorResource, X> Scanouts<S, C, X> {
+    /// The index of guest-given `scanout`, or `InvalidScanoutId`.
+    pub fn index(&self, scanout: ScanoutId) -> GpuResult<usize> {
+        usize::try_from(scanout)
+            .ok()
+            .filter(|&i| i < self.0.len())
+            .ok_or(GpuError::InvalidScanoutId(scanout))
+    }
+
+    /// Scanout `scanout`, or `InvalidScanoutId`.
+    pub fn get(&self, scanout: ScanoutId) -> GpuResult<&Scanout<S, C, X>> {
+        Ok(&self.0[self.index(scanout)?])
+    }
+
+    /// Scanout `scanout`, or `InvalidScanoutId`.
+    pub fn get_mut(&mut self, scanout: ScanoutId) -> GpuResult<&mut Scanout<S, C, X>> {
+        let index = self.index(scanout)?;
+        Ok(&mut self.0[index])
+    }
+
+    /// Stops showing resource `id` (a destroyed resource) as a scanout or as a cursor.
+    pub fn forget_resource(&mut self, id: ResourceId) {
+        for scanout in &mut self.0 {
+            if scanout.shown.as_ref().is_some_and(|s| s.resource() == id) {
+                scanout.shown = None;
+            }
+            if scanout
+                .cursor
+                .as_ref()
+                .is_some_and(|c| c.image().resource == id)
+            {
+                scanout.cursor = None;
+            }
+        }
+    }
+}
+
+impl<S, C, X> Deref for Scanouts<S, C, X> {
+    type Target = [Scanout<S, C, X>];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<S, C, X> DerefMut for Scanouts<S, C, X> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Shown(ResourceId);
+    impl ShownResource for Shown {
+        fn resource(&self) -> ResourceId {
+            self.0
+        }
+    }
+    struct Cursor(CursorImage);
+    impl CursorResource for Cursor {
+        fn image(&self) -> &CursorImage {
+            &self.0
+        }
+    }
+
+    fn cursor(resource: ResourceId) -> Cursor {
+        Cursor(CursorImage {
+            resource,
+            hot_x: 1,
+            hot_y: 2,
+        })
+    }
+
+    #[test]
+    fn scanout_ids_past_the_last_are_refused() {
+        let scanouts = Scanouts::<Shown, Cursor>::default();
+        let last = ScanoutId::try_from(MAX_SCANOUTS - 1).unwrap();
+        assert_eq!(scanouts.index(last).unwrap(), MAX_SCANOUTS - 1);
+        assert!(matches!(
+            scanouts.index(last + 1),
+            Err(GpuError::InvalidScanoutId(id)) if id == last + 1
+        ));
+        assert!(scanouts.get(ScanoutId::MAX).is_err());
+    }
+
+    #[test]
+    fn forgetting_a_resource_clears_only_what_shows_it() {
+        let mut scanouts = Scanouts::<Shown, Cursor>::default();
+        scanouts[0].shown = Some(Shown(7));
+        scanouts[0].cursor = Some(cursor(8));
+        scanouts[1].shown = Some(Shown(8));
+        scanouts[1].cursor = Some(cursor(7));
+        scanouts.forget_resource(7);
+        assert!(scanouts[0].shown.is_none());
+        assert_eq!(scanouts[0].cursor.as_ref().map(|c| c.0.resource), Some(8));
+        assert_eq!(scanouts[1].shown.as_ref().map(|s| s.0), Some(8));
+        assert!(scanouts[1].cursor.is_none());
+    }
+
+    #[test]
+    fn the_cursor_plane_sits_at_the_cursor_position() {
+        let mut scanouts = Scanouts::<Shown, Cursor>::default();
+        let argb = [0u8; 4];
+        assert!(scanouts[0].cursor_plane(|_| &argb).is_none());
+        scanouts[0].cursor = Some(cursor(3));
+        scanouts[0].cursor_pos = (10, 20);
+        let plane = scanouts[0].cursor_plane(|_| &argb).unwrap();
+        assert_eq!((plane.x, plane.y, plane.hot_x, plane.hot_y), (10, 20, 1, 2));
+    }
+}
