@@ -32,7 +32,7 @@ use rutabaga_gfx::{
 use tracing::warn;
 
 use super::compose::{self, ImageRef};
-use super::scanouts::{CursorResource, Scanouts, ShownResource};
+use super::scanouts::{self, CursorResource, Scanouts, ShownResource};
 
 /// Host memory the backend lets resources use in all (backing and rutabaga's copy count once).
 pub const MEMORY_LIMIT: u64 = 1 << 30;
@@ -367,11 +367,7 @@ impl DisplayBackend for RutabagaBackend {
             return Ok(());
         };
         let desc = self.resource(id)?.desc;
-        if rect.is_empty() || !rect.fits_in(desc.width, desc.height) {
-            return Err(GpuError::InvalidParameter(
-                "scanout rectangle outside the resource",
-            ));
-        }
+        scanouts::check_scanout_rect(rect, desc.width, desc.height)?;
         let front = self.snapshot(id, rect)?;
         self.scanouts[index].shown = Some(Shown {
             resource: id,
@@ -384,11 +380,7 @@ impl DisplayBackend for RutabagaBackend {
 
     fn flush(&mut self, id: ResourceId, rect: Rect) -> GpuResult<()> {
         let desc = self.resource(id)?.desc;
-        if !rect.fits_in(desc.width, desc.height) {
-            return Err(GpuError::InvalidParameter(
-                "flush rectangle outside the resource",
-            ));
-        }
+        scanouts::check_flush_rect(rect, desc.width, desc.height)?;
         for index in 0..self.scanouts.len() {
             let Some(shown) = self.scanouts[index]
                 .shown
@@ -449,17 +441,12 @@ impl DisplayBackend for RutabagaBackend {
     }
 
     fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
-        let index = self.scanouts.index(scanout)?;
-        self.scanouts[index].cursor_pos = (x, y);
-        Ok(())
+        self.scanouts.move_cursor(scanout, x, y)
     }
 
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
         let s = self.scanouts.get(scanout)?;
-        let shown = s
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let shown = s.shown()?;
         let primary = ImageRef {
             width: shown.rect.width,
             height: shown.rect.height,
@@ -478,15 +465,9 @@ impl DisplayBackend for RutabagaBackend {
         f: &mut dyn FnMut(&RectView<'_>),
     ) -> GpuResult<()> {
         let s = self.scanouts.get(scanout)?;
-        let shown = s
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let shown = s.shown()?;
         let size = (shown.rect.width, shown.rect.height);
-        let view = RectView::of_image(&shown.front, size, size.0 * 4, shown.format, rect)
-            .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
-        f(&view);
-        Ok(())
+        scanouts::lend_rect(&shown.front, size, size.0 * 4, shown.format, rect, f)
     }
 }
 

@@ -6,8 +6,8 @@
 
 use std::ops::{Deref, DerefMut};
 
-use gpu_interface::display::MAX_SCANOUTS;
-use gpu_interface::{CursorImage, GpuError, GpuResult, ResourceId, ScanoutId};
+use gpu_interface::display::{RectView, MAX_SCANOUTS};
+use gpu_interface::{CursorImage, GpuError, GpuResult, PixelFormat, Rect, ResourceId, ScanoutId};
 
 use super::compose::CursorPlane;
 
@@ -44,6 +44,13 @@ impl<S, C, X: Default> Default for Scanout<S, C, X> {
 }
 
 impl<S, C: CursorResource, X> Scanout<S, C, X> {
+    /// What the scanout shows, or an error if it is disabled.
+    pub fn shown(&self) -> GpuResult<&S> {
+        self.shown
+            .as_ref()
+            .ok_or(GpuError::InvalidParameter("scanout is disabled"))
+    }
+
     /// The cursor as a plane for [`super::compose::compose`], with its ARGB8888 pixels.
     pub fn cursor_plane<'a>(
         &'a self,
@@ -89,6 +96,12 @@ impl<S: ShownResource, C: CursorResource, X> Scanouts<S, C, X> {
         Ok(&mut self.0[index])
     }
 
+    /// MOVE_CURSOR: only the position changes.
+    pub fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
+        self.get_mut(scanout)?.cursor_pos = (x, y);
+        Ok(())
+    }
+
     /// Stops showing resource `id` (a destroyed resource) as a scanout or as a cursor.
     pub fn forget_resource(&mut self, id: ResourceId) {
         for scanout in &mut self.0 {
@@ -104,6 +117,42 @@ impl<S: ShownResource, C: CursorResource, X> Scanouts<S, C, X> {
             }
         }
     }
+}
+
+/// SET_SCANOUT's rectangle: not empty, inside the `width` x `height` resource.
+pub(crate) fn check_scanout_rect(rect: Rect, width: u32, height: u32) -> GpuResult<()> {
+    if rect.is_empty() || !rect.fits_in(width, height) {
+        return Err(GpuError::InvalidParameter(
+            "scanout rectangle outside the resource",
+        ));
+    }
+    Ok(())
+}
+
+/// RESOURCE_FLUSH's rectangle: inside the `width` x `height` resource.
+pub(crate) fn check_flush_rect(rect: Rect, width: u32, height: u32) -> GpuResult<()> {
+    if !rect.fits_in(width, height) {
+        return Err(GpuError::InvalidParameter(
+            "flush rectangle outside the resource",
+        ));
+    }
+    Ok(())
+}
+
+/// Lends `rect` of a front buffer (`data`: `size` pixels, rows `stride` bytes apart) to `f`,
+/// without copying; a rectangle that is empty or outside the scanout is an error.
+pub(crate) fn lend_rect(
+    data: &[u8],
+    size: (u32, u32),
+    stride: u32,
+    format: PixelFormat,
+    rect: Rect,
+    f: &mut dyn FnMut(&RectView<'_>),
+) -> GpuResult<()> {
+    let view = RectView::of_image(data, size, stride, format, rect)
+        .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
+    f(&view);
+    Ok(())
 }
 
 impl<S, C, X> Deref for Scanouts<S, C, X> {
@@ -179,5 +228,26 @@ mod tests {
         scanouts[0].cursor_pos = (10, 20);
         let plane = scanouts[0].cursor_plane(|_| &argb).unwrap();
         assert_eq!((plane.x, plane.y, plane.hot_x, plane.hot_y), (10, 20, 1, 2));
+    }
+
+    #[test]
+    fn scanout_and_flush_rectangles_must_lie_inside_the_resource() {
+        assert!(check_scanout_rect(Rect::new(0, 0, 64, 32), 64, 32).is_ok());
+        assert!(check_scanout_rect(Rect::new(0, 0, 0, 0), 64, 32).is_err());
+        assert!(check_scanout_rect(Rect::new(1, 0, 64, 32), 64, 32).is_err());
+        assert!(check_flush_rect(Rect::new(0, 0, 64, 32), 64, 32).is_ok());
+        assert!(check_flush_rect(Rect::new(0, 30, 64, 3), 64, 32).is_err());
+    }
+
+    #[test]
+    fn lent_rectangles_must_lie_inside_the_scanout() {
+        let data = [0u8; 4 * 4 * 2];
+        let format = PixelFormat::XRGB8888;
+        let mut seen = Vec::new();
+        let mut f = |v: &RectView<'_>| seen.push((v.width, v.height, v.stride));
+        lend_rect(&data, (4, 2), 16, format, Rect::new(1, 1, 3, 1), &mut f).unwrap();
+        assert!(lend_rect(&data, (4, 2), 16, format, Rect::new(2, 0, 3, 1), &mut f).is_err());
+        assert!(lend_rect(&data, (4, 2), 16, format, Rect::new(0, 0, 0, 1), &mut f).is_err());
+        assert_eq!(seen, vec![(3, 1, 16)]);
     }
 }

@@ -22,7 +22,7 @@ use gpu_interface::{
 };
 
 use super::compose::{self, ImageRef};
-use super::scanouts::{CursorResource, Scanouts, ShownResource};
+use super::scanouts::{self, CursorResource, Scanouts, ShownResource};
 use resources::{Image, Resource, Storage};
 
 /// Host memory the software backend lets resources use in all by default, so a guest cannot
@@ -191,11 +191,7 @@ impl DisplayBackend for SoftwareBackend {
         let format = image
             .format
             .ok_or(GpuError::InvalidParameter("resource has no 2D format"))?;
-        if rect.is_empty() || !rect.fits_in(image.width, image.height) {
-            return Err(GpuError::InvalidParameter(
-                "scanout rectangle outside the resource",
-            ));
-        }
+        scanouts::check_scanout_rect(rect, image.width, image.height)?;
         let desc = Resource2dDesc {
             width: rect.width,
             height: rect.height,
@@ -222,11 +218,7 @@ impl DisplayBackend for SoftwareBackend {
             Some(Storage::Blob(_)) => return Ok(None),
             None => return Err(GpuError::InvalidResourceId(id)),
         };
-        if !rect.fits_in(image.width, image.height) {
-            return Err(GpuError::InvalidParameter(
-                "flush rectangle outside the resource",
-            ));
-        }
+        scanouts::check_flush_rect(rect, image.width, image.height)?;
         // Pixels outside `changed` already are on every front buffer showing them.
         let Some(changed) = image.changed.and_then(|c| c.intersect(&rect)) else {
             return Ok(None);
@@ -272,16 +264,12 @@ impl DisplayBackend for SoftwareBackend {
     }
 
     fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
-        self.scanouts.get_mut(scanout)?.cursor_pos = (x, y);
-        Ok(())
+        self.scanouts.move_cursor(scanout, x, y)
     }
 
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
         let s = self.scanouts.get_mut(scanout)?;
-        let shown = s
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let shown = s.shown()?;
         let front = &shown.front;
         let format = front
             .format
@@ -304,20 +292,13 @@ impl DisplayBackend for SoftwareBackend {
         f: &mut dyn FnMut(&RectView<'_>),
     ) -> GpuResult<()> {
         let s = self.scanouts.get_mut(scanout)?;
-        let front = &s
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?
-            .front;
+        let front = &s.shown()?.front;
         let format = front
             .format
             .ok_or(GpuError::InvalidParameter("scanout has no format"))?;
         // The front buffer itself is lent: no copy, no composition.
         let size = (front.width, front.height);
-        let view = RectView::of_image(&front.data, size, front.stride, format, rect)
-            .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
-        f(&view);
-        Ok(())
+        scanouts::lend_rect(&front.data, size, front.stride, format, rect, f)
     }
 }
 

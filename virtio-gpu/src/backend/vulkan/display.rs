@@ -86,10 +86,7 @@ impl VulkanBackend {
     /// its size; returns that size in bytes.
     fn frame_buffer(&mut self, index: usize) -> GpuResult<u64> {
         let s = &self.scanouts[index];
-        let shown = s
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let shown = s.shown()?;
         let frame_bytes = u64::from(shown.rect.width) * u64::from(shown.rect.height) * 4;
         let reuse = s.extra.0.as_ref().is_some_and(|f| f.size == frame_bytes);
         if !reuse {
@@ -104,10 +101,7 @@ impl VulkanBackend {
     /// Composes `scanout` into its frame buffer and returns the frame.
     fn compose(&mut self, index: usize) -> GpuResult<Frame> {
         let s = &self.scanouts[index];
-        let shown = s
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let shown = s.shown()?;
         let (w, h) = (shown.rect.width, shown.rect.height);
         let mut params = ComposeParams {
             width: w,
@@ -245,11 +239,7 @@ impl DisplayBackend for VulkanBackend {
         let format = img
             .format
             .ok_or(GpuError::InvalidParameter("resource has no 2D format"))?;
-        if rect.is_empty() || !rect.fits_in(img.width, img.height) {
-            return Err(GpuError::InvalidParameter(
-                "scanout rectangle outside the resource",
-            ));
-        }
+        scanouts::check_scanout_rect(rect, img.width, img.height)?;
         let bytes = u64::from(rect.width) * u64::from(rect.height) * 4;
         if bytes > u64::from(self.dev.limits.max_storage_buffer_range) {
             return Err(GpuError::Unsupported(
@@ -281,11 +271,7 @@ impl DisplayBackend for VulkanBackend {
             Some(Resource::Blob(_)) => return Ok(None),
             None => return Err(GpuError::InvalidResourceId(id)),
         };
-        if !rect.fits_in(img.width, img.height) {
-            return Err(GpuError::InvalidParameter(
-                "flush rectangle outside the resource",
-            ));
-        }
+        scanouts::check_flush_rect(rect, img.width, img.height)?;
         let src = img.linear();
         let mut changed: Option<Rect> = None;
         for index in 0..self.scanouts.len() {
@@ -369,9 +355,7 @@ impl DisplayBackend for VulkanBackend {
     }
 
     fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
-        let index = self.scanouts.index(scanout)?;
-        self.scanouts[index].cursor_pos = (x, y);
-        Ok(())
+        self.scanouts.move_cursor(scanout, x, y)
     }
 
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
@@ -387,21 +371,12 @@ impl DisplayBackend for VulkanBackend {
     ) -> GpuResult<()> {
         let index = self.scanouts.index(scanout)?;
         // The front buffer is host-visible: lend it as is.
-        let shown = self.scanouts[index]
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let shown = self.scanouts[index].shown()?;
         let (w, h) = (shown.rect.width, shown.rect.height);
         if let Some(data) = shown.front.bytes() {
-            let view = RectView::of_image(data, (w, h), w * 4, shown.format, rect)
-                .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
-            f(&view);
-            return Ok(());
+            return scanouts::lend_rect(data, (w, h), w * 4, shown.format, rect, f);
         }
-        let shown = self.scanouts[index]
-            .shown
-            .as_ref()
-            .ok_or(GpuError::InvalidParameter("scanout is disabled"))?;
+        let shown = self.scanouts[index].shown()?;
         let (w, h) = (shown.rect.width, shown.rect.height);
         if rect.is_empty() || !rect.fits_in(w, h) {
             return Err(GpuError::InvalidParameter("rectangle outside the scanout"));
@@ -434,9 +409,6 @@ impl DisplayBackend for VulkanBackend {
         let data = frame
             .bytes()
             .ok_or(GpuError::Backend("frame not mapped".into()))?;
-        let view = RectView::of_image(data, (w, h), w * 4, shown.format, rect)
-            .ok_or(GpuError::InvalidParameter("rectangle outside the scanout"))?;
-        f(&view);
-        Ok(())
+        scanouts::lend_rect(data, (w, h), w * 4, shown.format, rect, f)
     }
 }
