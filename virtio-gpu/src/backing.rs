@@ -189,6 +189,16 @@ pub struct RowLayout {
 }
 
 impl RowLayout {
+    /// Rows of one 2D rectangle: `rows` rows `stride` bytes apart, the first at `offset`.
+    pub fn rows_2d(offset: u64, stride: u64, rows: u32) -> Self {
+        RowLayout {
+            offset,
+            stride,
+            rows_per_layer: rows,
+            layer_stride: 0,
+        }
+    }
+
     fn row_offset(&self, row: u32) -> GpuResult<u64> {
         let per = self.rows_per_layer.max(1);
         let (layer, y) = (u64::from(row / per), u64::from(row % per));
@@ -207,6 +217,18 @@ pub struct GuestRows<'a, M: GuestMemory + ?Sized> {
     pub layout: RowLayout,
     /// The backing entry the last row ended in (start with 0).
     pub entry_hint: usize,
+}
+
+impl<'a, M: GuestMemory + ?Sized> GuestRows<'a, M> {
+    /// Rows of `backing` (in `mem`) laid out as `layout`.
+    pub fn new(mem: &'a M, backing: &'a Backing, layout: RowLayout) -> Self {
+        GuestRows {
+            mem,
+            backing,
+            layout,
+            entry_hint: 0,
+        }
+    }
 }
 
 impl<M: GuestMemory + ?Sized> RowSource for GuestRows<'_, M> {

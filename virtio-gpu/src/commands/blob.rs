@@ -168,18 +168,8 @@ pub fn push_shadow<M: GuestMemory>(
     let offset = u64::from(shadow.offset)
         + u64::from(rect.y) * u64::from(shadow.stride)
         + u64::from(rect.x) * bpp;
-    let layout = RowLayout {
-        offset,
-        stride: u64::from(shadow.stride),
-        rows_per_layer: rect.height,
-        layer_stride: 0,
-    };
-    let mut rows = GuestRows {
-        mem,
-        backing,
-        layout,
-        entry_hint: 0,
-    };
+    let layout = RowLayout::rows_2d(offset, u64::from(shadow.stride), rect.height);
+    let mut rows = GuestRows::new(mem, backing, layout);
     dev.backend.write_rect(id, rect, &mut rows)?;
     Ok(())
 }

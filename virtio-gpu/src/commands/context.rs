@@ -219,12 +219,7 @@ pub fn transfer_3d<M: GuestMemory>(
         rows_per_layer: h,
         layer_stride,
     };
-    let mut rows = GuestRows {
-        mem,
-        backing,
-        layout,
-        entry_hint: 0,
-    };
+    let mut rows = GuestRows::new(mem, backing, layout);
     if to_host {
         dev.backend
             .transfer_to_host_3d(ctx_id, id, transfer, &mut rows)?;

@@ -122,18 +122,8 @@ pub fn transfer_to_host_2d<M: GuestMemory>(
     if last_end.is_none_or(|end| end > backing.len()) {
         return Err(CmdError::InvalidParameter("transfer outside the backing"));
     }
-    let layout = RowLayout {
-        offset,
-        stride,
-        rows_per_layer: rect.height,
-        layer_stride: 0,
-    };
-    let mut rows = GuestRows {
-        mem,
-        backing,
-        layout,
-        entry_hint: 0,
-    };
+    let layout = RowLayout::rows_2d(offset, stride, rect.height);
+    let mut rows = GuestRows::new(mem, backing, layout);
     dev.backend.write_rect(id, rect, &mut rows)?;
     Ok(Response::ok())
 }
