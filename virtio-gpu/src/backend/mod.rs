@@ -12,7 +12,22 @@ pub mod vulkan;
 
 use std::str::FromStr;
 
-use gpu_interface::GpuBackend;
+use gpu_interface::{GpuBackend, GpuError, GpuResult, Rect, Transfer3d};
+
+/// The box of a 3D transfer (level 0 only), as (rect, first layer, layer count), once
+/// `check_box` has found it inside the resource.
+pub(crate) fn transfer_box(
+    t: &Transfer3d,
+    check_box: impl FnOnce(&Rect, u32, u32) -> GpuResult<()>,
+) -> GpuResult<(Rect, u32, u32)> {
+    if t.level != 0 {
+        return Err(GpuError::InvalidParameter("only mip level 0 exists"));
+    }
+    let rect = Rect::new(t.x, t.y, t.width, t.height.max(1));
+    let depth = t.depth.max(1);
+    check_box(&rect, t.z, depth)?;
+    Ok((rect, t.z, depth))
+}
 
 /// Which backend serves the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,13 +44,7 @@ impl Image {
 
     /// The box of a 3D transfer (level 0 only), as (rect, first layer, layer count).
     pub fn transfer_box(&self, t: &Transfer3d) -> GpuResult<(Rect, u32, u32)> {
-        if t.level != 0 {
-            return Err(GpuError::InvalidParameter("only mip level 0 exists"));
-        }
-        let rect = Rect::new(t.x, t.y, t.width, t.height.max(1));
-        let depth = t.depth.max(1);
-        self.check_box(&rect, t.z, depth)?;
-        Ok((rect, t.z, depth))
+        super::super::transfer_box(t, |rect, layer, depth| self.check_box(rect, layer, depth))
     }
 }
 
