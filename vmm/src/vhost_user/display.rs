@@ -183,59 +183,26 @@ mod tests {
         // 3x2 image in ABGR8888 (bytes R, G, B, A); pixel (1,1) is pure red.
         let mut data = vec![0u8; 3 * 2 * 4];
         PixelFormat::ABGR8888.from_rgba([255, 0, 0, 255], &mut data[16..20]);
-        let view = RectView::of_image(
-            &data,
-            (3, 2),
-            12,
-            PixelFormat::ABGR8888,
-            Rect::new(1, 1, 2, 1),
-        )
-        .unwrap();
+        let abgr = |rect| RectView::of_image(&data, (3, 2), 12, PixelFormat::ABGR8888, rect);
+        let view = abgr(Rect::new(1, 1, 2, 1)).unwrap();
         let mut out = Vec::new();
         let packed = packed_xrgb(&view, &mut out);
         assert_eq!(packed.len(), 8);
         // XRGB8888 in memory is B, G, R, X.
         assert_eq!(&packed[0..4], &[0, 0, 255, 255]);
-        assert!(RectView::of_image(
-            &data,
-            (3, 2),
-            12,
-            PixelFormat::ABGR8888,
-            Rect::new(2, 0, 2, 1)
-        )
-        .is_none());
-        assert!(RectView::of_image(
-            &data,
-            (3, 2),
-            12,
-            PixelFormat::ABGR8888,
-            Rect::new(u32::MAX, 0, 2, 1)
-        )
-        .is_none());
+        assert!(abgr(Rect::new(2, 0, 2, 1)).is_none());
+        assert!(abgr(Rect::new(u32::MAX, 0, 2, 1)).is_none());
 
         // XRGB rows: a full-width rectangle is lent as is, a narrower one is packed.
         let xrgb: Vec<u8> = (0..48).collect();
-        let full = RectView::of_image(
-            &xrgb,
-            (3, 4),
-            12,
-            PixelFormat::XRGB8888,
-            Rect::new(0, 1, 3, 2),
-        )
-        .unwrap();
+        let xrgb_view = |rect| RectView::of_image(&xrgb, (3, 4), 12, PixelFormat::XRGB8888, rect);
+        let full = xrgb_view(Rect::new(0, 1, 3, 2)).unwrap();
         let mut out = Vec::new();
         let lent = packed_xrgb(&full, &mut out);
         assert_eq!(lent.as_ptr(), xrgb[12..].as_ptr(), "no copy");
         assert_eq!(lent.len(), 24);
         let mut out = Vec::new();
-        let narrow = RectView::of_image(
-            &xrgb,
-            (3, 4),
-            12,
-            PixelFormat::XRGB8888,
-            Rect::new(1, 2, 1, 2),
-        )
-        .unwrap();
+        let narrow = xrgb_view(Rect::new(1, 2, 1, 2)).unwrap();
         assert_eq!(
             packed_xrgb(&narrow, &mut out),
             &[28, 29, 30, 31, 40, 41, 42, 43]
