@@ -32,7 +32,7 @@ use rutabaga_gfx::{
 use tracing::warn;
 
 use super::compose::{self, ImageRef};
-use super::scanouts::{self, CursorResource, Scanouts, ShownResource};
+use super::scanouts::{self, Cursor, Scanouts, Shown};
 
 /// Host memory the backend lets resources use in all (backing and rutabaga's copy count once).
 pub const MEMORY_LIMIT: u64 = 1 << 30;
@@ -115,30 +115,6 @@ struct Resource {
     backing: Backing,
 }
 
-struct Shown {
-    resource: ResourceId,
-    rect: Rect,
-    format: PixelFormat,
-    front: Vec<u8>,
-}
-
-struct Cursor {
-    image: CursorImage,
-    argb: Vec<u8>,
-}
-
-impl ShownResource for Shown {
-    fn resource(&self) -> ResourceId {
-        self.resource
-    }
-}
-
-impl CursorResource for Cursor {
-    fn image(&self) -> &CursorImage {
-        &self.image
-    }
-}
-
 /// `Rutabaga` built with only its 2D component.
 struct Rutabaga2d(Rutabaga);
 
@@ -153,7 +129,8 @@ pub struct RutabagaBackend {
     // Declared before `resources`: rutabaga drops its iovec aliases before the backings go.
     rutabaga: Rutabaga2d,
     resources: HashMap<ResourceId, Resource>,
-    scanouts: Scanouts<Shown, Cursor>,
+    /// Front buffers as packed pixels; cursors as 64x64 ARGB8888.
+    scanouts: Scanouts<Vec<u8>, Vec<u8>>,
     contexts: HashMap<u32, HashSet<ResourceId>>,
     /// Fences rutabaga has signalled through its handler (global timeline).
     signalled: Arc<Mutex<Vec<u64>>>,
@@ -435,7 +412,7 @@ impl DisplayBackend for RutabagaBackend {
         })?;
         self.scanouts[index].cursor = Some(Cursor {
             image: cursor_image,
-            argb,
+            pixels: argb,
         });
         Ok(())
     }
@@ -454,7 +431,7 @@ impl DisplayBackend for RutabagaBackend {
             format: shown.format,
             data: &shown.front,
         };
-        let cursor = s.cursor_plane(|c| &c.argb);
+        let cursor = s.cursor_plane(|argb| argb);
         compose::compose(&primary, cursor)
     }
 

@@ -1,8 +1,7 @@
 //! Per-scanout state every backend keeps the same way: what each scanout shows, its cursor and
 //! the cursor's position, the scanout id check, and forgetting a destroyed resource.
 //!
-//! What is shown and the cursor are backend types (front buffers and cursor pixels live where
-//! the backend renders); they only tell which resource they came from.
+//! Front buffers and cursor pixels are backend types: they live where the backend renders.
 
 use std::ops::{Deref, DerefMut};
 
@@ -11,28 +10,32 @@ use gpu_interface::{CursorImage, GpuError, GpuResult, PixelFormat, Rect, Resourc
 
 use super::compose::CursorPlane;
 
-/// What a scanout shows, as a backend keeps it.
-pub(crate) trait ShownResource {
-    /// The resource shown.
-    fn resource(&self) -> ResourceId;
+/// What a scanout shows: `rect` of `resource`, in `format`, copied into the backend's `front`.
+#[derive(Debug)]
+pub(crate) struct Shown<F> {
+    pub resource: ResourceId,
+    pub rect: Rect,
+    pub format: PixelFormat,
+    pub front: F,
 }
 
-/// A scanout's cursor, as a backend keeps it.
-pub(crate) trait CursorResource {
-    /// The cursor image as set by UPDATE_CURSOR.
-    fn image(&self) -> &CursorImage;
+/// A scanout's cursor: the image as set by UPDATE_CURSOR and the backend's copy of its pixels.
+#[derive(Debug)]
+pub(crate) struct Cursor<P> {
+    pub image: CursorImage,
+    pub pixels: P,
 }
 
 /// One scanout: what it shows, its cursor, and `extra` state of the backend's own.
 #[derive(Debug)]
-pub(crate) struct Scanout<S, C, X = ()> {
-    pub shown: Option<S>,
-    pub cursor: Option<C>,
+pub(crate) struct Scanout<F, P, X = ()> {
+    pub shown: Option<Shown<F>>,
+    pub cursor: Option<Cursor<P>>,
     pub cursor_pos: (u32, u32),
     pub extra: X,
 }
 
-impl<S, C, X: Default> Default for Scanout<S, C, X> {
+impl<F, P, X: Default> Default for Scanout<F, P, X> {
     fn default() -> Self {
         Scanout {
             shown: None,
@@ -43,9 +46,9 @@ impl<S, C, X: Default> Default for Scanout<S, C, X> {
     }
 }
 
-impl<S, C: CursorResource, X> Scanout<S, C, X> {
+impl<F, P, X> Scanout<F, P, X> {
     /// What the scanout shows, or an error if it is disabled.
-    pub fn shown(&self) -> GpuResult<&S> {
+    pub fn shown(&self) -> GpuResult<&Shown<F>> {
         self.shown
             .as_ref()
             .ok_or(GpuError::InvalidParameter("scanout is disabled"))
@@ -54,29 +57,29 @@ impl<S, C: CursorResource, X> Scanout<S, C, X> {
     /// The cursor as a plane for [`super::compose::compose`], with its ARGB8888 pixels.
     pub fn cursor_plane<'a>(
         &'a self,
-        argb: impl FnOnce(&'a C) -> &'a [u8],
+        argb: impl FnOnce(&'a P) -> &'a [u8],
     ) -> Option<CursorPlane<'a>> {
         self.cursor.as_ref().map(|c| CursorPlane {
-            argb: argb(c),
+            argb: argb(&c.pixels),
             x: self.cursor_pos.0,
             y: self.cursor_pos.1,
-            hot_x: c.image().hot_x,
-            hot_y: c.image().hot_y,
+            hot_x: c.image.hot_x,
+            hot_y: c.image.hot_y,
         })
     }
 }
 
 /// The [`MAX_SCANOUTS`] scanouts of a device; indexes like a slice.
 #[derive(Debug)]
-pub(crate) struct Scanouts<S, C, X = ()>(Vec<Scanout<S, C, X>>);
+pub(crate) struct Scanouts<F, P, X = ()>(Vec<Scanout<F, P, X>>);
 
-impl<S, C, X: Default> Default for Scanouts<S, C, X> {
+impl<F, P, X: Default> Default for Scanouts<F, P, X> {
     fn default() -> Self {
         Scanouts((0..MAX_SCANOUTS).map(|_| Scanout::default()).collect())
     }
 }
 
-impl<S: ShownResource, C: CursorResource, X> Scanouts<S, C, X> {
+impl<F, P, X> Scanouts<F, P, X> {
     /// The index of guest-given `scanout`, or `InvalidScanoutId`.
     pub fn index(&self, scanout: ScanoutId) -> GpuResult<usize> {
         usize::try_from(scanout)
@@ -86,12 +89,12 @@ impl<S: ShownResource, C: CursorResource, X> Scanouts<S, C, X> {
     }
 
     /// Scanout `scanout`, or `InvalidScanoutId`.
-    pub fn get(&self, scanout: ScanoutId) -> GpuResult<&Scanout<S, C, X>> {
+    pub fn get(&self, scanout: ScanoutId) -> GpuResult<&Scanout<F, P, X>> {
         Ok(&self.0[self.index(scanout)?])
     }
 
     /// Scanout `scanout`, or `InvalidScanoutId`.
-    pub fn get_mut(&mut self, scanout: ScanoutId) -> GpuResult<&mut Scanout<S, C, X>> {
+    pub fn get_mut(&mut self, scanout: ScanoutId) -> GpuResult<&mut Scanout<F, P, X>> {
         let index = self.index(scanout)?;
         Ok(&mut self.0[index])
     }
@@ -105,13 +108,13 @@ impl<S: ShownResource, C: CursorResource, X> Scanouts<S, C, X> {
     /// Stops showing resource `id` (a destroyed resource) as a scanout or as a cursor.
     pub fn forget_resource(&mut self, id: ResourceId) {
         for scanout in &mut self.0 {
-            if scanout.shown.as_ref().is_some_and(|s| s.resource() == id) {
+            if scanout.shown.as_ref().is_some_and(|s| s.resource == id) {
                 scanout.shown = None;
             }
             if scanout
                 .cursor
                 .as_ref()
-                .is_some_and(|c| c.image().resource == id)
+                .is_some_and(|c| c.image.resource == id)
             {
                 scanout.cursor = None;
             }
@@ -155,14 +158,14 @@ pub(crate) fn lend_rect(
     Ok(())
 }
 
-impl<S, C, X> Deref for Scanouts<S, C, X> {
-    type Target = [Scanout<S, C, X>];
+impl<F, P, X> Deref for Scanouts<F, P, X> {
+    type Target = [Scanout<F, P, X>];
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-impl<S, C, X> DerefMut for Scanouts<S, C, X> {
+impl<F, P, X> DerefMut for Scanouts<F, P, X> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0
     }
@@ -172,30 +175,29 @@ impl<S, C, X> DerefMut for Scanouts<S, C, X> {
 mod tests {
     use super::*;
 
-    struct Shown(ResourceId);
-    impl ShownResource for Shown {
-        fn resource(&self) -> ResourceId {
-            self.0
-        }
-    }
-    struct Cursor(CursorImage);
-    impl CursorResource for Cursor {
-        fn image(&self) -> &CursorImage {
-            &self.0
+    fn shown(resource: ResourceId) -> Shown<()> {
+        Shown {
+            resource,
+            rect: Rect::full(1, 1),
+            format: PixelFormat::XRGB8888,
+            front: (),
         }
     }
 
-    fn cursor(resource: ResourceId) -> Cursor {
-        Cursor(CursorImage {
-            resource,
-            hot_x: 1,
-            hot_y: 2,
-        })
+    fn cursor(resource: ResourceId) -> Cursor<()> {
+        Cursor {
+            image: CursorImage {
+                resource,
+                hot_x: 1,
+                hot_y: 2,
+            },
+            pixels: (),
+        }
     }
 
     #[test]
     fn scanout_ids_past_the_last_are_refused() {
-        let scanouts = Scanouts::<Shown, Cursor>::default();
+        let scanouts = Scanouts::<(), ()>::default();
         let last = ScanoutId::try_from(MAX_SCANOUTS - 1).unwrap();
         assert_eq!(scanouts.index(last).unwrap(), MAX_SCANOUTS - 1);
         assert!(matches!(
@@ -207,21 +209,24 @@ mod tests {
 
     #[test]
     fn forgetting_a_resource_clears_only_what_shows_it() {
-        let mut scanouts = Scanouts::<Shown, Cursor>::default();
-        scanouts[0].shown = Some(Shown(7));
+        let mut scanouts = Scanouts::<(), ()>::default();
+        scanouts[0].shown = Some(shown(7));
         scanouts[0].cursor = Some(cursor(8));
-        scanouts[1].shown = Some(Shown(8));
+        scanouts[1].shown = Some(shown(8));
         scanouts[1].cursor = Some(cursor(7));
         scanouts.forget_resource(7);
         assert!(scanouts[0].shown.is_none());
-        assert_eq!(scanouts[0].cursor.as_ref().map(|c| c.0.resource), Some(8));
-        assert_eq!(scanouts[1].shown.as_ref().map(|s| s.0), Some(8));
+        assert_eq!(
+            scanouts[0].cursor.as_ref().map(|c| c.image.resource),
+            Some(8)
+        );
+        assert_eq!(scanouts[1].shown.as_ref().map(|s| s.resource), Some(8));
         assert!(scanouts[1].cursor.is_none());
     }
 
     #[test]
     fn the_cursor_plane_sits_at_the_cursor_position() {
-        let mut scanouts = Scanouts::<Shown, Cursor>::default();
+        let mut scanouts = Scanouts::<(), ()>::default();
         let argb = [0u8; 4];
         assert!(scanouts[0].cursor_plane(|_| &argb).is_none());
         scanouts[0].cursor = Some(cursor(3));

@@ -22,45 +22,19 @@ use gpu_interface::{
 };
 
 use super::compose::{self, ImageRef};
-use super::scanouts::{self, CursorResource, Scanouts, ShownResource};
+use super::scanouts::{self, Cursor, Scanouts, Shown};
 use resources::{Image, Resource, Storage};
 
 /// Host memory the software backend lets resources use in all by default, so a guest cannot
 /// exhaust the host ([`SoftwareBackend::with_memory_limit`] changes it).
 pub const MEMORY_LIMIT: u64 = 1 << 30;
 
-/// What a scanout shows: a rectangle of a resource, copied into a front buffer on flush.
-#[derive(Debug)]
-struct Shown {
-    resource: ResourceId,
-    rect: Rect,
-    front: Image,
-}
-
-/// The cursor plane of one scanout: the image as 64x64 ARGB8888, taken at UPDATE_CURSOR time.
-#[derive(Debug)]
-struct Cursor {
-    image: CursorImage,
-    argb: Vec<u8>,
-}
-
-impl ShownResource for Shown {
-    fn resource(&self) -> ResourceId {
-        self.resource
-    }
-}
-
-impl CursorResource for Cursor {
-    fn image(&self) -> &CursorImage {
-        &self.image
-    }
-}
-
 /// A CPU-only [`GpuBackend`].
 #[derive(Debug)]
 pub struct SoftwareBackend {
     resources: HashMap<ResourceId, Resource>,
-    scanouts: Scanouts<Shown, Cursor>,
+    /// Front buffers as images; cursors as 64x64 ARGB8888, taken at UPDATE_CURSOR time.
+    scanouts: Scanouts<Image, Vec<u8>>,
     contexts: HashMap<u32, compute::Context>,
     timelines: timeline::Timelines,
     memory_used: u64,
@@ -203,6 +177,7 @@ impl DisplayBackend for SoftwareBackend {
         self.scanouts.get_mut(scanout)?.shown = Some(Shown {
             resource: id,
             rect,
+            format,
             front,
         });
         Ok(())
@@ -255,7 +230,7 @@ impl DisplayBackend for SoftwareBackend {
                 })?;
                 Some(Cursor {
                     image: cursor_image,
-                    argb,
+                    pixels: argb,
                 })
             }
         };
@@ -281,7 +256,7 @@ impl DisplayBackend for SoftwareBackend {
             format,
             data: &front.data,
         };
-        let cursor = s.cursor_plane(|c| &c.argb);
+        let cursor = s.cursor_plane(|argb| argb);
         compose::compose(&primary, cursor)
     }
 

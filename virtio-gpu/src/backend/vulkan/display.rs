@@ -13,7 +13,7 @@ use gpu_interface::{
 };
 
 use super::super::compose;
-use super::super::scanouts::{self, CursorResource, ShownResource};
+use super::super::scanouts::{self, Cursor, Shown};
 use super::memory::{GpuBuffer, MemoryUse};
 use super::pipeline::ComposeBuffers;
 use super::resources::{ImageShape, Resource};
@@ -24,40 +24,21 @@ use super::VulkanBackend;
 /// The cursor plane's edge length.
 const CURSOR_SIZE: u32 = 64;
 
-/// What a scanout shows: `rect` of `resource`, copied into `front` on set and flush.
-pub(super) struct Shown {
-    resource: ResourceId,
-    rect: Rect,
-    format: PixelFormat,
-    front: GpuBuffer,
-}
-
-/// The cursor image (top-left 64x64 of its resource, in the resource's format) as of SET_CURSOR.
-pub(super) struct Cursor {
-    image: CursorImage,
+/// The cursor's pixels (top-left 64x64 of its resource, in the resource's format) as of
+/// SET_CURSOR.
+pub(super) struct CursorPixels {
     format: PixelFormat,
     /// Visible part of the 64x64 plane (smaller resources leave the rest transparent).
     size: (u32, u32),
-    pixels: GpuBuffer,
-}
-
-impl ShownResource for Shown {
-    fn resource(&self) -> ResourceId {
-        self.resource
-    }
-}
-
-impl CursorResource for Cursor {
-    fn image(&self) -> &CursorImage {
-        &self.image
-    }
+    buffer: GpuBuffer,
 }
 
 /// Where composition writes (a scanout's `extra`); kept while the scanout size stays the same.
 #[derive(Default)]
 pub(super) struct FrameBuffer(Option<GpuBuffer>);
 
-pub(super) type Scanouts = scanouts::Scanouts<Shown, Cursor, FrameBuffer>;
+/// Front buffers are host-visible GPU buffers, copied into on set and flush.
+pub(super) type Scanouts = scanouts::Scanouts<GpuBuffer, CursorPixels, FrameBuffer>;
 
 impl VulkanBackend {
     /// Copies `rect` of image `id` to (`dx`, `dy`) of `dst`, on the GPU.
@@ -116,15 +97,15 @@ impl VulkanBackend {
             if let (true, Ok(x), Ok(y)) = (visible, i32::try_from(x), i32::try_from(y)) {
                 params.cursor_x = x;
                 params.cursor_y = y;
-                params.cursor_w = c.size.0;
-                params.cursor_h = c.size.1;
-                params.cursor_shifts = pack_shifts(c.format.channel_offsets());
-                params.cursor_has_alpha = u32::from(c.format.has_alpha());
+                params.cursor_w = c.pixels.size.0;
+                params.cursor_h = c.pixels.size.1;
+                params.cursor_shifts = pack_shifts(c.pixels.format.channel_offsets());
+                params.cursor_has_alpha = u32::from(c.pixels.format.has_alpha());
                 // Only the part of the cursor inside the frame is dispatched.
                 let x0 = x.max(0) as u32;
                 let y0 = y.max(0) as u32;
-                let x1 = (i64::from(x) + i64::from(c.size.0)).clamp(0, i64::from(w)) as u32;
-                let y1 = (i64::from(y) + i64::from(c.size.1)).clamp(0, i64::from(h)) as u32;
+                let x1 = (i64::from(x) + i64::from(c.pixels.size.0)).clamp(0, i64::from(w)) as u32;
+                let y1 = (i64::from(y) + i64::from(c.pixels.size.1)).clamp(0, i64::from(h)) as u32;
                 params.origin_x = x0;
                 params.origin_y = y0;
                 params.extent_w = x1.saturating_sub(x0);
@@ -144,7 +125,7 @@ impl VulkanBackend {
         let cursor = s
             .cursor
             .as_ref()
-            .map_or(self.no_cursor.buffer, |c| c.pixels.buffer);
+            .map_or(self.no_cursor.buffer, |c| c.pixels.buffer.buffer);
         let buffers = ComposeBuffers {
             plane: shown.front.buffer,
             bytes: frame_bytes,
@@ -347,9 +328,11 @@ impl DisplayBackend for VulkanBackend {
         self.copy_from_image(cursor_image.resource, Rect::full(size.0, size.1), dst, 0, 0)?;
         self.scanouts[index].cursor = Some(Cursor {
             image: cursor_image,
-            format,
-            size,
-            pixels,
+            pixels: CursorPixels {
+                format,
+                size,
+                buffer: pixels,
+            },
         });
         Ok(())
     }
