@@ -45,6 +45,9 @@ pub trait ContextTable<C> {
 
     /// Attaches a just-created resource to `ctx_id` if that context exists (ctx 0: none).
     fn adopt(&mut self, ctx_id: u32, id: ResourceId);
+
+    /// Detaches a destroyed resource `id` from every context.
+    fn forget_resource(&mut self, id: ResourceId);
 }
 
 impl<C: ContextResources> ContextTable<C> for HashMap<u32, C> {
@@ -106,6 +109,12 @@ impl<C: ContextResources> ContextTable<C> for HashMap<u32, C> {
             ctx.resources_mut().insert(id);
         }
     }
+
+    fn forget_resource(&mut self, id: ResourceId) {
+        for ctx in self.values_mut() {
+            ctx.resources_mut().remove(&id);
+        }
+    }
 }
 
 /// A resource's UUID for RESOURCE_ASSIGN_UUID: an RFC 4122 version-4 layout around the id,
@@ -156,6 +165,17 @@ mod tests {
         t.adopt(1, 6);
         t.adopt(9, 7);
         t.check_attached(1, 6, true).unwrap();
+        t.create(2, 0, &[], HashSet::new()).unwrap();
+        t.attach(2, 6, true).unwrap();
+        t.forget_resource(6);
+        for ctx_id in [1, 2] {
+            assert_eq!(
+                t.check_attached(ctx_id, 6, true),
+                Err(GpuError::InvalidResourceId(6))
+            );
+        }
+        t.check_attached(1, 5, true).unwrap();
+        t.destroy(2).unwrap();
         t.detach(1, 5).unwrap();
         assert_eq!(t.detach(1, 5), Err(GpuError::InvalidResourceId(5)));
         t.destroy(1).unwrap();

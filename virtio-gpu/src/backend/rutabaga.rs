@@ -32,6 +32,7 @@ use rutabaga_gfx::{
 use tracing::warn;
 
 use super::compose::{self, ImageRef};
+use super::contexts::ContextTable;
 use super::scanouts::{self, Cursor, Scanouts, Shown};
 
 /// Host memory the backend lets resources use in all (backing and rutabaga's copy count once).
@@ -282,9 +283,7 @@ impl DisplayBackend for RutabagaBackend {
             self.memory_used = self.memory_used.saturating_sub(r.backing.len as u64);
         }
         self.scanouts.forget_resource(id);
-        for ctx in self.contexts.values_mut() {
-            ctx.remove(&id);
-        }
+        self.contexts.forget_resource(id);
         Ok(())
     }
 

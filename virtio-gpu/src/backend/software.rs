@@ -22,6 +22,7 @@ use gpu_interface::{
 };
 
 use super::compose::{self, ImageRef};
+use super::contexts::ContextTable;
 use super::scanouts::{self, Cursor, Scanouts, Shown};
 use resources::{Image, Resource, Storage};
 
@@ -126,9 +127,7 @@ impl DisplayBackend for SoftwareBackend {
             .ok_or(GpuError::InvalidResourceId(id))?;
         self.memory_used = self.memory_used.saturating_sub(resource.bytes());
         self.scanouts.forget_resource(id);
-        for ctx in self.contexts.values_mut() {
-            ctx.resources.remove(&id);
-        }
+        self.contexts.forget_resource(id);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use gpu_interface::{
 };
 
 use super::super::compose;
+use super::super::contexts::ContextTable;
 use super::super::scanouts::{self, Cursor, Shown};
 use super::memory::{GpuBuffer, MemoryUse};
 use super::pipeline::ComposeBuffers;
@@ -178,9 +179,7 @@ impl DisplayBackend for VulkanBackend {
             .ok_or(GpuError::InvalidResourceId(id))?;
         self.memory_used = self.memory_used.saturating_sub(resource.bytes());
         self.scanouts.forget_resource(id);
-        for ctx in self.contexts.values_mut() {
-            ctx.resources.remove(&id);
-        }
+        self.contexts.forget_resource(id);
         Ok(())
     }
 
