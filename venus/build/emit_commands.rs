@@ -1,0 +1,313 @@
+//! One argument struct, decoder and reply encoder per served command, the `Handlers` trait the
+//! renderer implements (one method per command) and the dispatcher.
+
+use std::fmt::Write;
+
+use crate::{
+    emit_structs::objtype,
+    registry::{Command, Member, Registry},
+    types::{kind_of, rust_base, Kind, Scalar},
+};
+
+enum Param {
+    Allocator,
+    InHandle { objtype: i64, required: bool },
+    InScalar(Scalar),
+    InFixedArray(String, usize),
+    InStruct(String, bool),
+    InArray(String),
+    InString,
+    InBlob(String),
+    OutHandles(Option<String>),
+    OutScalar { with_value: bool },
+    OutArray(Option<String>),
+    OutStruct(String, Option<String>, bool),
+    OutBlob(String),
+}
+
+fn classify(reg: &Registry, cmd: &Command, p: &Member) -> Param {
+    if p.ty == "VkAllocationCallbacks" {
+        return Param::Allocator;
+    }
+    let is_len_of_other = cmd.params.iter().any(|q| q.len.as_deref().is_some_and(|l| l.split(',').next() == Some(p.name.as_str())));
+    let len = p.len.clone().map(|l| l.split(',').next().unwrap().to_string());
+    let kind = kind_of(reg, &p.ty);
+    if p.ptr_depth == 0 {
+        return match (kind, p.fixed_len) {
+            (Kind::Handle, None) => Param::InHandle { objtype: objtype(reg, &p.ty), required: !p.optional },
+            (Kind::Scalar(s), None) => Param::InScalar(s),
+            (Kind::Scalar(s), Some(n)) => Param::InFixedArray(s.rust().to_string(), n),
+            _ => panic!("{}: parameter {} passed by value is not supported", cmd.name, p.name),
+        };
+    }
+    if p.is_const {
+        return match kind {
+            Kind::Char => Param::InString,
+            Kind::Void => Param::InBlob(len.expect("void* with len")),
+            Kind::Struct(s) if len.is_none() => Param::InStruct(s, !p.optional),
+            _ if len.is_some() => Param::InArray(len.unwrap()),
+            _ => panic!("{}: parameter {} not supported", cmd.name, p.name),
+        };
+    }
+    match kind {
+        Kind::Handle => Param::OutHandles(len),
+        Kind::Scalar(_) if len.is_none() => Param::OutScalar { with_value: is_len_of_other },
+        Kind::Scalar(_) => Param::OutArray(len),
+        Kind::Struct(s) => Param::OutStruct(s, len, p.optional),
+        Kind::Void => Param::OutBlob(len.expect("void* out with len")),
+        _ => panic!("{}: out parameter {} not supported", cmd.name, p.name),
+    }
+}
+
+/// A command `len` in terms of decode-time locals.
+fn len_local(len: &str, cmd: &Command) -> String {
+    if let Some((ptr, field)) = len.split_once("->") {
+        return format!("({ptr}_ref.map_or(0, |r| r.{field} as usize))");
+    }
+    let p = cmd.params.iter().find(|q| q.name == len).unwrap_or_else(|| panic!("{}: len {len}", cmd.name));
+    if p.ptr_depth == 0 { format!("({len} as usize)") } else { format!("{len}_value") }
+}
+
+fn ret_type(reg: &Registry, cmd: &Command) -> Option<String> {
+    (cmd.ret != "void").then(|| rust_base(reg, &cmd.ret))
+}
+
+fn emit_args(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
+    writeln!(o, "#[allow(non_camel_case_types)]\npub struct {}_args {{", cmd.name).unwrap();
+    for (p, k) in cmd.params.iter().zip(params) {
+        let elem = rust_base(reg, &p.ty);
+        let ty = match k {
+            Param::Allocator => continue,
+            Param::InHandle { .. } => "Handle".to_string(),
+            Param::InScalar(s) => s.rust().to_string(),
+            Param::InFixedArray(t, n) => format!("[{t}; {n}]"),
+            Param::InStruct(s, _) => format!("*const {s}"),
+            Param::InArray(_) if matches!(kind_of(reg, &p.ty), Kind::Handle) => "*const u64".to_string(),
+            Param::InArray(_) => format!("*const {elem}"),
+            Param::InString => "*const c_char".to_string(),
+            Param::InBlob(_) => "*const c_void".to_string(),
+            Param::OutHandles(..) => "*mut u64".to_string(),
+            Param::OutScalar { .. } | Param::OutArray(_) => format!("*mut {elem}"),
+            Param::OutStruct(s, ..) => format!("*mut {s}"),
+            Param::OutBlob(_) => "*mut c_void".to_string(),
+        };
+        writeln!(o, "    pub {}: {ty},", p.name).unwrap();
+        if matches!(k, Param::OutHandles(..) | Param::OutScalar { .. } | Param::OutArray(_) | Param::OutStruct(..) | Param::OutBlob(_)) {
+            writeln!(o, "    /// Elements the driver made room for (0 when it passed no pointer).").unwrap();
+            writeln!(o, "    pub {}_len: usize,", p.name).unwrap();
+        }
+        if matches!(k, Param::InArray(_) | Param::InBlob(_)) {
+            writeln!(o, "    pub {}_len: usize,", p.name).unwrap();
+        }
+    }
+    if let Some(r) = ret_type(reg, cmd) {
+        writeln!(o, "    pub ret: {r},").unwrap();
+    }
+    writeln!(o, "}}").unwrap();
+}
+
+fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
+    let name = &cmd.name;
+    writeln!(o, "#[allow(non_snake_case, unused_variables, unused_mut)]").unwrap();
+    writeln!(o, "pub fn dec_{name}(d: &mut Decoder<'_, '_>) -> Result<{name}_args, DecodeError> {{").unwrap();
+    let mut fields = Vec::new();
+    for (p, k) in cmd.params.iter().zip(params) {
+        let n = &p.name;
+        let elem = rust_base(reg, &p.ty);
+        match k {
+            Param::Allocator => {
+                writeln!(o, "    if d.simple_pointer()? {{ return Err(d.fatal(\"pAllocator is not null\")); }}").unwrap();
+                continue;
+            }
+            Param::InHandle { objtype, required } => {
+                writeln!(o, "    let {n} = d.handle_arg({objtype}, {required})?;").unwrap()
+            }
+            Param::InScalar(s) => writeln!(o, "    let {n} = d.{}()?;", s.wire_fn()).unwrap(),
+            Param::InFixedArray(t, len) => {
+                writeln!(o, "    let mut {n} = [0 as {t}; {len}];\n    d.fixed_array(&mut {n})?;").unwrap()
+            }
+            Param::InStruct(s, required) => {
+                writeln!(o, "    let {n}_ref: Option<&{s}> = if d.simple_pointer()? {{").unwrap();
+                writeln!(o, "        let x = &mut d.alloc::<{s}>(1)?[0]; dec_{s}(d, x)?; Some(x)").unwrap();
+                writeln!(o, "    }} else {{ None }};").unwrap();
+                if *required {
+                    writeln!(o, "    if {n}_ref.is_none() {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
+                }
+                writeln!(o, "    let {n} = {n}_ref.map_or(core::ptr::null(), |r| r as *const {s});").unwrap();
+            }
+            Param::InArray(len) => {
+                let count = len_local(len, cmd);
+                let lenient = p.optional;
+                match kind_of(reg, &p.ty) {
+                    Kind::Handle => writeln!(
+                        o,
+                        "    let {n}_len = {count};\n    let {n} = d.handle_array({n}_len, {}, {lenient})?;",
+                        objtype(reg, &p.ty)
+                    )
+                    .unwrap(),
+                    Kind::Struct(s) => {
+                        writeln!(o, "    let {n}_len = {count};").unwrap();
+                        writeln!(o, "    let {n}: *const {s} = match d.array_len({n}_len, {lenient})? {{").unwrap();
+                        writeln!(o, "        0 => core::ptr::null(),").unwrap();
+                        writeln!(o, "        c => {{ let xs = d.alloc::<{s}>(c)?; for x in xs.iter_mut() {{ dec_{s}(d, x)?; }} xs.as_ptr() }}").unwrap();
+                        writeln!(o, "    }};").unwrap();
+                    }
+                    _ => writeln!(o, "    let {n}_len = {count};\n    let {n}: *const {elem} = d.scalar_array({n}_len, {lenient})?;").unwrap(),
+                }
+                fields.push(format!("{n}_len"));
+            }
+            Param::InString => writeln!(o, "    let {n} = d.string()?;").unwrap(),
+            Param::InBlob(len) => {
+                writeln!(o, "    let {n}_len = {};\n    let {n} = d.blob({n}_len, {})?;", len_local(len, cmd), p.optional).unwrap();
+                fields.push(format!("{n}_len"));
+            }
+            Param::OutHandles(len) => {
+                match len {
+                    None => writeln!(o, "    let {n}_len = usize::from(d.simple_pointer()?);").unwrap(),
+                    Some(l) => writeln!(o, "    let {n}_len = d.array_len({}, true)?;", len_local(l, cmd)).unwrap(),
+                }
+                writeln!(o, "    let {n}: *mut u64 = d.u64_array({n}_len)?;").unwrap();
+                fields.push(format!("{n}_len"));
+            }
+            Param::OutScalar { with_value } => {
+                writeln!(o, "    let {n}_len = usize::from(d.simple_pointer()?);").unwrap();
+                writeln!(o, "    let {n}_slot = d.alloc::<{elem}>({n}_len)?;").unwrap();
+                if *with_value {
+                    let s = match kind_of(reg, &p.ty) {
+                        Kind::Scalar(s) => s,
+                        _ => unreachable!(),
+                    };
+                    writeln!(o, "    if let Some(x) = {n}_slot.first_mut() {{ *x = d.{}()?; }}", s.wire_fn()).unwrap();
+                    writeln!(o, "    let {n}_value = {n}_slot.first().map_or(0, |&x| x as usize);").unwrap();
+                }
+                writeln!(o, "    let {n}: *mut {elem} = if {n}_len == 0 {{ core::ptr::null_mut() }} else {{ {n}_slot.as_mut_ptr() }};").unwrap();
+                fields.push(format!("{n}_len"));
+            }
+            Param::OutArray(Some(_)) | Param::OutBlob(_) => {
+                let len = match k { Param::OutArray(Some(l)) => l.clone(), Param::OutBlob(l) => l.clone(), _ => unreachable!() };
+                let elem = if matches!(k, Param::OutBlob(_)) { "u8".to_string() } else { elem.clone() };
+                writeln!(o, "    let {n}_len = d.array_len({}, true)?;", len_local(&len, cmd)).unwrap();
+                writeln!(o, "    let {n}_slot = d.alloc::<{elem}>({n}_len)?;").unwrap();
+                writeln!(o, "    let {n} = if {n}_len == 0 {{ core::ptr::null_mut() }} else {{ {n}_slot.as_mut_ptr() as _ }};").unwrap();
+                fields.push(format!("{n}_len"));
+            }
+            Param::OutStruct(s, len, optional) => {
+                match len {
+                    None => {
+                        writeln!(o, "    let {n}_len = usize::from(d.simple_pointer()?);").unwrap();
+                        if !optional {
+                            writeln!(o, "    if {n}_len == 0 {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
+                        }
+                    }
+                    Some(l) => writeln!(o, "    let {n}_len = d.array_len({}, true)?;", len_local(l, cmd)).unwrap(),
+                }
+                writeln!(o, "    let {n}_slot = d.alloc::<{s}>({n}_len)?;").unwrap();
+                writeln!(o, "    for x in {n}_slot.iter_mut() {{ dec_{s}_partial(d, x)?; }}").unwrap();
+                writeln!(o, "    let {n}: *mut {s} = if {n}_len == 0 {{ core::ptr::null_mut() }} else {{ {n}_slot.as_mut_ptr() }};").unwrap();
+                fields.push(format!("{n}_len"));
+            }
+            Param::OutArray(None) => unreachable!("scalar outs without len are OutScalar"),
+        }
+        fields.push(n.clone());
+    }
+    if ret_type(reg, cmd).is_some() {
+        fields.push("ret: Default::default()".into());
+    }
+    writeln!(o, "    Ok({name}_args {{ {} }})\n}}", fields.join(", ")).unwrap();
+}
+
+fn emit_reply(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
+    let name = &cmd.name;
+    writeln!(o, "#[allow(non_snake_case, unused_variables)]").unwrap();
+    writeln!(o, "pub fn reply_{name}(e: &mut Encoder, a: &{name}_args) {{").unwrap();
+    writeln!(o, "    e.u32(command_type::{});", name.trim_start_matches("vk")).unwrap();
+    if let Some(r) = ret_type(reg, cmd) {
+        let f = match kind_of(reg, &cmd.ret) {
+            Kind::Scalar(s) => s.wire_fn(),
+            _ => panic!("{name}: return type {r}"),
+        };
+        writeln!(o, "    e.{f}(a.ret);").unwrap();
+    }
+    for (p, k) in cmd.params.iter().zip(params) {
+        let n = &p.name;
+        // The count of an output array: what the host wrote into the count pointer (never more
+        // than the room the driver made), or the fixed input count.
+        let count = |len: &Option<String>| -> String {
+            match len {
+                Some(l) if !l.contains("->") && cmd.params.iter().any(|q| q.name == *l && q.ptr_depth > 0) => {
+                    format!("a.{n}_len.min(read_first(a.{l}, a.{l}_len).map_or(0, |c| c as usize))")
+                }
+                _ => format!("a.{n}_len"),
+            }
+        };
+        match k {
+            Param::OutHandles(len) => {
+                let c = count(len);
+                if len.is_none() {
+                    writeln!(o, "    e.u64(a.{n}_len as u64);\n    for &x in out_slice(a.{n}, a.{n}_len) {{ e.u64(x); }}").unwrap();
+                } else {
+                    writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); for &x in out_slice(a.{n}, c) {{ e.u64(x); }} }}").unwrap();
+                }
+            }
+            Param::OutScalar { .. } => {
+                let f = match kind_of(reg, &p.ty) { Kind::Scalar(s) => s.wire_fn(), _ => unreachable!() };
+                writeln!(o, "    e.u64(a.{n}_len as u64);\n    for &x in out_slice(a.{n}, a.{n}_len) {{ e.{f}(x); }}").unwrap();
+            }
+            Param::OutArray(len) => {
+                let c = count(len);
+                let s = match kind_of(reg, &p.ty) { Kind::Scalar(s) => s, _ => unreachable!() };
+                writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); e.scalars(out_slice(a.{n}, c)); }}").unwrap();
+                let _ = s;
+            }
+            Param::OutBlob(len) => {
+                let c = count(&Some(len.clone()));
+                writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); e.bytes(out_slice(a.{n} as *const u8, c)); }}").unwrap();
+            }
+            Param::OutStruct(s, len, _) => {
+                if len.is_none() {
+                    writeln!(o, "    e.u64(a.{n}_len as u64);\n    for x in out_slice(a.{n}, a.{n}_len) {{ enc_{s}(e, x); }}").unwrap();
+                } else {
+                    let c = count(len);
+                    writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); for x in out_slice(a.{n}, c) {{ enc_{s}(e, x); }} }}").unwrap();
+                }
+            }
+            _ => {}
+        }
+    }
+    writeln!(o, "}}").unwrap();
+}
+
+pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
+    let mut o = String::new();
+    let mut trait_body = String::new();
+    let mut arms = String::new();
+    for (name, _) in &sel.commands {
+        let cmd = &reg.commands[name];
+        let params: Vec<Param> = cmd.params.iter().map(|p| classify(reg, cmd, p)).collect();
+        emit_args(reg, cmd, &params, &mut o);
+        emit_decode(reg, cmd, &params, &mut o);
+        emit_reply(reg, cmd, &params, &mut o);
+        writeln!(trait_body, "    fn {name}(&self, cx: &mut Self::Cx, a: &mut {name}_args) -> Result<(), Self::Error>;").unwrap();
+        writeln!(
+            arms,
+            "        command_type::{} => {{\n            let mut a = dec_{name}(&mut Decoder::new(stream, arena, h.objects()))?;\n            h.{name}(cx, &mut a)?;\n            if wants_reply {{ let mut e = Encoder::default(); reply_{name}(&mut e, &a); h.reply(cx, e)?; }}\n        }}",
+            name.trim_start_matches("vk")
+        )
+        .unwrap();
+    }
+    writeln!(o, "/// The renderer: one method per served command, called with decoded arguments.").unwrap();
+    writeln!(o, "#[allow(non_snake_case)]\npub trait Handlers {{").unwrap();
+    writeln!(o, "    /// Per-stream state (the reply stream, which dispatcher it is).\n    type Cx;").unwrap();
+    writeln!(o, "    type Error: From<DecodeError>;").unwrap();
+    writeln!(o, "    /// The context's object table, for the decoder's id lookups.").unwrap();
+    writeln!(o, "    fn objects(&self) -> &dyn Lookup;").unwrap();
+    writeln!(o, "    /// Writes one command's reply to the reply stream.").unwrap();
+    writeln!(o, "    fn reply(&self, cx: &mut Self::Cx, reply: Encoder) -> Result<(), Self::Error>;").unwrap();
+    o.push_str(&trait_body);
+    writeln!(o, "}}").unwrap();
+    writeln!(o, "/// Decodes and runs one command from `d`.").unwrap();
+    writeln!(o, "pub fn dispatch_one<H: Handlers>(h: &H, cx: &mut H::Cx, stream: &mut Cursor<'_>, arena: &mut Arena) -> Result<(), H::Error> {{").unwrap();
+    writeln!(o, "    arena.reset();\n    let cmd = stream.u32()?;\n    let flags = stream.u32()?;\n    let wants_reply = flags & COMMAND_GENERATE_REPLY != 0;").unwrap();
+    writeln!(o, "    match cmd {{\n{arms}        _ => return Err(DecodeError::UnknownCommand(cmd).into()),\n    }}\n    Ok(())\n}}").unwrap();
+    o
+}

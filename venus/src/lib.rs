@@ -1,0 +1,5 @@
+//! A Venus renderer: Mesa's venus Vulkan driver (in a guest, or on the host over vtest) sends
+//! Vulkan commands serialized by the Venus protocol; this crate decodes them (decoders generated
+//! from vk.xml at build time), runs them on host Vulkan through ash, and encodes the replies.
+
+pub mod protocol;
