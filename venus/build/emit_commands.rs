@@ -73,7 +73,8 @@ fn ret_type(reg: &Registry, cmd: &Command) -> Option<String> {
 }
 
 fn emit_args(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
-    writeln!(o, "#[allow(non_camel_case_types)]\npub struct {}_args {{", cmd.name).unwrap();
+    writeln!(o, "#[allow(non_camel_case_types)]\npub struct {}_args<'a> {{", cmd.name).unwrap();
+    writeln!(o, "    _arena: core::marker::PhantomData<&'a ()>,").unwrap();
     for (p, k) in cmd.params.iter().zip(params) {
         let elem = rust_base(reg, &p.ty);
         let ty = match k {
@@ -81,24 +82,17 @@ fn emit_args(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
             Param::InHandle { .. } => "Handle".to_string(),
             Param::InScalar(s) => s.rust().to_string(),
             Param::InFixedArray(t, n) => format!("[{t}; {n}]"),
-            Param::InStruct(s, _) => format!("*const {s}"),
-            Param::InArray(_) if matches!(kind_of(reg, &p.ty), Kind::Handle) => "*const u64".to_string(),
-            Param::InArray(_) => format!("*const {elem}"),
+            Param::InStruct(s, _) => format!("Option<&'a {s}>"),
+            Param::InArray(_) if matches!(kind_of(reg, &p.ty), Kind::Handle) => "&'a [u64]".to_string(),
+            Param::InArray(_) => format!("&'a [{elem}]"),
             Param::InString => "*const c_char".to_string(),
-            Param::InBlob(_) => "*const c_void".to_string(),
-            Param::OutHandles(..) => "*mut u64".to_string(),
-            Param::OutScalar { .. } | Param::OutArray(_) => format!("*mut {elem}"),
-            Param::OutStruct(s, ..) => format!("*mut {s}"),
-            Param::OutBlob(_) => "*mut c_void".to_string(),
+            Param::InBlob(_) => "&'a [u8]".to_string(),
+            Param::OutHandles(..) => "&'a mut [u64]".to_string(),
+            Param::OutScalar { .. } | Param::OutArray(_) => format!("&'a mut [{elem}]"),
+            Param::OutStruct(s, ..) => format!("&'a mut [{s}]"),
+            Param::OutBlob(_) => "&'a mut [u8]".to_string(),
         };
         writeln!(o, "    pub {}: {ty},", p.name).unwrap();
-        if matches!(k, Param::OutHandles(..) | Param::OutScalar { .. } | Param::OutArray(_) | Param::OutStruct(..) | Param::OutBlob(_)) {
-            writeln!(o, "    /// Elements the driver made room for (0 when it passed no pointer).").unwrap();
-            writeln!(o, "    pub {}_len: usize,", p.name).unwrap();
-        }
-        if matches!(k, Param::InArray(_) | Param::InBlob(_)) {
-            writeln!(o, "    pub {}_len: usize,", p.name).unwrap();
-        }
     }
     if let Some(r) = ret_type(reg, cmd) {
         writeln!(o, "    pub ret: {r},").unwrap();
@@ -109,11 +103,12 @@ fn emit_args(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
 fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
     let name = &cmd.name;
     writeln!(o, "#[allow(non_snake_case, unused_variables, unused_mut)]").unwrap();
-    writeln!(o, "pub fn dec_{name}(d: &mut Decoder<'_, '_>) -> Result<{name}_args, DecodeError> {{").unwrap();
-    let mut fields = Vec::new();
+    writeln!(o, "pub fn dec_{name}<'a>(d: &mut Decoder<'a, '_>) -> Result<{name}_args<'a>, DecodeError> {{").unwrap();
+    let mut fields = vec!["_arena: core::marker::PhantomData".to_string()];
     for (p, k) in cmd.params.iter().zip(params) {
         let n = &p.name;
         let elem = rust_base(reg, &p.ty);
+        let lenient = p.optional;
         match k {
             Param::Allocator => {
                 writeln!(o, "    if d.simple_pointer()? {{ return Err(d.fatal(\"pAllocator is not null\")); }}").unwrap();
@@ -127,84 +122,65 @@ fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) 
                 writeln!(o, "    let mut {n} = [0 as {t}; {len}];\n    d.fixed_array(&mut {n})?;").unwrap()
             }
             Param::InStruct(s, required) => {
-                writeln!(o, "    let {n}_ref: Option<&{s}> = if d.simple_pointer()? {{").unwrap();
+                writeln!(o, "    let {n}: Option<&'a {s}> = if d.simple_pointer()? {{").unwrap();
                 writeln!(o, "        let x = &mut d.alloc::<{s}>(1)?[0]; dec_{s}(d, x)?; Some(x)").unwrap();
                 writeln!(o, "    }} else {{ None }};").unwrap();
                 if *required {
-                    writeln!(o, "    if {n}_ref.is_none() {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
+                    writeln!(o, "    if {n}.is_none() {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
                 }
-                writeln!(o, "    let {n} = {n}_ref.map_or(core::ptr::null(), |r| r as *const {s});").unwrap();
+                writeln!(o, "    let {n}_ref = {n};").unwrap();
             }
             Param::InArray(len) => {
                 let count = len_local(len, cmd);
-                let lenient = p.optional;
                 match kind_of(reg, &p.ty) {
-                    Kind::Handle => writeln!(
-                        o,
-                        "    let {n}_len = {count};\n    let {n} = d.handle_array({n}_len, {}, {lenient})?;",
-                        objtype(reg, &p.ty)
-                    )
-                    .unwrap(),
+                    Kind::Handle => writeln!(o, "    let {n} = d.handle_slice({count}, {}, {lenient})?;", objtype(reg, &p.ty)).unwrap(),
                     Kind::Struct(s) => {
-                        writeln!(o, "    let {n}_len = {count};").unwrap();
-                        writeln!(o, "    let {n}: *const {s} = match d.array_len({n}_len, {lenient})? {{").unwrap();
-                        writeln!(o, "        0 => core::ptr::null(),").unwrap();
-                        writeln!(o, "        c => {{ let xs = d.alloc::<{s}>(c)?; for x in xs.iter_mut() {{ dec_{s}(d, x)?; }} xs.as_ptr() }}").unwrap();
+                        writeln!(o, "    let {n}: &'a [{s}] = {{").unwrap();
+                        writeln!(o, "        let c = d.array_len({count}, {lenient})?;").unwrap();
+                        writeln!(o, "        let xs = d.alloc::<{s}>(c)?; for x in xs.iter_mut() {{ dec_{s}(d, x)?; }} xs").unwrap();
                         writeln!(o, "    }};").unwrap();
                     }
-                    _ => writeln!(o, "    let {n}_len = {count};\n    let {n}: *const {elem} = d.scalar_array({n}_len, {lenient})?;").unwrap(),
+                    _ => writeln!(o, "    let {n}: &'a [{elem}] = d.scalar_slice({count}, {lenient})?;").unwrap(),
                 }
-                fields.push(format!("{n}_len"));
             }
             Param::InString => writeln!(o, "    let {n} = d.string()?;").unwrap(),
-            Param::InBlob(len) => {
-                writeln!(o, "    let {n}_len = {};\n    let {n} = d.blob({n}_len, {})?;", len_local(len, cmd), p.optional).unwrap();
-                fields.push(format!("{n}_len"));
-            }
+            Param::InBlob(len) => writeln!(o, "    let {n} = d.blob_slice({}, {lenient})?;", len_local(len, cmd)).unwrap(),
             Param::OutHandles(len) => {
-                match len {
-                    None => writeln!(o, "    let {n}_len = usize::from(d.simple_pointer()?);").unwrap(),
-                    Some(l) => writeln!(o, "    let {n}_len = d.array_len({}, true)?;", len_local(l, cmd)).unwrap(),
-                }
-                writeln!(o, "    let {n}: *mut u64 = d.u64_array({n}_len)?;").unwrap();
-                fields.push(format!("{n}_len"));
+                let c = match len {
+                    None => "usize::from(d.simple_pointer()?)".to_string(),
+                    Some(l) => format!("d.array_len({}, true)?", len_local(l, cmd)),
+                };
+                writeln!(o, "    let {n}_count = {c};\n    let {n} = d.u64_slice({n}_count)?;").unwrap();
             }
             Param::OutScalar { with_value } => {
-                writeln!(o, "    let {n}_len = usize::from(d.simple_pointer()?);").unwrap();
-                writeln!(o, "    let {n}_slot = d.alloc::<{elem}>({n}_len)?;").unwrap();
+                writeln!(o, "    let {n}_count = usize::from(d.simple_pointer()?);").unwrap();
+                writeln!(o, "    let {n} = d.alloc::<{elem}>({n}_count)?;").unwrap();
                 if *with_value {
                     let s = match kind_of(reg, &p.ty) {
                         Kind::Scalar(s) => s,
                         _ => unreachable!(),
                     };
-                    writeln!(o, "    if let Some(x) = {n}_slot.first_mut() {{ *x = d.{}()?; }}", s.wire_fn()).unwrap();
-                    writeln!(o, "    let {n}_value = {n}_slot.first().map_or(0, |&x| x as usize);").unwrap();
+                    writeln!(o, "    if let Some(x) = {n}.first_mut() {{ *x = d.{}()?; }}", s.wire_fn()).unwrap();
+                    writeln!(o, "    let {n}_value = {n}.first().map_or(0, |&x| x as usize);").unwrap();
                 }
-                writeln!(o, "    let {n}: *mut {elem} = if {n}_len == 0 {{ core::ptr::null_mut() }} else {{ {n}_slot.as_mut_ptr() }};").unwrap();
-                fields.push(format!("{n}_len"));
             }
-            Param::OutArray(Some(_)) | Param::OutBlob(_) => {
-                let len = match k { Param::OutArray(Some(l)) => l.clone(), Param::OutBlob(l) => l.clone(), _ => unreachable!() };
+            Param::OutArray(Some(len)) | Param::OutBlob(len) => {
                 let elem = if matches!(k, Param::OutBlob(_)) { "u8".to_string() } else { elem.clone() };
-                writeln!(o, "    let {n}_len = d.array_len({}, true)?;", len_local(&len, cmd)).unwrap();
-                writeln!(o, "    let {n}_slot = d.alloc::<{elem}>({n}_len)?;").unwrap();
-                writeln!(o, "    let {n} = if {n}_len == 0 {{ core::ptr::null_mut() }} else {{ {n}_slot.as_mut_ptr() as _ }};").unwrap();
-                fields.push(format!("{n}_len"));
+                writeln!(o, "    let {n}_count = d.array_len({}, true)?;", len_local(len, cmd)).unwrap();
+                writeln!(o, "    let {n} = d.alloc::<{elem}>({n}_count)?;").unwrap();
             }
             Param::OutStruct(s, len, optional) => {
                 match len {
                     None => {
-                        writeln!(o, "    let {n}_len = usize::from(d.simple_pointer()?);").unwrap();
+                        writeln!(o, "    let {n}_count = usize::from(d.simple_pointer()?);").unwrap();
                         if !optional {
-                            writeln!(o, "    if {n}_len == 0 {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
+                            writeln!(o, "    if {n}_count == 0 {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
                         }
                     }
-                    Some(l) => writeln!(o, "    let {n}_len = d.array_len({}, true)?;", len_local(l, cmd)).unwrap(),
+                    Some(l) => writeln!(o, "    let {n}_count = d.array_len({}, true)?;", len_local(l, cmd)).unwrap(),
                 }
-                writeln!(o, "    let {n}_slot = d.alloc::<{s}>({n}_len)?;").unwrap();
-                writeln!(o, "    for x in {n}_slot.iter_mut() {{ dec_{s}_partial(d, x)?; }}").unwrap();
-                writeln!(o, "    let {n}: *mut {s} = if {n}_len == 0 {{ core::ptr::null_mut() }} else {{ {n}_slot.as_mut_ptr() }};").unwrap();
-                fields.push(format!("{n}_len"));
+                writeln!(o, "    let {n} = d.alloc::<{s}>({n}_count)?;").unwrap();
+                writeln!(o, "    for x in {n}.iter_mut() {{ dec_{s}_partial(d, x)?; }}").unwrap();
             }
             Param::OutArray(None) => unreachable!("scalar outs without len are OutScalar"),
         }
@@ -219,7 +195,7 @@ fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) 
 fn emit_reply(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
     let name = &cmd.name;
     writeln!(o, "#[allow(non_snake_case, unused_variables)]").unwrap();
-    writeln!(o, "pub fn reply_{name}(e: &mut Encoder, a: &{name}_args) {{").unwrap();
+    writeln!(o, "pub fn reply_{name}(e: &mut Encoder, a: &{name}_args<'_>) {{").unwrap();
     writeln!(o, "    e.u32(command_type::{});", name.trim_start_matches("vk")).unwrap();
     if let Some(r) = ret_type(reg, cmd) {
         let f = match kind_of(reg, &cmd.ret) {
@@ -230,46 +206,35 @@ fn emit_reply(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
     }
     for (p, k) in cmd.params.iter().zip(params) {
         let n = &p.name;
-        // The count of an output array: what the host wrote into the count pointer (never more
-        // than the room the driver made), or the fixed input count.
+        // How many elements of an output array go back: what the host wrote into the count
+        // pointer (never more than the room the driver made), else the whole array.
         let count = |len: &Option<String>| -> String {
             match len {
                 Some(l) if !l.contains("->") && cmd.params.iter().any(|q| q.name == *l && q.ptr_depth > 0) => {
-                    format!("a.{n}_len.min(read_first(a.{l}, a.{l}_len).map_or(0, |c| c as usize))")
+                    format!("a.{n}.len().min(a.{l}.first().map_or(0, |&c| c as usize))")
                 }
-                _ => format!("a.{n}_len"),
+                _ => format!("a.{n}.len()"),
             }
         };
+        let simple = |len: &Option<String>| len.is_none();
         match k {
             Param::OutHandles(len) => {
                 let c = count(len);
-                if len.is_none() {
-                    writeln!(o, "    e.u64(a.{n}_len as u64);\n    for &x in out_slice(a.{n}, a.{n}_len) {{ e.u64(x); }}").unwrap();
-                } else {
-                    writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); for &x in out_slice(a.{n}, c) {{ e.u64(x); }} }}").unwrap();
-                }
+                writeln!(o, "    {{ let c = {c}; e.u64(c as u64); for &x in &a.{n}[..c] {{ e.u64(x); }} }}").unwrap();
+                let _ = simple(len);
             }
             Param::OutScalar { .. } => {
                 let f = match kind_of(reg, &p.ty) { Kind::Scalar(s) => s.wire_fn(), _ => unreachable!() };
-                writeln!(o, "    e.u64(a.{n}_len as u64);\n    for &x in out_slice(a.{n}, a.{n}_len) {{ e.{f}(x); }}").unwrap();
+                writeln!(o, "    e.u64(a.{n}.len() as u64);\n    for &x in a.{n}.iter() {{ e.{f}(x); }}").unwrap();
             }
             Param::OutArray(len) => {
-                let c = count(len);
-                let s = match kind_of(reg, &p.ty) { Kind::Scalar(s) => s, _ => unreachable!() };
-                writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); e.scalars(out_slice(a.{n}, c)); }}").unwrap();
-                let _ = s;
+                writeln!(o, "    {{ let c = {}; e.u64(c as u64); e.scalars(&a.{n}[..c]); }}", count(len)).unwrap();
             }
             Param::OutBlob(len) => {
-                let c = count(&Some(len.clone()));
-                writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); e.bytes(out_slice(a.{n} as *const u8, c)); }}").unwrap();
+                writeln!(o, "    {{ let c = {}; e.u64(c as u64); e.bytes(&a.{n}[..c]); }}", count(&Some(len.clone()))).unwrap();
             }
             Param::OutStruct(s, len, _) => {
-                if len.is_none() {
-                    writeln!(o, "    e.u64(a.{n}_len as u64);\n    for x in out_slice(a.{n}, a.{n}_len) {{ enc_{s}(e, x); }}").unwrap();
-                } else {
-                    let c = count(len);
-                    writeln!(o, "    if a.{n}.is_null() {{ e.u64(0); }} else {{ let c = {c}; e.u64(c as u64); for x in out_slice(a.{n}, c) {{ enc_{s}(e, x); }} }}").unwrap();
-                }
+                writeln!(o, "    {{ let c = {}; e.u64(c as u64); for x in &a.{n}[..c] {{ enc_{s}(e, x); }} }}", count(len)).unwrap();
             }
             _ => {}
         }
@@ -287,7 +252,7 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
         emit_args(reg, cmd, &params, &mut o);
         emit_decode(reg, cmd, &params, &mut o);
         emit_reply(reg, cmd, &params, &mut o);
-        writeln!(trait_body, "    fn {name}(&self, cx: &mut Self::Cx, a: &mut {name}_args) -> Result<(), Self::Error>;").unwrap();
+        writeln!(trait_body, "    fn {name}(&self, cx: &mut Self::Cx, a: &mut {name}_args<'_>) -> Result<(), Self::Error>;").unwrap();
         writeln!(
             arms,
             "        command_type::{} => {{\n            let mut a = dec_{name}(&mut Decoder::new(stream, arena, h.objects()))?;\n            h.{name}(cx, &mut a)?;\n            if wants_reply {{ let mut e = Encoder::default(); reply_{name}(&mut e, &a); h.reply(cx, e)?; }}\n        }}",

@@ -181,6 +181,13 @@ fn emit_codec(reg: &Registry, sel: &Selection, def: &StructDef, o: &mut String) 
         writeln!(o, "    d.unsupported::<()>(\"output {name}\")?;").unwrap();
     }
     for m in body_members(def) {
+        // Handles an output struct returns travel as the ids the driver chose for them.
+        if let (0, Kind::Handle) = (m.ptr_depth, kind_of(reg, &m.ty)) {
+            match m.fixed_len {
+                None => writeln!(o, "    v.{} = d.u64()?;", m.name).unwrap(),
+                Some(n) => writeln!(o, "    d.array_size_eq({n})?;\n    for x in v.{}.iter_mut() {{ *x = d.u64()?; }}", m.name).unwrap(),
+            }
+        }
         if let (0, Kind::Struct(s)) = (m.ptr_depth, kind_of(reg, &m.ty)) {
             match m.fixed_len {
                 None => writeln!(o, "    dec_{s}_partial(d, &mut v.{})?;", m.name).unwrap(),

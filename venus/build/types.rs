@@ -165,3 +165,16 @@ pub fn emit_header(reg: &Registry, sel: &Selection) -> String {
     writeln!(o, "}}").unwrap();
     o
 }
+
+/// `command_name(type)` for every VkCommandTypeEXT in the table, served or not (for logs).
+pub fn emit_command_names(command_types: &str) -> String {
+    let mut o = String::from("pub fn command_name(t: u32) -> &'static str {\n    match t {\n");
+    for line in command_types.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(n), Some(name)) = (it.next(), it.next()) {
+            writeln!(o, "        {n} => {name:?},").unwrap();
+        }
+    }
+    o.push_str("        _ => \"unknown\",\n    }\n}\n");
+    o
+}

@@ -3,3 +3,12 @@
 //! from vk.xml at build time), runs them on host Vulkan through ash, and encodes the replies.
 
 pub mod protocol;
+pub mod context;
+pub mod objects;
+pub mod resource;
+pub mod ring;
+pub mod transport;
+pub mod vk;
+
+pub use context::{Context, DeviceSelector, RenderError, StreamCx};
+pub mod vtest;

@@ -10,7 +10,7 @@ pub mod generated {
     use std::ffi::{c_char, c_void};
 
     pub use super::wire::{
-        out_slice, read_first, Arena, BaseStructure, Cursor, DecodeError, Decoder, Encoder, Handle, Lookup, Zeroed,
+        mut_ptr_or_null, ptr_or_null, Arena, BaseStructure, Cursor, DecodeError, Decoder, Encoder, Handle, Lookup, Zeroed,
         COMMAND_GENERATE_REPLY,
     };
 

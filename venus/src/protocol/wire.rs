@@ -18,7 +18,7 @@ const MAX_CHAIN_DEPTH: u32 = 64;
 pub enum DecodeError {
     #[error("stream ended inside a command (needed {needed} bytes at offset {offset})")]
     Truncated { offset: usize, needed: usize },
-    #[error("unknown or unserved command type {0}")]
+    #[error("command type {0} ({name}) is not served", name = super::generated::command_name(*.0))]
     UnknownCommand(u32),
     #[error("{0}")]
     Invalid(String),
@@ -136,6 +136,10 @@ impl<'a> Cursor<'a> {
 
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+
+    pub fn peek_u32(&self) -> Option<u32> {
+        self.data.get(self.pos..self.pos + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
     }
 
     pub fn peek_u64(&self) -> Option<u64> {
@@ -352,22 +356,26 @@ impl<'a, 'd> Decoder<'a, 'd> {
         Ok(Handle { id, raw: self.lookup(id, objtype as i32, required)? })
     }
 
-    pub fn handle_array(&mut self, count: usize, objtype: i64, lenient: bool) -> Result<*const u64, DecodeError> {
+    pub fn handle_slice(&mut self, count: usize, objtype: i64, lenient: bool) -> Result<&'a [u64], DecodeError> {
         let n = self.array_len(count, lenient)?;
         let xs = self.alloc::<u64>(n)?;
         for x in xs.iter_mut() {
             *x = self.handle(objtype, true)?;
         }
-        Ok(if n == 0 { std::ptr::null() } else { xs.as_ptr() })
+        Ok(xs)
+    }
+
+    pub fn handle_array(&mut self, count: usize, objtype: i64, lenient: bool) -> Result<*const u64, DecodeError> {
+        Ok(ptr_or_null(self.handle_slice(count, objtype, lenient)?))
     }
 
     /// Object ids the driver chose for objects a command creates.
-    pub fn u64_array(&mut self, n: usize) -> Result<*mut u64, DecodeError> {
+    pub fn u64_slice(&mut self, n: usize) -> Result<&'a mut [u64], DecodeError> {
         let xs = self.alloc::<u64>(n)?;
         for x in xs.iter_mut() {
             *x = self.u64()?;
         }
-        Ok(if n == 0 { std::ptr::null_mut() } else { xs.as_mut_ptr() })
+        Ok(xs)
     }
 
     pub fn fixed_array<T: WireScalar>(&mut self, out: &mut [T]) -> Result<(), DecodeError> {
@@ -375,18 +383,26 @@ impl<'a, 'd> Decoder<'a, 'd> {
         read_scalars(self.c, out)
     }
 
-    pub fn scalar_array<T: WireScalar>(&mut self, count: usize, lenient: bool) -> Result<*const T, DecodeError> {
+    pub fn scalar_slice<T: WireScalar + 'a>(&mut self, count: usize, lenient: bool) -> Result<&'a [T], DecodeError> {
         let n = self.array_len(count, lenient)?;
         let xs = self.alloc::<T>(n)?;
         read_scalars(self.c, xs)?;
-        Ok(if n == 0 { std::ptr::null() } else { xs.as_ptr() })
+        Ok(xs)
     }
 
-    pub fn blob(&mut self, count: usize, lenient: bool) -> Result<*const c_void, DecodeError> {
+    pub fn scalar_array<T: WireScalar + 'a>(&mut self, count: usize, lenient: bool) -> Result<*const T, DecodeError> {
+        Ok(ptr_or_null(self.scalar_slice(count, lenient)?))
+    }
+
+    pub fn blob_slice(&mut self, count: usize, lenient: bool) -> Result<&'a [u8], DecodeError> {
         let n = self.array_len(count, lenient)?;
         let xs = self.alloc::<u8>(n)?;
         xs.copy_from_slice(self.c.padded(n)?);
-        Ok(if n == 0 { std::ptr::null() } else { xs.as_ptr().cast() })
+        Ok(xs)
+    }
+
+    pub fn blob(&mut self, count: usize, lenient: bool) -> Result<*const c_void, DecodeError> {
+        Ok(ptr_or_null(self.blob_slice(count, lenient)?).cast())
     }
 
     /// A fixed-size char array (a name): its size must be the array's, and it ends in NUL.
@@ -489,18 +505,12 @@ impl Encoder {
     }
 }
 
-/// The `len` values the decoder allocated at `p` (empty for null).
-pub fn out_slice<'a, T>(p: *const T, len: usize) -> &'a [T] {
-    if p.is_null() || len == 0 {
-        return &[];
-    }
-    // SAFETY: every pointer the generated reply encoders pass here came from `Arena::alloc` for
-    // exactly `len` (or more) values of T in the current command, and the arena is not reset
-    // until the reply is encoded.
-    unsafe { std::slice::from_raw_parts(p, len) }
+/// A pointer for the host: null for an empty slice (a count query), else the slice's start.
+pub fn ptr_or_null<T>(s: &[T]) -> *const T {
+    if s.is_empty() { std::ptr::null() } else { s.as_ptr() }
 }
 
-/// The first of `len` values at `p`, if any.
-pub fn read_first<T: Copy>(p: *const T, len: usize) -> Option<T> {
-    out_slice(p, len).first().copied()
+/// As `ptr_or_null`, for outputs the host fills.
+pub fn mut_ptr_or_null<T>(s: &mut [T]) -> *mut T {
+    if s.is_empty() { std::ptr::null_mut() } else { s.as_mut_ptr() }
 }

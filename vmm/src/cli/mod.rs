@@ -10,6 +10,7 @@ mod bench_virtio_gpu;
 mod gpu_demo;
 mod run;
 mod vhost_user_gpu;
+mod vtest;
 
 /// GPU virtualization stack: VFIO passthrough, vGPU slices and virtio-gpu.
 #[derive(Debug, Parser)]
@@ -33,6 +34,8 @@ pub enum Command {
     VhostUserGpu(vhost_user_gpu::VhostUserGpuArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
     Run(run::RunArgs),
+    /// Serve the venus (Vulkan) renderer to Mesa's venus driver over a vtest socket.
+    Vtest(vtest::VtestArgs),
 }
 
 /// Why a subcommand failed.
@@ -46,6 +49,8 @@ pub enum CliError {
     VhostUserGpu(#[from] vhost_user_gpu::VhostUserGpuError),
     #[error(transparent)]
     Run(#[from] run::RunError),
+    #[error(transparent)]
+    Vtest(#[from] vtest::VtestCliError),
 }
 
 /// Logs go to stderr so that stdout stays for results and the guest's serial console.
@@ -69,5 +74,6 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::GpuDemo(args) => Ok(gpu_demo::run(args)?),
         Command::VhostUserGpu(args) => Ok(vhost_user_gpu::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
+        Command::Vtest(args) => Ok(vtest::run(args)?),
     }
 }

@@ -1,0 +1,229 @@
+//! Host Vulkan through ash, one file per object family, as virglrenderer and Mesa's venus driver
+//! organise theirs.
+
+pub mod buffer;
+pub mod command_buffer;
+pub mod device;
+pub mod image;
+pub mod instance;
+pub mod memory;
+pub mod object;
+pub mod physical_device;
+pub mod sync;
+
+use std::{collections::HashMap, sync::RwLock};
+
+use ash::vk::{self, Handle as _};
+
+use crate::{
+    context::{DeviceSelector, RenderError},
+    objects::ObjectTable,
+    protocol::generated::{SERVED_EXTENSIONS, VK_XML_VERSION},
+};
+
+pub const OBJECT_TYPE_INSTANCE: i32 = vk::ObjectType::INSTANCE.as_raw();
+pub const OBJECT_TYPE_PHYSICAL_DEVICE: i32 = vk::ObjectType::PHYSICAL_DEVICE.as_raw();
+pub const OBJECT_TYPE_DEVICE: i32 = vk::ObjectType::DEVICE.as_raw();
+pub const OBJECT_TYPE_QUEUE: i32 = vk::ObjectType::QUEUE.as_raw();
+
+/// A host queue, its device and the ring index (timeline) the driver bound it to.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueInfo {
+    pub device: u64,
+    pub ring_idx: Option<u32>,
+}
+
+/// The host side of one context: the loader, the instances it created and which instance each
+/// physical device belongs to.
+pub struct Host {
+    entry: ash::Entry,
+    selector: DeviceSelector,
+    instances: RwLock<HashMap<u64, ash::Instance>>,
+    device_owner: RwLock<HashMap<u64, u64>>,
+    devices: RwLock<HashMap<u64, ash::Device>>,
+    queues: RwLock<HashMap<u64, QueueInfo>>,
+    /// Command buffer -> (device, pool).
+    command_buffers: RwLock<HashMap<u64, (u64, u64)>>,
+    /// Device -> what the renderer knows of it.
+    device_info: RwLock<HashMap<u64, DeviceInfo>>,
+}
+
+/// The renderer's own facts about a host device.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceInfo {
+    pub physical_device: u64,
+    /// VK_EXT_external_memory_host is enabled: host-visible memory is our memfd, imported.
+    pub host_pointer_import: bool,
+    pub host_pointer_alignment: u64,
+}
+
+impl Host {
+    pub fn load(selector: DeviceSelector) -> Result<Self, RenderError> {
+        // SAFETY: loads the system Vulkan loader; it is only called through the function pointers
+        // ash resolves from it, and `entry` outlives every object made with it.
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| RenderError::Load(e.to_string()))?;
+        Ok(Host {
+            entry,
+            selector,
+            instances: RwLock::default(),
+            device_owner: RwLock::default(),
+            devices: RwLock::default(),
+            queues: RwLock::default(),
+            command_buffers: RwLock::default(),
+            device_info: RwLock::default(),
+        })
+    }
+
+    /// The highest instance version both the host and our protocol (vk.xml) know.
+    pub fn instance_version(&self) -> u32 {
+        // SAFETY: a global query with no pointers kept.
+        let host = unsafe { self.entry.try_enumerate_instance_version() }.ok().flatten().unwrap_or(vk::API_VERSION_1_0);
+        host.min(VK_XML_VERSION)
+    }
+
+    pub fn instance(&self, raw: u64) -> Result<ash::Instance, RenderError> {
+        let i = self.instances.read().unwrap().get(&raw).cloned();
+        i.ok_or_else(|| RenderError::Invalid(format!("no host instance {raw:#x}")))
+    }
+
+    /// The instance functions that serve physical device `raw`.
+    pub fn instance_of(&self, physical_device: u64) -> Result<ash::Instance, RenderError> {
+        let owner = self.device_owner.read().unwrap().get(&physical_device).copied();
+        self.instance(owner.ok_or_else(|| RenderError::Invalid(format!("unknown physical device {physical_device:#x}")))?)
+    }
+
+    /// The physical devices this context exposes, in host order.
+    pub fn selected_devices(&self, instance: &ash::Instance) -> Vec<vk::PhysicalDevice> {
+        // SAFETY: `instance` is live (it is in our table).
+        let all = unsafe { instance.enumerate_physical_devices() }.unwrap_or_default();
+        let named = |pd: &vk::PhysicalDevice, needle: &str| {
+            // SAFETY: `pd` was just enumerated from this instance.
+            let props = unsafe { instance.get_physical_device_properties(*pd) };
+            props.device_name_as_c_str().is_ok_and(|n| n.to_string_lossy().contains(needle))
+        };
+        let chosen: Vec<_> = match &self.selector {
+            DeviceSelector::All => all,
+            DeviceSelector::Index(i) => all.get(*i).copied().into_iter().collect(),
+            DeviceSelector::Name(n) => all.iter().copied().filter(|pd| named(pd, n)).take(1).collect(),
+        };
+        let inst = instance.handle().as_raw();
+        let mut owner = self.device_owner.write().unwrap();
+        for pd in &chosen {
+            owner.insert(pd.as_raw(), inst);
+        }
+        chosen
+    }
+
+    pub fn entry(&self) -> &ash::Entry {
+        &self.entry
+    }
+
+    pub(crate) fn add_instance(&self, instance: ash::Instance) {
+        self.instances.write().unwrap().insert(instance.handle().as_raw(), instance);
+    }
+
+    pub(crate) fn remove_instance(&self, raw: u64) -> Option<ash::Instance> {
+        self.device_owner.write().unwrap().retain(|_, owner| *owner != raw);
+        self.instances.write().unwrap().remove(&raw)
+    }
+
+    pub fn device(&self, raw: u64) -> Result<ash::Device, RenderError> {
+        let d = self.devices.read().unwrap().get(&raw).cloned();
+        d.ok_or_else(|| RenderError::Invalid(format!("no host device {raw:#x}")))
+    }
+
+    pub(crate) fn add_device(&self, device: ash::Device, info: DeviceInfo) {
+        self.device_info.write().unwrap().insert(device.handle().as_raw(), info);
+        self.devices.write().unwrap().insert(device.handle().as_raw(), device);
+    }
+
+    pub(crate) fn remove_device(&self, raw: u64) -> Option<ash::Device> {
+        self.device_info.write().unwrap().remove(&raw);
+        self.command_buffers.write().unwrap().retain(|_, (d, _)| *d != raw);
+        self.devices.write().unwrap().remove(&raw)
+    }
+
+    pub fn device_info(&self, raw: u64) -> Result<DeviceInfo, RenderError> {
+        let i = self.device_info.read().unwrap().get(&raw).copied();
+        i.ok_or_else(|| RenderError::Invalid(format!("no host device {raw:#x}")))
+    }
+
+    pub(crate) fn add_command_buffer(&self, cb: u64, device: u64, pool: u64) {
+        self.command_buffers.write().unwrap().insert(cb, (device, pool));
+    }
+
+    pub(crate) fn forget_command_buffer(&self, cb: u64) {
+        self.command_buffers.write().unwrap().remove(&cb);
+    }
+
+    /// Forgets the command buffers of `pool`, returning them.
+    pub(crate) fn take_command_buffers(&self, pool: u64) -> Vec<u64> {
+        let mut m = self.command_buffers.write().unwrap();
+        let gone: Vec<u64> = m.iter().filter(|(_, (_, p))| *p == pool).map(|(&cb, _)| cb).collect();
+        for cb in &gone {
+            m.remove(cb);
+        }
+        gone
+    }
+
+    pub fn device_of_command_buffer(&self, cb: u64) -> Result<ash::Device, RenderError> {
+        let d = self.command_buffers.read().unwrap().get(&cb).map(|&(d, _)| d);
+        self.device(d.ok_or_else(|| RenderError::Invalid(format!("unknown command buffer {cb:#x}")))?)
+    }
+
+    /// Memory type flags of a device's memory type.
+    pub fn memory_type_flags(&self, device: u64, index: u32) -> Result<vk::MemoryPropertyFlags, RenderError> {
+        let pd = self.device_info(device)?.physical_device;
+        let instance = self.instance_of(pd)?;
+        // SAFETY: `pd` is a live physical device of `instance`.
+        let props = unsafe { instance.get_physical_device_memory_properties(vk::PhysicalDevice::from_raw(pd)) };
+        props
+            .memory_types_as_slice()
+            .get(index as usize)
+            .map(|t| t.property_flags)
+            .ok_or_else(|| RenderError::Invalid(format!("memory type {index} does not exist")))
+    }
+
+    pub(crate) fn add_queue(&self, device: u64, queue: u64, ring_idx: Option<u32>) {
+        self.queues.write().unwrap().insert(queue, QueueInfo { device, ring_idx });
+    }
+
+    pub fn queue(&self, raw: u64) -> Option<QueueInfo> {
+        self.queues.read().unwrap().get(&raw).copied()
+    }
+
+    /// Forgets the queues of `device`, returning them.
+    pub(crate) fn take_queues(&self, device: u64) -> Vec<u64> {
+        let mut q = self.queues.write().unwrap();
+        let gone: Vec<u64> = q.iter().filter(|(_, i)| i.device == device).map(|(&r, _)| r).collect();
+        for r in &gone {
+            q.remove(r);
+        }
+        gone
+    }
+
+    /// Destroys every host object the context still holds (a client that went away).
+    pub fn destroy_all(&self, _objects: &ObjectTable) {
+        let devices: Vec<ash::Device> = self.devices.write().unwrap().drain().map(|(_, d)| d).collect();
+        self.queues.write().unwrap().clear();
+        for d in devices {
+            // SAFETY: the device is ours; wait for its work, then destroy it.
+            unsafe {
+                let _ = d.device_wait_idle();
+                d.destroy_device(None);
+            }
+        }
+        let instances: Vec<ash::Instance> = self.instances.write().unwrap().drain().map(|(_, i)| i).collect();
+        self.device_owner.write().unwrap().clear();
+        for i in instances {
+            // SAFETY: the instance is ours and no longer reachable from any table.
+            unsafe { i.destroy_instance(None) };
+        }
+    }
+}
+
+/// Whether the protocol serves extension `name` (so the driver may see it).
+pub fn served_extension(name: &[i8]) -> bool {
+    let bytes: Vec<u8> = name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    SERVED_EXTENSIONS.iter().any(|(n, _)| n.as_bytes() == bytes.as_slice())
+}
