@@ -21,7 +21,27 @@ if command -v qemu-system-x86_64 >/dev/null 2>&1; then
   qemu-system-x86_64 --version | grep -qE 'version (1[0-9]|[2-9][0-9])\.' && qemu_ok=1
 fi
 
-if [ ${#missing[@]} -eq 0 ] && [ $qemu_ok -eq 1 ]; then
+root="$(cd "$(dirname "$0")/.." && pwd)"
+# Mesa 25's venus driver (guest-side Vulkan over the Venus protocol), extracted from
+# bookworm-backports' mesa-vulkan-drivers and never installed: installing it would replace the
+# host's lavapipe. Tests and benchmarks point VK_DRIVER_FILES at this ICD.
+venus_dir="$root/.cache/venus-icd"
+venus_icd="$venus_dir/virtio_icd.json"
+install_venus_icd() {
+  [ -f "$venus_icd" ] && return 0
+  local tmp
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download -q mesa-vulkan-drivers/bookworm-backports >/dev/null 2>&1)
+  mkdir -p "$venus_dir"
+  dpkg-deb -x "$tmp"/mesa-vulkan-drivers_*.deb "$tmp/x"
+  cp "$tmp/x/usr/lib/x86_64-linux-gnu/libvulkan_virtio.so" "$venus_dir/"
+  printf '{ "ICD": { "api_version": "1.3.305", "library_path": "%s/libvulkan_virtio.so" }, "file_format_version": "1.0.0" }\n' \
+    "$venus_dir" > "$venus_icd"
+  rm -rf "$tmp"
+  echo "setup: venus ICD in $venus_icd"
+}
+
+if [ ${#missing[@]} -eq 0 ] && [ $qemu_ok -eq 1 ] && [ -f "$venus_icd" ]; then
   echo "setup: all packages present"
   exit 0
 fi
@@ -33,4 +53,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${BASE_PKGS[@]}"
 $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BACKPORT_PKGS[@]}"
+install_venus_icd
 echo "setup: done"

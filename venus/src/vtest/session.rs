@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::protocol::{self as p, Request};
 use super::VtestError;
@@ -212,9 +212,8 @@ impl Session {
             Request::SubmitCmd2(batches) => {
                 let ctx = self.ctx()?.clone();
                 for b in batches {
-                    if let Err(e) = ctx.execute(&mut self.cx, &b.commands) {
-                        debug!("vtest: batch on ring {} failed: {e}", b.ring_idx);
-                    }
+                    // A malformed stream ends this client's context, and with it the worker.
+                    ctx.execute(&mut self.cx, &b.commands)?;
                     // The context stream runs synchronously, so its work is done here; queue
                     // timelines (ring_idx > 0) signal the same way until queues are served.
                     for (id, value) in b.syncs {

@@ -1,0 +1,129 @@
+//! The venus renderer behind `vgpu vtest`, driven by clients nobody here wrote: Mesa's venus
+//! driver under vulkaninfo, next to vulkaninfo on the host's own lavapipe; and hostile clients
+//! beside good ones.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use vgpu_tests::venus::{run_with_timeout, section, vulkaninfo, VtestServer};
+use vgpu_tests::{skipped, E2eError};
+
+fn setup(test: &str) -> Option<(VtestServer, std::path::PathBuf)> {
+    let r = (|| -> Result<_, E2eError> { Ok((VtestServer::start(test)?, vulkaninfo()?)) })();
+    match r {
+        Ok(v) => Some(v),
+        Err(e) if skipped(test, &e) => None,
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
+
+fn native(vulkaninfo: &std::path::Path, args: &[&str]) -> String {
+    let out = run_with_timeout(std::process::Command::new(vulkaninfo).args(args), 60).unwrap();
+    assert!(out.status.success(), "native vulkaninfo failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn e2e_venus_vulkaninfo_summary_shows_venus_on_lavapipe() {
+    let Some((server, vi)) = setup("summary") else { return };
+    let out = server.run(&vi, &["--summary"], 60).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "vulkaninfo through venus failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let native = native(&vi, &["--summary"]);
+    let field = |t: &str, k: &str| t.lines().find_map(|l| l.trim().strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()));
+    let host_name = field(&native, "deviceName").expect("native device name");
+    assert_eq!(field(&text, "deviceName"), Some(format!("Virtio-GPU Venus ({host_name})")), "{text}");
+    assert_eq!(field(&text, "driverName").as_deref(), Some("venus"));
+    assert_eq!(field(&text, "vendorID"), field(&native, "vendorID"), "the host's vendor id passes through");
+}
+
+#[test]
+fn e2e_venus_vulkaninfo_full_limits_and_features_match_native() {
+    let Some((server, vi)) = setup("full") else { return };
+    let out = server.run(&vi, &[], 120).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let venus = String::from_utf8_lossy(&out.stdout).into_owned();
+    let native = native(&vi, &[]);
+    for title in ["VkPhysicalDeviceLimits", "VkPhysicalDeviceSparseProperties", "VkPhysicalDeviceFeatures"] {
+        let (v, n) = (section(&venus, title), section(&native, title));
+        assert!(!n.is_empty(), "{title}: native vulkaninfo has it");
+        assert_eq!(v, n, "{title} differs between venus and native lavapipe");
+    }
+    // Memory heaps: the same sizes (venus documents no filter for them).
+    let heaps = |t: &str| t.lines().filter(|l| l.trim_start().starts_with("size")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(heaps(&venus), heaps(&native));
+}
+
+fn msg(cmd: u32, words: &[u32]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&(words.len() as u32).to_le_bytes());
+    m.extend_from_slice(&cmd.to_le_bytes());
+    for w in words {
+        m.extend_from_slice(&w.to_le_bytes());
+    }
+    m
+}
+
+/// A client that handshakes, makes a venus context, then sends `stream` as a command stream.
+fn hostile_client(server: &VtestServer, stream: &[u32]) -> UnixStream {
+    let mut s = UnixStream::connect(&server.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&msg(11, &[3])).unwrap(); // PROTOCOL_VERSION
+    let mut hdr = [0u8; 12];
+    s.read_exact(&mut hdr).unwrap();
+    s.write_all(&msg(17, &[4])).unwrap(); // CONTEXT_INIT venus
+    let mut submit = vec![1, 0, 7, stream.len() as u32, 7, 0, 0];
+    submit.extend_from_slice(stream);
+    s.write_all(&msg(24, &submit)).unwrap(); // SUBMIT_CMD2
+    s
+}
+
+#[test]
+fn e2e_venus_hostile_clients_end_alone_and_good_client_keeps_working() {
+    let Some((server, vi)) = setup("hostile") else { return };
+    // Garbage venus commands (unknown command type, then truncated vkCreateRingMESA with a
+    // nonexistent resource), a bad vtest message, and a message claiming 4 GiB.
+    let mut clients = vec![
+        hostile_client(&server, &[0xdead, 0, 1, 2, 3]),
+        hostile_client(&server, &[188, 0, 1, 0, 1, 0]),
+    ];
+    let mut bad = UnixStream::connect(&server.socket).unwrap();
+    bad.write_all(&msg(24, &[5, 0, 0])).unwrap();
+    clients.push(bad);
+    let mut huge = UnixStream::connect(&server.socket).unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 24, 0, 0, 0]).unwrap();
+    clients.push(huge);
+
+    // Each hostile worker ends (its socket closes) while the server keeps serving.
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap_or_else(|e| panic!("client {i}: worker still alive: {e}"));
+        assert_eq!(n, 0, "client {i}: its worker closed the connection");
+    }
+    let out = server.run(&vi, &["--summary"], 60).unwrap();
+    assert!(out.status.success(), "a good client after hostile ones");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Virtio-GPU Venus"));
+}
+
+#[test]
+fn e2e_venus_clients_leave_no_worker_and_no_fd_behind() {
+    let Some((server, vi)) = setup("leaks") else { return };
+    let fds = server.fd_count();
+    for run in 0..4 {
+        let out = server.run(&vi, &["--summary"], 60).unwrap();
+        assert!(out.status.success(), "run {run}");
+        // The worker exits with its client; give the kernel a moment to reap it.
+        let mut left = server.workers();
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            left = server.workers();
+        }
+        assert!(left.is_empty(), "run {run}: workers still alive: {left:?}");
+        assert_eq!(server.fd_count(), fds, "run {run}: the server's fds");
+    }
+}
