@@ -17,7 +17,10 @@ pub fn venus_icd() -> Result<PathBuf, E2eError> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(E2eError::Skip(format!("{} missing: run scripts/setup.sh", path.display())))
+        Err(E2eError::Skip(format!(
+            "{} missing: run scripts/setup.sh",
+            path.display()
+        )))
     }
 }
 
@@ -26,7 +29,9 @@ pub fn vulkaninfo() -> Result<PathBuf, E2eError> {
     if p.is_file() {
         Ok(p)
     } else {
-        Err(E2eError::Skip("vulkaninfo missing (vulkan-tools): run scripts/setup.sh".into()))
+        Err(E2eError::Skip(
+            "vulkaninfo missing (vulkan-tools): run scripts/setup.sh".into(),
+        ))
     }
 }
 
@@ -40,7 +45,8 @@ pub struct VtestServer {
 impl VtestServer {
     pub fn start(name: &str) -> Result<Self, E2eError> {
         let icd = venus_icd()?;
-        let socket = std::env::temp_dir().join(format!("vgpu-vtest-{name}-{}.sock", std::process::id()));
+        let socket =
+            std::env::temp_dir().join(format!("vgpu-vtest-{name}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&socket);
         let child = Command::new(vgpu_bin()?)
             .args(["vtest", "--socket-path"])
@@ -52,7 +58,11 @@ impl VtestServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(&socket).is_err() {
             if Instant::now() > deadline {
-                return Err(E2eError::Timeout { what: "vtest socket".into(), secs: 10, tail: String::new() });
+                return Err(E2eError::Timeout {
+                    what: "vtest socket".into(),
+                    secs: 10,
+                    tail: String::new(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -70,7 +80,12 @@ impl VtestServer {
     }
 
     /// Runs a program through venus with a time limit; its output whatever the exit.
-    pub fn run(&self, program: &std::path::Path, args: &[&str], secs: u64) -> Result<Output, E2eError> {
+    pub fn run(
+        &self,
+        program: &std::path::Path,
+        args: &[&str],
+        secs: u64,
+    ) -> Result<Output, E2eError> {
         run_with_timeout(self.command(program).args(args), secs)
     }
 
@@ -98,19 +113,27 @@ impl Drop for VtestServer {
 }
 
 pub fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| {
             std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
                 // Fields after the parenthesised name: state, ppid.
-                s.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok()) == Some(pid)
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
             })
         })
         .collect()
 }
 
 pub fn run_with_timeout(cmd: &mut Command, secs: u64) -> Result<Output, E2eError> {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(io("spawn"))?;
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("spawn"))?;
     let pid = child.id();
     let watchdog = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -126,7 +149,11 @@ pub fn run_with_timeout(cmd: &mut Command, secs: u64) -> Result<Output, E2eError
     });
     let out = child.wait_with_output().map_err(io("wait"))?;
     if watchdog.join().unwrap_or(false) {
-        return Err(E2eError::Timeout { what: "client program".into(), secs, tail: String::from_utf8_lossy(&out.stderr).into_owned() });
+        return Err(E2eError::Timeout {
+            what: "client program".into(),
+            secs,
+            tail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(out)
 }

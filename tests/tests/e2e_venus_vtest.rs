@@ -26,32 +26,67 @@ fn native(vulkaninfo: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn e2e_venus_vulkaninfo_summary_shows_venus_on_lavapipe() {
-    let Some((server, vi)) = setup("summary") else { return };
+    let Some((server, vi)) = setup("summary") else {
+        return;
+    };
     let out = server.run(&vi, &["--summary"], 60).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "vulkaninfo through venus failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "vulkaninfo through venus failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let native = native(&vi, &["--summary"]);
-    let field = |t: &str, k: &str| t.lines().find_map(|l| l.trim().strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()));
+    let field = |t: &str, k: &str| {
+        t.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(k)
+                .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+        })
+    };
     let host_name = field(&native, "deviceName").expect("native device name");
-    assert_eq!(field(&text, "deviceName"), Some(format!("Virtio-GPU Venus ({host_name})")), "{text}");
+    assert_eq!(
+        field(&text, "deviceName"),
+        Some(format!("Virtio-GPU Venus ({host_name})")),
+        "{text}"
+    );
     assert_eq!(field(&text, "driverName").as_deref(), Some("venus"));
-    assert_eq!(field(&text, "vendorID"), field(&native, "vendorID"), "the host's vendor id passes through");
+    assert_eq!(
+        field(&text, "vendorID"),
+        field(&native, "vendorID"),
+        "the host's vendor id passes through"
+    );
 }
 
 #[test]
 fn e2e_venus_vulkaninfo_full_limits_and_features_match_native() {
-    let Some((server, vi)) = setup("full") else { return };
+    let Some((server, vi)) = setup("full") else {
+        return;
+    };
     let out = server.run(&vi, &[], 120).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let venus = String::from_utf8_lossy(&out.stdout).into_owned();
     let native = native(&vi, &[]);
-    for title in ["VkPhysicalDeviceLimits", "VkPhysicalDeviceSparseProperties", "VkPhysicalDeviceFeatures"] {
+    for title in [
+        "VkPhysicalDeviceLimits",
+        "VkPhysicalDeviceSparseProperties",
+        "VkPhysicalDeviceFeatures",
+    ] {
         let (v, n) = (section(&venus, title), section(&native, title));
         assert!(!n.is_empty(), "{title}: native vulkaninfo has it");
         assert_eq!(v, n, "{title} differs between venus and native lavapipe");
     }
     // Memory heaps: the same sizes (venus documents no filter for them).
-    let heaps = |t: &str| t.lines().filter(|l| l.trim_start().starts_with("size")).map(str::to_string).collect::<Vec<_>>();
+    let heaps = |t: &str| {
+        t.lines()
+            .filter(|l| l.trim_start().starts_with("size"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(heaps(&venus), heaps(&native));
 }
 
@@ -81,7 +116,9 @@ fn hostile_client(server: &VtestServer, stream: &[u32]) -> UnixStream {
 
 #[test]
 fn e2e_venus_hostile_clients_end_alone_and_good_client_keeps_working() {
-    let Some((server, vi)) = setup("hostile") else { return };
+    let Some((server, vi)) = setup("hostile") else {
+        return;
+    };
     // Garbage venus commands (unknown command type, then truncated vkCreateRingMESA with a
     // nonexistent resource), a bad vtest message, and a message claiming 4 GiB.
     let mut clients = vec![
@@ -92,14 +129,17 @@ fn e2e_venus_hostile_clients_end_alone_and_good_client_keeps_working() {
     bad.write_all(&msg(24, &[5, 0, 0])).unwrap();
     clients.push(bad);
     let mut huge = UnixStream::connect(&server.socket).unwrap();
-    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 24, 0, 0, 0]).unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 24, 0, 0, 0])
+        .unwrap();
     clients.push(huge);
 
     // Each hostile worker ends (its socket closes) while the server keeps serving.
     for (i, c) in clients.iter_mut().enumerate() {
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut buf = [0u8; 64];
-        let n = c.read(&mut buf).unwrap_or_else(|e| panic!("client {i}: worker still alive: {e}"));
+        let n = c
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("client {i}: worker still alive: {e}"));
         assert_eq!(n, 0, "client {i}: its worker closed the connection");
     }
     let out = server.run(&vi, &["--summary"], 60).unwrap();
@@ -109,7 +149,9 @@ fn e2e_venus_hostile_clients_end_alone_and_good_client_keeps_working() {
 
 #[test]
 fn e2e_venus_clients_leave_no_worker_and_no_fd_behind() {
-    let Some((server, vi)) = setup("leaks") else { return };
+    let Some((server, vi)) = setup("leaks") else {
+        return;
+    };
     let fds = server.fd_count();
     for run in 0..4 {
         let out = server.run(&vi, &["--summary"], 60).unwrap();

@@ -29,15 +29,28 @@ fn classify(reg: &Registry, cmd: &Command, p: &Member) -> Param {
     if p.ty == "VkAllocationCallbacks" {
         return Param::Allocator;
     }
-    let is_len_of_other = cmd.params.iter().any(|q| q.len.as_deref().is_some_and(|l| l.split(',').next() == Some(p.name.as_str())));
-    let len = p.len.clone().map(|l| l.split(',').next().unwrap().to_string());
+    let is_len_of_other = cmd.params.iter().any(|q| {
+        q.len
+            .as_deref()
+            .is_some_and(|l| l.split(',').next() == Some(p.name.as_str()))
+    });
+    let len = p
+        .len
+        .clone()
+        .map(|l| l.split(',').next().unwrap().to_string());
     let kind = kind_of(reg, &p.ty);
     if p.ptr_depth == 0 {
         return match (kind, p.fixed_len) {
-            (Kind::Handle, None) => Param::InHandle { objtype: objtype(reg, &p.ty), required: !p.optional },
+            (Kind::Handle, None) => Param::InHandle {
+                objtype: objtype(reg, &p.ty),
+                required: !p.optional,
+            },
             (Kind::Scalar(s), None) => Param::InScalar(s),
             (Kind::Scalar(s), Some(n)) => Param::InFixedArray(s.rust().to_string(), n),
-            _ => panic!("{}: parameter {} passed by value is not supported", cmd.name, p.name),
+            _ => panic!(
+                "{}: parameter {} passed by value is not supported",
+                cmd.name, p.name
+            ),
         };
     }
     if p.is_const {
@@ -51,7 +64,9 @@ fn classify(reg: &Registry, cmd: &Command, p: &Member) -> Param {
     }
     match kind {
         Kind::Handle => Param::OutHandles(len),
-        Kind::Scalar(_) if len.is_none() => Param::OutScalar { with_value: is_len_of_other },
+        Kind::Scalar(_) if len.is_none() => Param::OutScalar {
+            with_value: is_len_of_other,
+        },
         Kind::Scalar(_) => Param::OutArray(len),
         Kind::Struct(s) => Param::OutStruct(s, len, p.optional),
         Kind::Void => Param::OutBlob(len.expect("void* out with len")),
@@ -64,8 +79,16 @@ fn len_local(len: &str, cmd: &Command) -> String {
     if let Some((ptr, field)) = len.split_once("->") {
         return format!("({ptr}_ref.map_or(0, |r| r.{field} as usize))");
     }
-    let p = cmd.params.iter().find(|q| q.name == len).unwrap_or_else(|| panic!("{}: len {len}", cmd.name));
-    if p.ptr_depth == 0 { format!("({len} as usize)") } else { format!("{len}_value") }
+    let p = cmd
+        .params
+        .iter()
+        .find(|q| q.name == len)
+        .unwrap_or_else(|| panic!("{}: len {len}", cmd.name));
+    if p.ptr_depth == 0 {
+        format!("({len} as usize)")
+    } else {
+        format!("{len}_value")
+    }
 }
 
 fn ret_type(reg: &Registry, cmd: &Command) -> Option<String> {
@@ -73,7 +96,12 @@ fn ret_type(reg: &Registry, cmd: &Command) -> Option<String> {
 }
 
 fn emit_args(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
-    writeln!(o, "#[allow(non_camel_case_types)]\npub struct {}_args<'a> {{", cmd.name).unwrap();
+    writeln!(
+        o,
+        "#[allow(non_camel_case_types)]\npub struct {}_args<'a> {{",
+        cmd.name
+    )
+    .unwrap();
     writeln!(o, "    _arena: core::marker::PhantomData<&'a ()>,").unwrap();
     for (p, k) in cmd.params.iter().zip(params) {
         let elem = rust_base(reg, &p.ty);
@@ -83,7 +111,9 @@ fn emit_args(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
             Param::InScalar(s) => s.rust().to_string(),
             Param::InFixedArray(t, n) => format!("[{t}; {n}]"),
             Param::InStruct(s, _) => format!("Option<&'a {s}>"),
-            Param::InArray(_) if matches!(kind_of(reg, &p.ty), Kind::Handle) => "&'a [u64]".to_string(),
+            Param::InArray(_) if matches!(kind_of(reg, &p.ty), Kind::Handle) => {
+                "&'a [u64]".to_string()
+            }
             Param::InArray(_) => format!("&'a [{elem}]"),
             Param::InString => "*const c_char".to_string(),
             Param::InBlob(_) => "&'a [u8]".to_string(),
@@ -103,7 +133,11 @@ fn emit_args(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
 fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
     let name = &cmd.name;
     writeln!(o, "#[allow(non_snake_case, unused_variables, unused_mut)]").unwrap();
-    writeln!(o, "pub fn dec_{name}<'a>(d: &mut Decoder<'a, '_>) -> Result<{name}_args<'a>, DecodeError> {{").unwrap();
+    writeln!(
+        o,
+        "pub fn dec_{name}<'a>(d: &mut Decoder<'a, '_>) -> Result<{name}_args<'a>, DecodeError> {{"
+    )
+    .unwrap();
     let mut fields = vec!["_arena: core::marker::PhantomData".to_string()];
     for (p, k) in cmd.params.iter().zip(params) {
         let n = &p.name;
@@ -118,39 +152,71 @@ fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) 
                 writeln!(o, "    let {n} = d.handle_arg({objtype}, {required})?;").unwrap()
             }
             Param::InScalar(s) => writeln!(o, "    let {n} = d.{}()?;", s.wire_fn()).unwrap(),
-            Param::InFixedArray(t, len) => {
-                writeln!(o, "    let mut {n} = [0 as {t}; {len}];\n    d.fixed_array(&mut {n})?;").unwrap()
-            }
+            Param::InFixedArray(t, len) => writeln!(
+                o,
+                "    let mut {n} = [0 as {t}; {len}];\n    d.fixed_array(&mut {n})?;"
+            )
+            .unwrap(),
             Param::InStruct(s, required) => {
-                writeln!(o, "    let {n}: Option<&'a {s}> = if d.simple_pointer()? {{").unwrap();
-                writeln!(o, "        let x = &mut d.alloc::<{s}>(1)?[0]; dec_{s}(d, x)?; Some(x)").unwrap();
+                writeln!(
+                    o,
+                    "    let {n}: Option<&'a {s}> = if d.simple_pointer()? {{"
+                )
+                .unwrap();
+                writeln!(
+                    o,
+                    "        let x = &mut d.alloc::<{s}>(1)?[0]; dec_{s}(d, x)?; Some(x)"
+                )
+                .unwrap();
                 writeln!(o, "    }} else {{ None }};").unwrap();
                 if *required {
-                    writeln!(o, "    if {n}.is_none() {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
+                    writeln!(
+                        o,
+                        "    if {n}.is_none() {{ return Err(d.fatal(\"{name}: {n} is null\")); }}"
+                    )
+                    .unwrap();
                 }
                 writeln!(o, "    let {n}_ref = {n};").unwrap();
             }
             Param::InArray(len) => {
                 let count = len_local(len, cmd);
                 match kind_of(reg, &p.ty) {
-                    Kind::Handle => writeln!(o, "    let {n} = d.handle_slice({count}, {}, {lenient})?;", objtype(reg, &p.ty)).unwrap(),
+                    Kind::Handle => writeln!(
+                        o,
+                        "    let {n} = d.handle_slice({count}, {}, {lenient})?;",
+                        objtype(reg, &p.ty)
+                    )
+                    .unwrap(),
                     Kind::Struct(s) => {
                         writeln!(o, "    let {n}: &'a [{s}] = {{").unwrap();
                         writeln!(o, "        let c = d.array_len({count}, {lenient})?;").unwrap();
                         writeln!(o, "        let xs = d.alloc::<{s}>(c)?; for x in xs.iter_mut() {{ dec_{s}(d, x)?; }} xs").unwrap();
                         writeln!(o, "    }};").unwrap();
                     }
-                    _ => writeln!(o, "    let {n}: &'a [{elem}] = d.scalar_slice({count}, {lenient})?;").unwrap(),
+                    _ => writeln!(
+                        o,
+                        "    let {n}: &'a [{elem}] = d.scalar_slice({count}, {lenient})?;"
+                    )
+                    .unwrap(),
                 }
             }
             Param::InString => writeln!(o, "    let {n} = d.string()?;").unwrap(),
-            Param::InBlob(len) => writeln!(o, "    let {n} = d.blob_slice({}, {lenient})?;", len_local(len, cmd)).unwrap(),
+            Param::InBlob(len) => writeln!(
+                o,
+                "    let {n} = d.blob_slice({}, {lenient})?;",
+                len_local(len, cmd)
+            )
+            .unwrap(),
             Param::OutHandles(len) => {
                 let c = match len {
                     None => "usize::from(d.simple_pointer()?)".to_string(),
                     Some(l) => format!("d.array_len({}, true)?", len_local(l, cmd)),
                 };
-                writeln!(o, "    let {n}_count = {c};\n    let {n} = d.u64_slice({n}_count)?;").unwrap();
+                writeln!(
+                    o,
+                    "    let {n}_count = {c};\n    let {n} = d.u64_slice({n}_count)?;"
+                )
+                .unwrap();
             }
             Param::OutScalar { with_value } => {
                 writeln!(o, "    let {n}_count = usize::from(d.simple_pointer()?);").unwrap();
@@ -160,27 +226,55 @@ fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) 
                         Kind::Scalar(s) => s,
                         _ => unreachable!(),
                     };
-                    writeln!(o, "    if let Some(x) = {n}.first_mut() {{ *x = d.{}()?; }}", s.wire_fn()).unwrap();
-                    writeln!(o, "    let {n}_value = {n}.first().map_or(0, |&x| x as usize);").unwrap();
+                    writeln!(
+                        o,
+                        "    if let Some(x) = {n}.first_mut() {{ *x = d.{}()?; }}",
+                        s.wire_fn()
+                    )
+                    .unwrap();
+                    writeln!(
+                        o,
+                        "    let {n}_value = {n}.first().map_or(0, |&x| x as usize);"
+                    )
+                    .unwrap();
                 }
             }
             Param::OutArray(Some(len)) | Param::OutBlob(len) => {
-                let elem = if matches!(k, Param::OutBlob(_)) { "u8".to_string() } else { elem.clone() };
-                writeln!(o, "    let {n}_count = d.array_len({}, true)?;", len_local(len, cmd)).unwrap();
+                let elem = if matches!(k, Param::OutBlob(_)) {
+                    "u8".to_string()
+                } else {
+                    elem.clone()
+                };
+                writeln!(
+                    o,
+                    "    let {n}_count = d.array_len({}, true)?;",
+                    len_local(len, cmd)
+                )
+                .unwrap();
                 writeln!(o, "    let {n} = d.alloc::<{elem}>({n}_count)?;").unwrap();
             }
             Param::OutStruct(s, len, optional) => {
                 match len {
                     None => {
-                        writeln!(o, "    let {n}_count = usize::from(d.simple_pointer()?);").unwrap();
+                        writeln!(o, "    let {n}_count = usize::from(d.simple_pointer()?);")
+                            .unwrap();
                         if !optional {
                             writeln!(o, "    if {n}_count == 0 {{ return Err(d.fatal(\"{name}: {n} is null\")); }}").unwrap();
                         }
                     }
-                    Some(l) => writeln!(o, "    let {n}_count = d.array_len({}, true)?;", len_local(l, cmd)).unwrap(),
+                    Some(l) => writeln!(
+                        o,
+                        "    let {n}_count = d.array_len({}, true)?;",
+                        len_local(l, cmd)
+                    )
+                    .unwrap(),
                 }
                 writeln!(o, "    let {n} = d.alloc::<{s}>({n}_count)?;").unwrap();
-                writeln!(o, "    for x in {n}.iter_mut() {{ dec_{s}_partial(d, x)?; }}").unwrap();
+                writeln!(
+                    o,
+                    "    for x in {n}.iter_mut() {{ dec_{s}_partial(d, x)?; }}"
+                )
+                .unwrap();
             }
             Param::OutArray(None) => unreachable!("scalar outs without len are OutScalar"),
         }
@@ -195,8 +289,17 @@ fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) 
 fn emit_reply(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
     let name = &cmd.name;
     writeln!(o, "#[allow(non_snake_case, unused_variables)]").unwrap();
-    writeln!(o, "pub fn reply_{name}(e: &mut Encoder, a: &{name}_args<'_>) {{").unwrap();
-    writeln!(o, "    e.u32(command_type::{});", name.trim_start_matches("vk")).unwrap();
+    writeln!(
+        o,
+        "pub fn reply_{name}(e: &mut Encoder, a: &{name}_args<'_>) {{"
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "    e.u32(command_type::{});",
+        name.trim_start_matches("vk")
+    )
+    .unwrap();
     if let Some(r) = ret_type(reg, cmd) {
         let f = match kind_of(reg, &cmd.ret) {
             Kind::Scalar(s) => s.wire_fn(),
@@ -210,7 +313,10 @@ fn emit_reply(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
         // pointer (never more than the room the driver made), else the whole array.
         let count = |len: &Option<String>| -> String {
             match len {
-                Some(l) if !l.contains("->") && cmd.params.iter().any(|q| q.name == *l && q.ptr_depth > 0) => {
+                Some(l)
+                    if !l.contains("->")
+                        && cmd.params.iter().any(|q| q.name == *l && q.ptr_depth > 0) =>
+                {
                     format!("a.{n}.len().min(a.{l}.first().map_or(0, |&c| c as usize))")
                 }
                 _ => format!("a.{n}.len()"),
@@ -220,18 +326,39 @@ fn emit_reply(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) {
         match k {
             Param::OutHandles(len) => {
                 let c = count(len);
-                writeln!(o, "    {{ let c = {c}; e.u64(c as u64); for &x in &a.{n}[..c] {{ e.u64(x); }} }}").unwrap();
+                writeln!(
+                    o,
+                    "    {{ let c = {c}; e.u64(c as u64); for &x in &a.{n}[..c] {{ e.u64(x); }} }}"
+                )
+                .unwrap();
                 let _ = simple(len);
             }
             Param::OutScalar { .. } => {
-                let f = match kind_of(reg, &p.ty) { Kind::Scalar(s) => s.wire_fn(), _ => unreachable!() };
-                writeln!(o, "    e.u64(a.{n}.len() as u64);\n    for &x in a.{n}.iter() {{ e.{f}(x); }}").unwrap();
+                let f = match kind_of(reg, &p.ty) {
+                    Kind::Scalar(s) => s.wire_fn(),
+                    _ => unreachable!(),
+                };
+                writeln!(
+                    o,
+                    "    e.u64(a.{n}.len() as u64);\n    for &x in a.{n}.iter() {{ e.{f}(x); }}"
+                )
+                .unwrap();
             }
             Param::OutArray(len) => {
-                writeln!(o, "    {{ let c = {}; e.u64(c as u64); e.scalars(&a.{n}[..c]); }}", count(len)).unwrap();
+                writeln!(
+                    o,
+                    "    {{ let c = {}; e.u64(c as u64); e.scalars(&a.{n}[..c]); }}",
+                    count(len)
+                )
+                .unwrap();
             }
             Param::OutBlob(len) => {
-                writeln!(o, "    {{ let c = {}; e.u64(c as u64); e.bytes(&a.{n}[..c]); }}", count(&Some(len.clone()))).unwrap();
+                writeln!(
+                    o,
+                    "    {{ let c = {}; e.u64(c as u64); e.bytes(&a.{n}[..c]); }}",
+                    count(&Some(len.clone()))
+                )
+                .unwrap();
             }
             Param::OutStruct(s, len, _) => {
                 writeln!(o, "    {{ let c = {}; e.u64(c as u64); for x in &a.{n}[..c] {{ enc_{s}(e, x); }} }}", count(len)).unwrap();
@@ -260,14 +387,30 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
         )
         .unwrap();
     }
-    writeln!(o, "/// The renderer: one method per served command, called with decoded arguments.").unwrap();
+    writeln!(
+        o,
+        "/// The renderer: one method per served command, called with decoded arguments."
+    )
+    .unwrap();
     writeln!(o, "#[allow(non_snake_case)]\npub trait Handlers {{").unwrap();
-    writeln!(o, "    /// Per-stream state (the reply stream, which dispatcher it is).\n    type Cx;").unwrap();
+    writeln!(
+        o,
+        "    /// Per-stream state (the reply stream, which dispatcher it is).\n    type Cx;"
+    )
+    .unwrap();
     writeln!(o, "    type Error: From<DecodeError>;").unwrap();
-    writeln!(o, "    /// The context's object table, for the decoder's id lookups.").unwrap();
+    writeln!(
+        o,
+        "    /// The context's object table, for the decoder's id lookups."
+    )
+    .unwrap();
     writeln!(o, "    fn objects(&self) -> &dyn Lookup;").unwrap();
     writeln!(o, "    /// Writes one command's reply to the reply stream.").unwrap();
-    writeln!(o, "    fn reply(&self, cx: &mut Self::Cx, reply: Encoder) -> Result<(), Self::Error>;").unwrap();
+    writeln!(
+        o,
+        "    fn reply(&self, cx: &mut Self::Cx, reply: Encoder) -> Result<(), Self::Error>;"
+    )
+    .unwrap();
     o.push_str(&trait_body);
     writeln!(o, "}}").unwrap();
     writeln!(o, "/// Decodes and runs one command from `d`.").unwrap();

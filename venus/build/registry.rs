@@ -33,9 +33,13 @@ pub struct StructDef {
 #[derive(Clone, Debug)]
 pub enum TypeKind {
     Struct(StructDef),
-    Handle { objtype: String },
+    Handle {
+        objtype: String,
+    },
     Enum,
-    Bitmask { bits64: bool },
+    Bitmask {
+        bits64: bool,
+    },
     /// A basetype with its underlying C type (VkBool32 -> uint32_t).
     Base(String),
     Other,
@@ -109,10 +113,16 @@ fn parse_member(node: roxmltree::Node, constants: &HashMap<String, String>) -> M
             })
         });
     // Members named like Rust keywords become raw identifiers.
-    if matches!(name.as_str(), "type" | "match" | "ref" | "move" | "in" | "fn") {
+    if matches!(
+        name.as_str(),
+        "type" | "match" | "ref" | "move" | "in" | "fn"
+    ) {
         name = format!("r#{name}");
     }
-    let len = node.attribute("altlen").or_else(|| node.attribute("len")).map(str::to_string);
+    let len = node
+        .attribute("altlen")
+        .or_else(|| node.attribute("len"))
+        .map(str::to_string);
     Member {
         name,
         ty,
@@ -120,7 +130,9 @@ fn parse_member(node: roxmltree::Node, constants: &HashMap<String, String>) -> M
         is_const: before.contains("const"),
         fixed_len,
         len,
-        optional: node.attribute("optional").is_some_and(|o| o.starts_with("true")),
+        optional: node
+            .attribute("optional")
+            .is_some_and(|o| o.starts_with("true")),
         stype_value: node.attribute("values").map(str::to_string),
     }
 }
@@ -131,7 +143,9 @@ impl Registry {
         let root = doc.root_element();
         for enums in root.children().filter(|n| n.has_tag_name("enums")) {
             for e in enums.children().filter(|n| n.has_tag_name("enum")) {
-                let Some(name) = e.attribute("name") else { continue };
+                let Some(name) = e.attribute("name") else {
+                    continue;
+                };
                 if let Some(v) = e.attribute("value") {
                     self.constants.insert(name.to_string(), v.to_string());
                     if let Ok(n) = v.parse::<i64>() {
@@ -148,16 +162,25 @@ impl Registry {
             }
         }
         for types in root.children().filter(|n| n.has_tag_name("types")) {
-            for t in types.children().filter(|n| n.has_tag_name("type") && for_vulkan(n)) {
+            for t in types
+                .children()
+                .filter(|n| n.has_tag_name("type") && for_vulkan(n))
+            {
                 self.load_type(t);
             }
         }
         for cmds in root.children().filter(|n| n.has_tag_name("commands")) {
-            for c in cmds.children().filter(|n| n.has_tag_name("command") && for_vulkan(n)) {
+            for c in cmds
+                .children()
+                .filter(|n| n.has_tag_name("command") && for_vulkan(n))
+            {
                 self.load_command(c);
             }
         }
-        for f in root.children().filter(|n| n.has_tag_name("feature") && for_vulkan(n)) {
+        for f in root
+            .children()
+            .filter(|n| n.has_tag_name("feature") && for_vulkan(n))
+        {
             let feature = f.attribute("name").unwrap_or_default().to_string();
             self.load_requires(f, &feature, None);
         }
@@ -168,7 +191,10 @@ impl Registry {
                 if !supported.split(',').any(|s| s == "vulkan") {
                     continue;
                 }
-                let number = x.attribute("number").and_then(|n| n.parse().ok()).unwrap_or(0);
+                let number = x
+                    .attribute("number")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
                 let kind = x.attribute("type").unwrap_or("device").to_string();
                 self.extensions.insert(name.clone(), (number, kind));
                 self.load_requires(x, &name, Some(number));
@@ -177,12 +203,19 @@ impl Registry {
     }
 
     fn load_requires(&mut self, node: roxmltree::Node, provider: &str, ext_number: Option<u32>) {
-        for req in node.children().filter(|n| n.has_tag_name("require") && for_vulkan(n)) {
+        for req in node
+            .children()
+            .filter(|n| n.has_tag_name("require") && for_vulkan(n))
+        {
             for item in req.children().filter(|n| n.is_element()) {
-                let Some(name) = item.attribute("name") else { continue };
+                let Some(name) = item.attribute("name") else {
+                    continue;
+                };
                 match item.tag_name().name() {
                     "type" | "command" => {
-                        self.provider.entry(name.to_string()).or_insert_with(|| provider.to_string());
+                        self.provider
+                            .entry(name.to_string())
+                            .or_insert_with(|| provider.to_string());
                     }
                     "enum" => self.load_extension_enum(item, ext_number),
                     _ => {}
@@ -200,10 +233,19 @@ impl Registry {
             return;
         }
         let value = if let Some(offset) = item.attribute("offset") {
-            let ext = item.attribute("extnumber").and_then(|n| n.parse().ok()).or(ext_number);
-            let (Some(ext), Ok(offset)) = (ext, offset.parse::<i64>()) else { return };
+            let ext = item
+                .attribute("extnumber")
+                .and_then(|n| n.parse().ok())
+                .or(ext_number);
+            let (Some(ext), Ok(offset)) = (ext, offset.parse::<i64>()) else {
+                return;
+            };
             let v = 1_000_000_000 + (i64::from(ext) - 1) * 1000 + offset;
-            if item.attribute("dir") == Some("-") { -v } else { v }
+            if item.attribute("dir") == Some("-") {
+                -v
+            } else {
+                v
+            }
         } else if let Some(v) = item.attribute("value") {
             let Ok(v) = v.parse::<i64>() else { return };
             v
@@ -216,10 +258,12 @@ impl Registry {
     }
 
     fn load_type(&mut self, t: roxmltree::Node) {
-        let name = t
-            .attribute("name")
-            .map(str::to_string)
-            .or_else(|| t.children().find(|c| c.has_tag_name("name")).and_then(|c| c.text()).map(str::to_string));
+        let name = t.attribute("name").map(str::to_string).or_else(|| {
+            t.children()
+                .find(|c| c.has_tag_name("name"))
+                .and_then(|c| c.text())
+                .map(str::to_string)
+        });
         let Some(name) = name else { return };
         if let Some(alias) = t.attribute("alias") {
             self.aliases.insert(name, alias.to_string());
@@ -242,17 +286,24 @@ impl Registry {
                         .unwrap_or_default(),
                 })
             }
-            Some("handle") => {
-                TypeKind::Handle {
-                    objtype: t.attribute("objtypeenum").unwrap_or_default().to_string(),
-                }
-            }
+            Some("handle") => TypeKind::Handle {
+                objtype: t.attribute("objtypeenum").unwrap_or_default().to_string(),
+            },
             Some("enum") => TypeKind::Enum,
             Some("bitmask") => {
-                let under = t.children().find(|c| c.has_tag_name("type")).and_then(|c| c.text());
-                TypeKind::Bitmask { bits64: under == Some("VkFlags64") }
+                let under = t
+                    .children()
+                    .find(|c| c.has_tag_name("type"))
+                    .and_then(|c| c.text());
+                TypeKind::Bitmask {
+                    bits64: under == Some("VkFlags64"),
+                }
             }
-            Some("basetype") => match t.children().find(|c| c.has_tag_name("type")).and_then(|c| c.text()) {
+            Some("basetype") => match t
+                .children()
+                .find(|c| c.has_tag_name("type"))
+                .and_then(|c| c.text())
+            {
                 Some(under) => TypeKind::Base(under.to_string()),
                 None => TypeKind::Other,
             },
@@ -267,14 +318,23 @@ impl Registry {
             self.aliases.insert(name.to_string(), alias.to_string());
             return;
         }
-        let Some(proto) = c.children().find(|n| n.has_tag_name("proto")) else { return };
+        let Some(proto) = c.children().find(|n| n.has_tag_name("proto")) else {
+            return;
+        };
         let proto = parse_member(proto, &self.constants);
         let params = c
             .children()
             .filter(|n| n.has_tag_name("param") && for_vulkan(n))
             .map(|p| parse_member(p, &self.constants))
             .collect();
-        self.commands.insert(proto.name.clone(), Command { name: proto.name, ret: proto.ty, params });
+        self.commands.insert(
+            proto.name.clone(),
+            Command {
+                name: proto.name,
+                ret: proto.ty,
+                params,
+            },
+        );
     }
 
     pub fn resolve<'a>(&'a self, mut name: &'a str) -> &'a str {

@@ -17,7 +17,12 @@ pub struct Selection {
     pub extensions: Vec<(String, u32)>,
 }
 
-const CORE: &[&str] = &["VK_VERSION_1_0", "VK_VERSION_1_1", "VK_VERSION_1_2", "VK_VERSION_1_3"];
+const CORE: &[&str] = &[
+    "VK_VERSION_1_0",
+    "VK_VERSION_1_1",
+    "VK_VERSION_1_2",
+    "VK_VERSION_1_3",
+];
 
 impl Selection {
     pub fn new(reg: &Registry, served: &str, command_types: &str) -> Self {
@@ -31,24 +36,48 @@ impl Selection {
             .collect();
         let mut commands = Vec::new();
         let mut extensions = Vec::new();
-        for line in served.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in served
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             if let Some(ext) = line.strip_prefix("extension ") {
                 let ext = ext.trim();
-                let (number, _) = reg.extensions.get(ext).unwrap_or_else(|| panic!("unknown extension {ext}"));
+                let (number, _) = reg
+                    .extensions
+                    .get(ext)
+                    .unwrap_or_else(|| panic!("unknown extension {ext}"));
                 extensions.push((ext.to_string(), *number));
                 continue;
             }
-            assert!(reg.commands.contains_key(line), "served command {line} is not in the registry");
-            let n = numbers.get(line).unwrap_or_else(|| panic!("no VkCommandTypeEXT for {line}"));
+            assert!(
+                reg.commands.contains_key(line),
+                "served command {line} is not in the registry"
+            );
+            let n = numbers
+                .get(line)
+                .unwrap_or_else(|| panic!("no VkCommandTypeEXT for {line}"));
             commands.push((line.to_string(), *n));
         }
         commands.sort_by_key(|(_, n)| *n);
 
-        let allowed: BTreeSet<String> =
-            CORE.iter().map(|s| s.to_string()).chain(extensions.iter().map(|(e, _)| e.clone())).collect();
-        let provided = |name: &str| reg.provider.get(name).is_some_and(|p| allowed.contains(p.as_str()));
+        let allowed: BTreeSet<String> = CORE
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extensions.iter().map(|(e, _)| e.clone()))
+            .collect();
+        let provided = |name: &str| {
+            reg.provider
+                .get(name)
+                .is_some_and(|p| allowed.contains(p.as_str()))
+        };
 
-        let mut sel = Selection { commands, structs: BTreeSet::new(), extenders: BTreeMap::new(), extensions };
+        let mut sel = Selection {
+            commands,
+            structs: BTreeSet::new(),
+            extenders: BTreeMap::new(),
+            extensions,
+        };
         let mut todo: Vec<String> = Vec::new();
         for (name, _) in &sel.commands {
             for p in &reg.commands[name].params {
@@ -57,7 +86,9 @@ impl Selection {
         }
         while let Some(ty) = todo.pop() {
             let ty = reg.resolve(&ty).to_string();
-            let Some(TypeKind::Struct(def)) = reg.types.get(&ty) else { continue };
+            let Some(TypeKind::Struct(def)) = reg.types.get(&ty) else {
+                continue;
+            };
             if !sel.structs.insert(ty.clone()) {
                 continue;
             }
@@ -69,7 +100,10 @@ impl Selection {
                     .types
                     .values()
                     .filter_map(|k| match k {
-                        TypeKind::Struct(s) if s.extends.iter().any(|e| reg.resolve(e) == ty) && provided(&s.name) => {
+                        TypeKind::Struct(s)
+                            if s.extends.iter().any(|e| reg.resolve(e) == ty)
+                                && provided(&s.name) =>
+                        {
                             Some(s.name.clone())
                         }
                         _ => None,

@@ -57,7 +57,6 @@ impl Scalar {
             Scalar::F64 => "f64",
         }
     }
-
 }
 
 pub enum Kind {
@@ -94,7 +93,9 @@ pub fn kind_of(reg: &Registry, ty: &str) -> Kind {
         Some(TypeKind::Struct(s)) => Kind::Struct(s.name.clone()),
         Some(TypeKind::Handle { .. }) => Kind::Handle,
         Some(TypeKind::Enum) => scalar(Scalar::I32),
-        Some(TypeKind::Bitmask { bits64 }) => scalar(if *bits64 { Scalar::U64 } else { Scalar::U32 }),
+        Some(TypeKind::Bitmask { bits64 }) => {
+            scalar(if *bits64 { Scalar::U64 } else { Scalar::U32 })
+        }
         Some(TypeKind::Base(under)) => kind_of(reg, under),
         // Enum types without values in this registry version are plain enums too.
         None if ty.ends_with("FlagBits") => scalar(Scalar::U32),
@@ -124,21 +125,38 @@ pub fn rust_type(reg: &Registry, m: &Member) -> String {
     match m.ptr_depth {
         0 => base,
         1 => format!("{} {base}", if m.is_const { "*const" } else { "*mut" }),
-        _ => format!("{} *const {base}", if m.is_const { "*const" } else { "*mut" }),
+        _ => format!(
+            "{} *const {base}",
+            if m.is_const { "*const" } else { "*mut" }
+        ),
     }
 }
 
 pub fn stype_value(reg: &Registry, name: &str) -> i64 {
     let resolved = reg.resolve(name);
-    *reg.enum_values.get(resolved).unwrap_or_else(|| panic!("no value for {name}"))
+    *reg.enum_values
+        .get(resolved)
+        .unwrap_or_else(|| panic!("no value for {name}"))
 }
 
 pub fn emit_header(reg: &Registry, sel: &Selection) -> String {
     let mut o = String::new();
     let v = reg.header_version;
-    writeln!(o, "/// VK_MAKE_API_VERSION(0, 1, 3, {v}): the registry the protocol was generated from.").unwrap();
-    writeln!(o, "pub const VK_XML_VERSION: u32 = (1 << 22) | (3 << 12) | {v};").unwrap();
-    writeln!(o, "/// Extensions served besides core Vulkan 1.0-1.3: (name, registry number).").unwrap();
+    writeln!(
+        o,
+        "/// VK_MAKE_API_VERSION(0, 1, 3, {v}): the registry the protocol was generated from."
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "pub const VK_XML_VERSION: u32 = (1 << 22) | (3 << 12) | {v};"
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "/// Extensions served besides core Vulkan 1.0-1.3: (name, registry number)."
+    )
+    .unwrap();
     writeln!(o, "pub const SERVED_EXTENSIONS: &[(&str, u32)] = &[").unwrap();
     for (name, n) in &sel.extensions {
         writeln!(o, "    ({name:?}, {n}),").unwrap();
@@ -152,13 +170,23 @@ pub fn emit_header(reg: &Registry, sel: &Selection) -> String {
     writeln!(o, "];").unwrap();
     writeln!(o, "pub mod command_type {{").unwrap();
     for (name, n) in &sel.commands {
-        writeln!(o, "    pub const {}: u32 = {n};", name.trim_start_matches("vk")).unwrap();
+        writeln!(
+            o,
+            "    pub const {}: u32 = {n};",
+            name.trim_start_matches("vk")
+        )
+        .unwrap();
     }
     writeln!(o, "}}").unwrap();
     writeln!(o, "pub mod stype {{").unwrap();
     for s in &sel.structs {
         let def = reg.struct_def(s).unwrap();
-        if let Some(v) = def.members.iter().find(|m| m.name == "sType").and_then(|m| m.stype_value.clone()) {
+        if let Some(v) = def
+            .members
+            .iter()
+            .find(|m| m.name == "sType")
+            .and_then(|m| m.stype_value.clone())
+        {
             writeln!(o, "    pub const {s}: i32 = {};", stype_value(reg, &v)).unwrap();
         }
     }

@@ -69,21 +69,45 @@ pub struct StreamCx {
 
 impl StreamCx {
     pub fn for_ring(id: u64) -> Self {
-        StreamCx { ring: Some(id), ..Default::default() }
+        StreamCx {
+            ring: Some(id),
+            ..Default::default()
+        }
     }
 
-    pub(crate) fn set_reply(&mut self, mem: Arc<SharedMemory>, offset: usize, size: usize) -> Result<(), RenderError> {
+    pub(crate) fn set_reply(
+        &mut self,
+        mem: Arc<SharedMemory>,
+        offset: usize,
+        size: usize,
+    ) -> Result<(), RenderError> {
         let end = offset.checked_add(size).filter(|&e| e <= mem.size());
-        let end = end.ok_or(ResourceError::OutOfBounds { offset, len: size, size: mem.size() })?;
-        self.reply = Some(ReplyStream { mem, start: offset, end, pos: offset });
+        let end = end.ok_or(ResourceError::OutOfBounds {
+            offset,
+            len: size,
+            size: mem.size(),
+        })?;
+        self.reply = Some(ReplyStream {
+            mem,
+            start: offset,
+            end,
+            pos: offset,
+        });
         Ok(())
     }
 
     pub(crate) fn seek_reply(&mut self, position: usize) -> Result<(), RenderError> {
-        let r = self.reply.as_mut().ok_or_else(|| RenderError::Invalid("seek without a reply stream".into()))?;
-        r.pos = r.start.checked_add(position).filter(|&p| p <= r.end).ok_or_else(|| {
-            RenderError::Invalid(format!("reply seek to {position} past the stream's end"))
-        })?;
+        let r = self
+            .reply
+            .as_mut()
+            .ok_or_else(|| RenderError::Invalid("seek without a reply stream".into()))?;
+        r.pos = r
+            .start
+            .checked_add(position)
+            .filter(|&p| p <= r.end)
+            .ok_or_else(|| {
+                RenderError::Invalid(format!("reply seek to {position} past the stream's end"))
+            })?;
         Ok(())
     }
 }
@@ -137,7 +161,11 @@ impl Context {
     /// The shared memory behind device memory `id`, for a blob the driver maps.
     pub fn memory_blob(&self, id: u64) -> Result<Arc<SharedMemory>, RenderError> {
         let m = self.memory_blobs.lock().unwrap().get(&id).cloned();
-        m.ok_or_else(|| RenderError::Invalid(format!("device memory {id:#x} is not host-visible memory of ours")))
+        m.ok_or_else(|| {
+            RenderError::Invalid(format!(
+                "device memory {id:#x} is not host-visible memory of ours"
+            ))
+        })
     }
 
     pub fn is_fatal(&self) -> bool {
@@ -165,12 +193,22 @@ impl Context {
     }
 
     /// Runs one command; a failure makes the context fatal.
-    pub fn execute_one(&self, cx: &mut StreamCx, cursor: &mut Cursor<'_>, arena: &mut Arena) -> Result<(), RenderError> {
+    pub fn execute_one(
+        &self,
+        cx: &mut StreamCx,
+        cursor: &mut Cursor<'_>,
+        arena: &mut Arena,
+    ) -> Result<(), RenderError> {
         if self.is_fatal() {
             return Err(RenderError::Fatal);
         }
         if let Some(t) = cursor.peek_u32() {
-            tracing::trace!("venus {}: {}", cx.ring.map_or("context".to_string(), |r| format!("ring {r:#x}")), command_name(t));
+            tracing::trace!(
+                "venus {}: {}",
+                cx.ring
+                    .map_or("context".to_string(), |r| format!("ring {r:#x}")),
+                command_name(t)
+            );
         }
         let result = dispatch_one(self, cx, cursor, arena);
         if let Err(e) = &result {
@@ -227,7 +265,10 @@ macro_rules! handlers {
 
 use crate::{
     transport as t,
-    vk::{buffer as buf, command_buffer as cb, device as dev, image as img, instance as inst, memory as mem, physical_device as pd, sync},
+    vk::{
+        buffer as buf, command_buffer as cb, device as dev, image as img, instance as inst,
+        memory as mem, physical_device as pd, sync,
+    },
 };
 
 handlers! {

@@ -2,9 +2,9 @@
 //! Vulkan commands serialized by the Venus protocol; this crate decodes them (decoders generated
 //! from vk.xml at build time), runs them on host Vulkan through ash, and encodes the replies.
 
-pub mod protocol;
 pub mod context;
 pub mod objects;
+pub mod protocol;
 pub mod resource;
 pub mod ring;
 pub mod transport;

@@ -45,7 +45,9 @@ impl ObjectTable {
     /// The ids of live objects of one type whose host handle is `raw`.
     pub fn id_of(&self, objtype: i32, raw: u64) -> Option<u64> {
         let map = self.map.read().unwrap();
-        map.iter().find(|(_, e)| e.objtype == objtype && e.raw == raw).map(|(&id, _)| id)
+        map.iter()
+            .find(|(_, e)| e.objtype == objtype && e.raw == raw)
+            .map(|(&id, _)| id)
     }
 
     pub fn lookup_raw(&self, id: u64, objtype: i32) -> Option<u64> {
@@ -77,10 +79,17 @@ mod tests {
         let t = ObjectTable::default();
         t.insert(7, 9, 0x1000).unwrap();
         assert_eq!(t.lookup(7, 9), Some(0x1000));
-        assert_eq!(t.lookup(7, 10), None, "a buffer id used as an image is not found");
+        assert_eq!(
+            t.lookup(7, 10),
+            None,
+            "a buffer id used as an image is not found"
+        );
         assert_eq!(t.insert(7, 9, 0x2000), Err(ObjectError::IdInUse(7)));
         assert_eq!(t.insert(0, 9, 0x2000), Err(ObjectError::IdInUse(0)));
-        assert_eq!(t.remove(7, 10), Err(ObjectError::NotFound { id: 7, objtype: 10 }));
+        assert_eq!(
+            t.remove(7, 10),
+            Err(ObjectError::NotFound { id: 7, objtype: 10 })
+        );
         assert_eq!(t.remove(7, 9), Ok(0x1000));
         assert!(t.is_empty());
     }

@@ -13,7 +13,11 @@ pub enum ResourceError {
     #[error("mmap of {size} bytes failed: {err}")]
     Map { size: usize, err: std::io::Error },
     #[error("access of {len} bytes at {offset} is outside a {size}-byte resource")]
-    OutOfBounds { offset: usize, len: usize, size: usize },
+    OutOfBounds {
+        offset: usize,
+        len: usize,
+        size: usize,
+    },
     #[error("offset {0} is not 4-byte aligned")]
     Unaligned(usize),
     #[error("resource size 0 or over the limit")]
@@ -63,9 +67,16 @@ impl SharedMemory {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(ResourceError::Map { size, err: std::io::Error::last_os_error() });
+            return Err(ResourceError::Map {
+                size,
+                err: std::io::Error::last_os_error(),
+            });
         }
-        Ok(SharedMemory { fd, ptr: ptr.cast(), size })
+        Ok(SharedMemory {
+            fd,
+            ptr: ptr.cast(),
+            size,
+        })
     }
 
     pub fn size(&self) -> usize {
@@ -84,34 +95,44 @@ impl SharedMemory {
     fn check(&self, offset: usize, len: usize) -> Result<(), ResourceError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.size => Ok(()),
-            _ => Err(ResourceError::OutOfBounds { offset, len, size: self.size }),
+            _ => Err(ResourceError::OutOfBounds {
+                offset,
+                len,
+                size: self.size,
+            }),
         }
     }
 
     /// Copies `out.len()` bytes from `offset` (a snapshot: the other side may be writing).
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), ResourceError> {
         self.check(offset, out.len())?;
+        // SAFETY: `offset` is inside the mapping (checked).
+        let src = unsafe { self.ptr.add(offset) };
         // SAFETY: the range is inside the mapping (checked); `out` is our own buffer.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr(), out.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
         Ok(())
     }
 
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), ResourceError> {
         self.check(offset, data.len())?;
+        // SAFETY: `offset` is inside the mapping (checked).
+        let dst = unsafe { self.ptr.add(offset) };
         // SAFETY: the range is inside the mapping (checked) and does not overlap `data`.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset), data.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         Ok(())
     }
 
     /// A 32-bit atomic inside the mapping (ring head, tail, status).
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, ResourceError> {
         self.check(offset, 4)?;
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(ResourceError::Unaligned(offset));
         }
+        // SAFETY: in bounds (checked).
+        let p = unsafe { self.ptr.add(offset) }.cast::<AtomicU32>();
         // SAFETY: in bounds and 4-aligned (the mapping is page-aligned); AtomicU32 has u32's
         // layout, and the reference lives no longer than `self`, which keeps the mapping.
-        Ok(unsafe { &*self.ptr.add(offset).cast::<AtomicU32>() })
+        Ok(unsafe { &*p })
     }
 }
 

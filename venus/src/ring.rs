@@ -57,10 +57,18 @@ fn seqno_ge(a: u32, b: u32) -> bool {
 
 impl Ring {
     /// Checks the layout the driver asks for against the resource it names.
-    pub fn new(id: u64, mem: Arc<SharedMemory>, info: &VkRingCreateInfoMESA, monitored: bool) -> Result<Self, RenderError> {
+    pub fn new(
+        id: u64,
+        mem: Arc<SharedMemory>,
+        info: &VkRingCreateInfoMESA,
+        monitored: bool,
+    ) -> Result<Self, RenderError> {
         let bad = |what: &str| RenderError::Invalid(format!("ring {id:#x}: {what}"));
         let base = info.offset;
-        if base.checked_add(info.size).is_none_or(|end| end > mem.size()) {
+        if base
+            .checked_add(info.size)
+            .is_none_or(|end| end > mem.size())
+        {
             return Err(bad("ring region outside its resource"));
         }
         let regions = [
@@ -95,11 +103,16 @@ impl Ring {
             idle_timeout: Duration::from_nanos(info.idleTimeout.min(1_000_000_000)),
             monitored,
             mem,
-            state: Mutex::new(State { running: true, ..Default::default() }),
+            state: Mutex::new(State {
+                running: true,
+                ..Default::default()
+            }),
             cond: Condvar::new(),
             thread: Mutex::new(None),
         };
-        if ring.word(ring.head).load(Ordering::Acquire) != 0 || ring.word(ring.status).load(Ordering::Acquire) != 0 {
+        if ring.word(ring.head).load(Ordering::Acquire) != 0
+            || ring.word(ring.status).load(Ordering::Acquire) != 0
+        {
             return Err(bad("head and status must start at 0"));
         }
         Ok(ring)
@@ -107,7 +120,9 @@ impl Ring {
 
     fn word(&self, offset: usize) -> &AtomicU32 {
         // The offsets were checked in `new` against the mapping they index.
-        self.mem.atomic_u32(offset).expect("ring control word checked at creation")
+        self.mem
+            .atomic_u32(offset)
+            .expect("ring control word checked at creation")
     }
 
     pub fn start(self: &Arc<Self>, ctx: Weak<Context>) {
@@ -120,14 +135,16 @@ impl Ring {
     }
 
     pub fn set_fatal_status(&self) {
-        self.word(self.status).fetch_or(STATUS_FATAL, Ordering::SeqCst);
+        self.word(self.status)
+            .fetch_or(STATUS_FATAL, Ordering::SeqCst);
         let mut s = self.state.lock().unwrap();
         s.running = false;
         self.cond.notify_all();
     }
 
     pub fn set_alive(&self) {
-        self.word(self.status).fetch_or(STATUS_ALIVE, Ordering::SeqCst);
+        self.word(self.status)
+            .fetch_or(STATUS_ALIVE, Ordering::SeqCst);
     }
 
     /// Stops the ring thread and waits for it (never called from the ring's own thread).
@@ -152,10 +169,17 @@ impl Ring {
     }
 
     pub fn write_extra(&self, offset: usize, value: u32) -> Result<(), RenderError> {
-        if offset.checked_add(4).is_none_or(|end| end > self.extra_size) {
-            return Err(RenderError::Invalid(format!("ring extra offset {offset} out of range")));
+        if offset
+            .checked_add(4)
+            .is_none_or(|end| end > self.extra_size)
+        {
+            return Err(RenderError::Invalid(format!(
+                "ring extra offset {offset} out of range"
+            )));
         }
-        self.mem.atomic_u32(self.extra + offset)?.store(value, Ordering::Release);
+        self.mem
+            .atomic_u32(self.extra + offset)?
+            .store(value, Ordering::Release);
         Ok(())
     }
 
@@ -240,7 +264,9 @@ impl Ring {
                 continue;
             }
             let result = if size > self.buffer_size {
-                Err(RenderError::Invalid(format!("ring tail {tail} is {size} bytes past the head")))
+                Err(RenderError::Invalid(format!(
+                    "ring tail {tail} is {size} bytes past the head"
+                )))
             } else {
                 self.copy_out(cur, &mut cmd[..size]).and_then(|()| {
                     let mut cursor = Cursor::new(&cmd[..size]);

@@ -11,7 +11,9 @@ use crate::{
 fn on_context_stream(cx: &StreamCx, what: &str) -> Result<(), RenderError> {
     match cx.ring {
         None => Ok(()),
-        Some(_) => Err(RenderError::Invalid(format!("{what} must come on the context stream, not a ring"))),
+        Some(_) => Err(RenderError::Invalid(format!(
+            "{what} must come on the context stream, not a ring"
+        ))),
     }
 }
 
@@ -20,19 +22,33 @@ fn ring(ctx: &Context, id: u64) -> Result<Arc<Ring>, RenderError> {
     r.ok_or_else(|| RenderError::Invalid(format!("ring {id:#x} does not exist")))
 }
 
-pub fn set_reply_command_stream(ctx: &Context, cx: &mut StreamCx, a: &mut vkSetReplyCommandStreamMESA_args) -> Result<(), RenderError> {
+pub fn set_reply_command_stream(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkSetReplyCommandStreamMESA_args,
+) -> Result<(), RenderError> {
     let desc = *a.pStream.ok_or(RenderError::Fatal)?;
     let mem = ctx.resource(desc.resourceId)?;
     cx.set_reply(mem, desc.offset, desc.size)
 }
 
-pub fn seek_reply_command_stream(_: &Context, cx: &mut StreamCx, a: &mut vkSeekReplyCommandStreamMESA_args) -> Result<(), RenderError> {
+pub fn seek_reply_command_stream(
+    _: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkSeekReplyCommandStreamMESA_args,
+) -> Result<(), RenderError> {
     cx.seek_reply(a.position)
 }
 
-pub fn execute_command_streams(ctx: &Context, cx: &mut StreamCx, a: &mut vkExecuteCommandStreamsMESA_args) -> Result<(), RenderError> {
+pub fn execute_command_streams(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkExecuteCommandStreamsMESA_args,
+) -> Result<(), RenderError> {
     if a.streamCount == 0 || cx.nested {
-        return Err(RenderError::Invalid("vkExecuteCommandStreamsMESA: no stream, or nested".into()));
+        return Err(RenderError::Invalid(
+            "vkExecuteCommandStreamsMESA: no stream, or nested".into(),
+        ));
     }
     let streams = a.pStreams;
     let positions = a.pReplyPositions;
@@ -57,7 +73,11 @@ pub fn execute_command_streams(ctx: &Context, cx: &mut StreamCx, a: &mut vkExecu
     result
 }
 
-pub fn create_ring(ctx: &Context, cx: &mut StreamCx, a: &mut vkCreateRingMESA_args) -> Result<(), RenderError> {
+pub fn create_ring(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkCreateRingMESA_args,
+) -> Result<(), RenderError> {
     on_context_stream(cx, "vkCreateRingMESA")?;
     let info = *a.pCreateInfo.ok_or(RenderError::Fatal)?;
     let mem = ctx.resource(info.resourceId)?;
@@ -92,44 +112,75 @@ pub fn create_ring(ctx: &Context, cx: &mut StreamCx, a: &mut vkCreateRingMESA_ar
     Ok(())
 }
 
-pub fn destroy_ring(ctx: &Context, cx: &mut StreamCx, a: &mut vkDestroyRingMESA_args) -> Result<(), RenderError> {
+pub fn destroy_ring(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkDestroyRingMESA_args,
+) -> Result<(), RenderError> {
     on_context_stream(cx, "vkDestroyRingMESA")?;
     let r = ctx.rings.lock().unwrap().remove(&a.ring);
-    r.ok_or_else(|| RenderError::Invalid(format!("ring {:#x} does not exist", a.ring)))?.stop();
+    r.ok_or_else(|| RenderError::Invalid(format!("ring {:#x} does not exist", a.ring)))?
+        .stop();
     Ok(())
 }
 
-pub fn notify_ring(ctx: &Context, cx: &mut StreamCx, a: &mut vkNotifyRingMESA_args) -> Result<(), RenderError> {
+pub fn notify_ring(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkNotifyRingMESA_args,
+) -> Result<(), RenderError> {
     on_context_stream(cx, "vkNotifyRingMESA")?;
     ring(ctx, a.ring)?.notify();
     Ok(())
 }
 
-pub fn write_ring_extra(ctx: &Context, cx: &mut StreamCx, a: &mut vkWriteRingExtraMESA_args) -> Result<(), RenderError> {
+pub fn write_ring_extra(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkWriteRingExtraMESA_args,
+) -> Result<(), RenderError> {
     on_context_stream(cx, "vkWriteRingExtraMESA")?;
     ring(ctx, a.ring)?.write_extra(a.offset, a.value)
 }
 
-pub fn submit_virtqueue_seqno(ctx: &Context, cx: &mut StreamCx, a: &mut vkSubmitVirtqueueSeqnoMESA_args) -> Result<(), RenderError> {
+pub fn submit_virtqueue_seqno(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkSubmitVirtqueueSeqnoMESA_args,
+) -> Result<(), RenderError> {
     on_context_stream(cx, "vkSubmitVirtqueueSeqnoMESA")?;
     ring(ctx, a.ring)?.submit_virtqueue_seqno(a.seqno);
     Ok(())
 }
 
-pub fn wait_virtqueue_seqno(ctx: &Context, cx: &mut StreamCx, a: &mut vkWaitVirtqueueSeqnoMESA_args) -> Result<(), RenderError> {
-    let id = cx.ring.ok_or_else(|| RenderError::Invalid("vkWaitVirtqueueSeqnoMESA must come on a ring".into()))?;
+pub fn wait_virtqueue_seqno(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkWaitVirtqueueSeqnoMESA_args,
+) -> Result<(), RenderError> {
+    let id = cx.ring.ok_or_else(|| {
+        RenderError::Invalid("vkWaitVirtqueueSeqnoMESA must come on a ring".into())
+    })?;
     if ring(ctx, id)?.wait_virtqueue_seqno(a.seqno) {
         Ok(())
     } else {
-        Err(RenderError::Invalid("ring stopped while waiting for a virtqueue seqno".into()))
+        Err(RenderError::Invalid(
+            "ring stopped while waiting for a virtqueue seqno".into(),
+        ))
     }
 }
 
-pub fn wait_ring_seqno(ctx: &Context, cx: &mut StreamCx, a: &mut vkWaitRingSeqnoMESA_args) -> Result<(), RenderError> {
+pub fn wait_ring_seqno(
+    ctx: &Context,
+    cx: &mut StreamCx,
+    a: &mut vkWaitRingSeqnoMESA_args,
+) -> Result<(), RenderError> {
     on_context_stream(cx, "vkWaitRingSeqnoMESA")?;
     if ring(ctx, a.ring)?.wait_ring_seqno(a.seqno as u32) {
         Ok(())
     } else {
-        Err(RenderError::Invalid("ring stopped before reaching the awaited seqno".into()))
+        Err(RenderError::Invalid(
+            "ring stopped before reaching the awaited seqno".into(),
+        ))
     }
 }

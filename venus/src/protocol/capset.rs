@@ -57,7 +57,11 @@ impl VenusCapset {
             self.supports_blob_id_0,
         ];
         words.extend_from_slice(&self.vk_extension_mask1);
-        words.extend([self.allow_vk_wait_syncs, self.supports_multiple_timelines, self.use_guest_vram]);
+        words.extend([
+            self.allow_vk_wait_syncs,
+            self.supports_multiple_timelines,
+            self.use_guest_vram,
+        ]);
         words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }
 

@@ -54,7 +54,10 @@ pub struct Arena {
 
 impl Default for Arena {
     fn default() -> Self {
-        Arena { chunks: UnsafeCell::new(Vec::new()), used: UnsafeCell::new(0) }
+        Arena {
+            chunks: UnsafeCell::new(Vec::new()),
+            used: UnsafeCell::new(0),
+        }
     }
 }
 
@@ -70,6 +73,9 @@ impl Arena {
     }
 
     /// `n` zeroed values of `T`, valid until the next `reset`.
+    // A bump allocator: each call hands out a region no other call returns (until `reset`, which
+    // takes `&mut self`), so the `&mut` results never alias.
+    #[allow(clippy::mut_from_ref)]
     pub fn alloc<T: Zeroed>(&self, n: usize) -> Result<&mut [T], DecodeError> {
         const { assert!(align_of::<T>() <= 8) };
         let bytes = n.checked_mul(size_of::<T>()).ok_or(DecodeError::TooLarge)?;
@@ -77,10 +83,15 @@ impl Arena {
         if n == 0 || words == 0 {
             return Ok(&mut []);
         }
-        // SAFETY: the arena is not Sync, and no reference into `chunks` or `used` escapes: only
+        // SAFETY: the arena is not Sync, and no reference into `chunks` escapes this call: only
         // pointers into the boxed chunks, whose heap storage never moves or shrinks before `reset`.
-        let (chunks, used) = unsafe { (&mut *self.chunks.get(), &mut *self.used.get()) };
-        *used = used.checked_add(words * 8).filter(|&u| u <= ARENA_BUDGET).ok_or(DecodeError::TooLarge)?;
+        let chunks = unsafe { &mut *self.chunks.get() };
+        // SAFETY: as above, for the byte counter.
+        let used = unsafe { &mut *self.used.get() };
+        *used = used
+            .checked_add(words * 8)
+            .filter(|&u| u <= ARENA_BUDGET)
+            .ok_or(DecodeError::TooLarge)?;
         let fits = chunks.last().is_some_and(|(c, off)| c.len() - off >= words);
         if !fits {
             let size = words.max(8192);
@@ -118,7 +129,10 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
-        let end = end.ok_or(DecodeError::Truncated { offset: self.pos, needed: n })?;
+        let end = end.ok_or(DecodeError::Truncated {
+            offset: self.pos,
+            needed: n,
+        })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -139,11 +153,15 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn peek_u32(&self) -> Option<u32> {
-        self.data.get(self.pos..self.pos + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        self.data
+            .get(self.pos..self.pos + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
     }
 
     pub fn peek_u64(&self) -> Option<u64> {
-        self.data.get(self.pos..self.pos + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        self.data
+            .get(self.pos..self.pos + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
     }
 }
 
@@ -266,7 +284,12 @@ macro_rules! decoder_scalars { ($($t:ident),*) => { $(
 
 impl<'a, 'd> Decoder<'a, 'd> {
     pub fn new(c: &'a mut Cursor<'d>, arena: &'a Arena, objects: &'a dyn Lookup) -> Self {
-        Decoder { c, arena, objects, chain_depth: 0 }
+        Decoder {
+            c,
+            arena,
+            objects,
+            chain_depth: 0,
+        }
     }
 
     decoder_scalars!(u8, i8, u16, i16, u32, i32, u64, i64, usize, f32, f64);
@@ -341,9 +364,15 @@ impl<'a, 'd> Decoder<'a, 'd> {
 
     fn lookup(&self, id: u64, objtype: i32, required: bool) -> Result<u64, DecodeError> {
         if id == 0 {
-            return if required { Err(DecodeError::BadObject { id, objtype }) } else { Ok(0) };
+            return if required {
+                Err(DecodeError::BadObject { id, objtype })
+            } else {
+                Ok(0)
+            };
         }
-        self.objects.lookup(id, objtype).ok_or(DecodeError::BadObject { id, objtype })
+        self.objects
+            .lookup(id, objtype)
+            .ok_or(DecodeError::BadObject { id, objtype })
     }
 
     pub fn handle(&mut self, objtype: i64, required: bool) -> Result<u64, DecodeError> {
@@ -353,10 +382,18 @@ impl<'a, 'd> Decoder<'a, 'd> {
 
     pub fn handle_arg(&mut self, objtype: i64, required: bool) -> Result<Handle, DecodeError> {
         let id = self.u64()?;
-        Ok(Handle { id, raw: self.lookup(id, objtype as i32, required)? })
+        Ok(Handle {
+            id,
+            raw: self.lookup(id, objtype as i32, required)?,
+        })
     }
 
-    pub fn handle_slice(&mut self, count: usize, objtype: i64, lenient: bool) -> Result<&'a [u64], DecodeError> {
+    pub fn handle_slice(
+        &mut self,
+        count: usize,
+        objtype: i64,
+        lenient: bool,
+    ) -> Result<&'a [u64], DecodeError> {
         let n = self.array_len(count, lenient)?;
         let xs = self.alloc::<u64>(n)?;
         for x in xs.iter_mut() {
@@ -365,7 +402,12 @@ impl<'a, 'd> Decoder<'a, 'd> {
         Ok(xs)
     }
 
-    pub fn handle_array(&mut self, count: usize, objtype: i64, lenient: bool) -> Result<*const u64, DecodeError> {
+    pub fn handle_array(
+        &mut self,
+        count: usize,
+        objtype: i64,
+        lenient: bool,
+    ) -> Result<*const u64, DecodeError> {
         Ok(ptr_or_null(self.handle_slice(count, objtype, lenient)?))
     }
 
@@ -383,14 +425,22 @@ impl<'a, 'd> Decoder<'a, 'd> {
         read_scalars(self.c, out)
     }
 
-    pub fn scalar_slice<T: WireScalar + 'a>(&mut self, count: usize, lenient: bool) -> Result<&'a [T], DecodeError> {
+    pub fn scalar_slice<T: WireScalar + 'a>(
+        &mut self,
+        count: usize,
+        lenient: bool,
+    ) -> Result<&'a [T], DecodeError> {
         let n = self.array_len(count, lenient)?;
         let xs = self.alloc::<T>(n)?;
         read_scalars(self.c, xs)?;
         Ok(xs)
     }
 
-    pub fn scalar_array<T: WireScalar + 'a>(&mut self, count: usize, lenient: bool) -> Result<*const T, DecodeError> {
+    pub fn scalar_array<T: WireScalar + 'a>(
+        &mut self,
+        count: usize,
+        lenient: bool,
+    ) -> Result<*const T, DecodeError> {
         Ok(ptr_or_null(self.scalar_slice(count, lenient)?))
     }
 
@@ -431,7 +481,11 @@ impl<'a, 'd> Decoder<'a, 'd> {
         Ok(xs.as_ptr().cast())
     }
 
-    pub fn string_array(&mut self, count: usize, optional: bool) -> Result<*const *const c_char, DecodeError> {
+    pub fn string_array(
+        &mut self,
+        count: usize,
+        optional: bool,
+    ) -> Result<*const *const c_char, DecodeError> {
         let n = self.array_len(count, optional)?;
         let xs = self.alloc::<*const c_char>(n)?;
         for x in xs.iter_mut() {
@@ -440,7 +494,11 @@ impl<'a, 'd> Decoder<'a, 'd> {
                 return Err(self.fatal("null string in a string array"));
             }
         }
-        Ok(if n == 0 { std::ptr::null() } else { xs.as_ptr() })
+        Ok(if n == 0 {
+            std::ptr::null()
+        } else {
+            xs.as_ptr()
+        })
     }
 }
 
@@ -507,10 +565,18 @@ impl Encoder {
 
 /// A pointer for the host: null for an empty slice (a count query), else the slice's start.
 pub fn ptr_or_null<T>(s: &[T]) -> *const T {
-    if s.is_empty() { std::ptr::null() } else { s.as_ptr() }
+    if s.is_empty() {
+        std::ptr::null()
+    } else {
+        s.as_ptr()
+    }
 }
 
 /// As `ptr_or_null`, for outputs the host fills.
 pub fn mut_ptr_or_null<T>(s: &mut [T]) -> *mut T {
-    if s.is_empty() { std::ptr::null_mut() } else { s.as_mut_ptr() }
+    if s.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        s.as_mut_ptr()
+    }
 }

@@ -10,7 +10,11 @@ use crate::{
     protocol::generated::*,
 };
 
-pub fn create_device(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateDevice_args) -> Result<(), RenderError> {
+pub fn create_device(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkCreateDevice_args,
+) -> Result<(), RenderError> {
     let instance = ctx.host.instance_of(a.physicalDevice.raw)?;
     let id = a.pDevice.first().copied().unwrap_or(0);
     let mut info = *a.pCreateInfo.ok_or(RenderError::Fatal)?;
@@ -18,8 +22,10 @@ pub fn create_device(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateDevice_arg
     let names: Vec<*const i8> = (0..info.enabledExtensionCount as usize)
         .map(|i| {
             // SAFETY: the decoder built ppEnabledExtensionNames with enabledExtensionCount
-            // NUL-terminated strings in this command's arena.
-            unsafe { *info.ppEnabledExtensionNames.add(i) }
+            // NUL-terminated strings in this command's arena, so `i` is in bounds.
+            let slot = unsafe { info.ppEnabledExtensionNames.add(i) };
+            // SAFETY: as above, the slot holds a string pointer.
+            unsafe { *slot }
         })
         .filter(|&n| {
             // SAFETY: as above, `n` is a NUL-terminated string.
@@ -35,14 +41,19 @@ pub fn create_device(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateDevice_arg
     // VK_EXT_external_memory_host, where the host has it.
     let pd = vk::PhysicalDevice::from_raw(a.physicalDevice.raw);
     // SAFETY: `pd` belongs to `instance`.
-    let host_exts = unsafe { instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
-    let host_pointer = host_exts.iter().any(|e| e.extension_name_as_c_str() == Ok(ash::ext::external_memory_host::NAME));
+    let host_exts =
+        unsafe { instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
+    let host_pointer = host_exts
+        .iter()
+        .any(|e| e.extension_name_as_c_str() == Ok(ash::ext::external_memory_host::NAME));
     let mut names = names;
-    if host_pointer && !names.iter().any(|&n| {
-        // SAFETY: every entry is a NUL-terminated string (arena or static).
-        let s = unsafe { std::ffi::CStr::from_ptr(n) };
-        s == ash::ext::external_memory_host::NAME
-    }) {
+    if host_pointer
+        && !names.iter().any(|&n| {
+            // SAFETY: every entry is a NUL-terminated string (arena or static).
+            let s = unsafe { std::ffi::CStr::from_ptr(n) };
+            s == ash::ext::external_memory_host::NAME
+        })
+    {
         names.push(ash::ext::external_memory_host::NAME.as_ptr());
     }
     let mut host_props = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
@@ -86,7 +97,11 @@ pub fn create_device(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateDevice_arg
     Ok(())
 }
 
-pub fn destroy_device(ctx: &Context, _: &mut StreamCx, a: &mut vkDestroyDevice_args) -> Result<(), RenderError> {
+pub fn destroy_device(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkDestroyDevice_args,
+) -> Result<(), RenderError> {
     if a.device.id == 0 {
         return Ok(());
     }
@@ -103,7 +118,13 @@ pub fn destroy_device(ctx: &Context, _: &mut StreamCx, a: &mut vkDestroyDevice_a
     Ok(())
 }
 
-fn register_queue(ctx: &Context, device: u64, id: u64, queue: vk::Queue, ring_idx: Option<u32>) -> Result<(), RenderError> {
+fn register_queue(
+    ctx: &Context,
+    device: u64,
+    id: u64,
+    queue: vk::Queue,
+    ring_idx: Option<u32>,
+) -> Result<(), RenderError> {
     if queue == vk::Queue::null() {
         return Err(RenderError::Invalid("the host has no such queue".into()));
     }
@@ -114,16 +135,31 @@ fn register_queue(ctx: &Context, device: u64, id: u64, queue: vk::Queue, ring_id
     Ok(())
 }
 
-pub fn get_device_queue(ctx: &Context, _: &mut StreamCx, a: &mut vkGetDeviceQueue_args) -> Result<(), RenderError> {
+pub fn get_device_queue(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetDeviceQueue_args,
+) -> Result<(), RenderError> {
     let device = ctx.host.device(a.device.raw)?;
     let id = a.pQueue.first().copied().unwrap_or(0);
     let mut queue = vk::Queue::null();
     // SAFETY: a live device; an out-of-range family or index makes the host return null (checked).
-    unsafe { (device.fp_v1_0().get_device_queue)(device.handle(), a.queueFamilyIndex, a.queueIndex, &mut queue) };
+    unsafe {
+        (device.fp_v1_0().get_device_queue)(
+            device.handle(),
+            a.queueFamilyIndex,
+            a.queueIndex,
+            &mut queue,
+        )
+    };
     register_queue(ctx, a.device.raw, id, queue, None)
 }
 
-pub fn get_device_queue2(ctx: &Context, _: &mut StreamCx, a: &mut vkGetDeviceQueue2_args) -> Result<(), RenderError> {
+pub fn get_device_queue2(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetDeviceQueue2_args,
+) -> Result<(), RenderError> {
     let device = ctx.host.device(a.device.raw)?;
     let id = a.pQueue.first().copied().unwrap_or(0);
     let mut info = *a.pQueueInfo.ok_or(RenderError::Fatal)?;
@@ -143,11 +179,21 @@ pub fn get_device_queue2(ctx: &Context, _: &mut StreamCx, a: &mut vkGetDeviceQue
     info.pNext = std::ptr::null();
     let mut queue = vk::Queue::null();
     // SAFETY: mirrors the ash struct (asserted); a live device.
-    unsafe { (device.fp_v1_1().get_device_queue2)(device.handle(), (&info as *const VkDeviceQueueInfo2).cast(), &mut queue) };
+    unsafe {
+        (device.fp_v1_1().get_device_queue2)(
+            device.handle(),
+            (&info as *const VkDeviceQueueInfo2).cast(),
+            &mut queue,
+        )
+    };
     register_queue(ctx, a.device.raw, id, queue, ring_idx)
 }
 
-pub fn device_wait_idle(ctx: &Context, _: &mut StreamCx, a: &mut vkDeviceWaitIdle_args) -> Result<(), RenderError> {
+pub fn device_wait_idle(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkDeviceWaitIdle_args,
+) -> Result<(), RenderError> {
     let device = ctx.host.device(a.device.raw)?;
     // SAFETY: a live device.
     a.ret = unsafe { (device.fp_v1_0().device_wait_idle)(device.handle()) }.as_raw();

@@ -8,163 +8,375 @@ use crate::{
     protocol::generated::*,
 };
 
-pub fn create_image(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateImage_args) -> Result<(), RenderError> {
+pub fn create_image(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkCreateImage_args,
+) -> Result<(), RenderError> {
     let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(ctx, a.device, a.pImage, vk::ObjectType::IMAGE, &mut a.ret,
+    create(
+        ctx,
+        a.device,
+        a.pImage,
+        vk::ObjectType::IMAGE,
+        &mut a.ret,
         // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Image| unsafe { (d.fp_v1_0().create_image)(d.handle(), (info as *const VkImageCreateInfo).cast(), std::ptr::null(), out) },
+        |d, out: &mut vk::Image| unsafe {
+            (d.fp_v1_0().create_image)(
+                d.handle(),
+                (info as *const VkImageCreateInfo).cast(),
+                std::ptr::null(),
+                out,
+            )
+        },
         // SAFETY: destroying the image just created.
-        |d, h| unsafe { d.destroy_image(h, None) })
+        |d, h| unsafe { d.destroy_image(h, None) },
+    )
 }
 
-pub fn destroy_image(ctx: &Context, _: &mut StreamCx, a: &mut vkDestroyImage_args) -> Result<(), RenderError> {
+pub fn destroy_image(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkDestroyImage_args,
+) -> Result<(), RenderError> {
     // SAFETY: a live image of this device.
-    destroy(ctx, a.device, a.image, vk::ObjectType::IMAGE, |d, h| unsafe { d.destroy_image(h, None) })
+    destroy(
+        ctx,
+        a.device,
+        a.image,
+        vk::ObjectType::IMAGE,
+        |d, h| unsafe { d.destroy_image(h, None) },
+    )
 }
 
-pub fn bind_image_memory(ctx: &Context, _: &mut StreamCx, a: &mut vkBindImageMemory_args) -> Result<(), RenderError> {
+pub fn bind_image_memory(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkBindImageMemory_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
     // SAFETY: a live image and memory; the host checks the offset.
     a.ret = unsafe {
-        (d.fp_v1_0().bind_image_memory)(d.handle(), vk::Image::from_raw(a.image.raw), vk::DeviceMemory::from_raw(a.memory.raw), a.memoryOffset)
+        (d.fp_v1_0().bind_image_memory)(
+            d.handle(),
+            vk::Image::from_raw(a.image.raw),
+            vk::DeviceMemory::from_raw(a.memory.raw),
+            a.memoryOffset,
+        )
     }
     .as_raw();
     Ok(())
 }
 
-pub fn bind_image_memory2(ctx: &Context, _: &mut StreamCx, a: &mut vkBindImageMemory2_args) -> Result<(), RenderError> {
+pub fn bind_image_memory2(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkBindImageMemory2_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
     // SAFETY: the bind infos mirror the ash structs, counted by the decoder.
-    a.ret = unsafe { (d.fp_v1_1().bind_image_memory2)(d.handle(), a.pBindInfos.len() as u32, a.pBindInfos.as_ptr().cast()) }.as_raw();
+    a.ret = unsafe {
+        (d.fp_v1_1().bind_image_memory2)(
+            d.handle(),
+            a.pBindInfos.len() as u32,
+            a.pBindInfos.as_ptr().cast(),
+        )
+    }
+    .as_raw();
     Ok(())
 }
 
-pub fn get_image_memory_requirements(ctx: &Context, _: &mut StreamCx, a: &mut vkGetImageMemoryRequirements_args) -> Result<(), RenderError> {
+pub fn get_image_memory_requirements(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetImageMemoryRequirements_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
-    let out = a.pMemoryRequirements.first_mut().ok_or(RenderError::Fatal)?;
+    let out = a
+        .pMemoryRequirements
+        .first_mut()
+        .ok_or(RenderError::Fatal)?;
     // SAFETY: a live image; `out` mirrors vk::MemoryRequirements.
-    unsafe { (d.fp_v1_0().get_image_memory_requirements)(d.handle(), vk::Image::from_raw(a.image.raw), (out as *mut VkMemoryRequirements).cast()) };
-    Ok(())
-}
-
-pub fn get_image_memory_requirements2(ctx: &Context, _: &mut StreamCx, a: &mut vkGetImageMemoryRequirements2_args) -> Result<(), RenderError> {
-    let d = ctx.host.device(a.device.raw)?;
-    let info = a.pInfo.ok_or(RenderError::Fatal)?;
-    let out = a.pMemoryRequirements.first_mut().ok_or(RenderError::Fatal)?;
-    // SAFETY: mirrors of the ash structs; the output chain is the decoder's.
     unsafe {
-        (d.fp_v1_1().get_image_memory_requirements2)(d.handle(), (info as *const VkImageMemoryRequirementsInfo2).cast(), (out as *mut VkMemoryRequirements2).cast())
+        (d.fp_v1_0().get_image_memory_requirements)(
+            d.handle(),
+            vk::Image::from_raw(a.image.raw),
+            (out as *mut VkMemoryRequirements).cast(),
+        )
     };
     Ok(())
 }
 
-pub fn get_device_image_memory_requirements(ctx: &Context, _: &mut StreamCx, a: &mut vkGetDeviceImageMemoryRequirements_args) -> Result<(), RenderError> {
+pub fn get_image_memory_requirements2(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetImageMemoryRequirements2_args,
+) -> Result<(), RenderError> {
+    let d = ctx.host.device(a.device.raw)?;
+    let info = a.pInfo.ok_or(RenderError::Fatal)?;
+    let out = a
+        .pMemoryRequirements
+        .first_mut()
+        .ok_or(RenderError::Fatal)?;
+    // SAFETY: mirrors of the ash structs; the output chain is the decoder's.
+    unsafe {
+        (d.fp_v1_1().get_image_memory_requirements2)(
+            d.handle(),
+            (info as *const VkImageMemoryRequirementsInfo2).cast(),
+            (out as *mut VkMemoryRequirements2).cast(),
+        )
+    };
+    Ok(())
+}
+
+pub fn get_device_image_memory_requirements(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetDeviceImageMemoryRequirements_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
     let info = a.pInfo.ok_or(RenderError::Fatal)?;
     if info.pCreateInfo.is_null() {
-        return Err(RenderError::Invalid("VkDeviceImageMemoryRequirements without a create info".into()));
+        return Err(RenderError::Invalid(
+            "VkDeviceImageMemoryRequirements without a create info".into(),
+        ));
     }
-    let out = a.pMemoryRequirements.first_mut().ok_or(RenderError::Fatal)?;
+    let out = a
+        .pMemoryRequirements
+        .first_mut()
+        .ok_or(RenderError::Fatal)?;
     // SAFETY: mirrors of the ash structs, decoded in the arena.
     unsafe {
-        (d.fp_v1_3().get_device_image_memory_requirements)(d.handle(), (info as *const VkDeviceImageMemoryRequirements).cast(), (out as *mut VkMemoryRequirements2).cast())
+        (d.fp_v1_3().get_device_image_memory_requirements)(
+            d.handle(),
+            (info as *const VkDeviceImageMemoryRequirements).cast(),
+            (out as *mut VkMemoryRequirements2).cast(),
+        )
     };
     Ok(())
 }
 
-pub fn get_image_sparse_memory_requirements(ctx: &Context, _: &mut StreamCx, a: &mut vkGetImageSparseMemoryRequirements_args) -> Result<(), RenderError> {
+pub fn get_image_sparse_memory_requirements(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetImageSparseMemoryRequirements_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
-    let count = a.pSparseMemoryRequirementCount.first_mut().ok_or(RenderError::Fatal)?;
+    let count = a
+        .pSparseMemoryRequirementCount
+        .first_mut()
+        .ok_or(RenderError::Fatal)?;
     if !a.pSparseMemoryRequirements.is_empty() {
         *count = (*count).min(a.pSparseMemoryRequirements.len() as u32);
     }
     // SAFETY: a live image; `count` bounds the output array (or it is a count query).
     unsafe {
-        (d.fp_v1_0().get_image_sparse_memory_requirements)(d.handle(), vk::Image::from_raw(a.image.raw), count, mut_ptr_or_null(a.pSparseMemoryRequirements).cast())
+        (d.fp_v1_0().get_image_sparse_memory_requirements)(
+            d.handle(),
+            vk::Image::from_raw(a.image.raw),
+            count,
+            mut_ptr_or_null(a.pSparseMemoryRequirements).cast(),
+        )
     };
     Ok(())
 }
 
-pub fn get_image_sparse_memory_requirements2(ctx: &Context, _: &mut StreamCx, a: &mut vkGetImageSparseMemoryRequirements2_args) -> Result<(), RenderError> {
+pub fn get_image_sparse_memory_requirements2(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetImageSparseMemoryRequirements2_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
     let info = a.pInfo.ok_or(RenderError::Fatal)?;
-    let count = a.pSparseMemoryRequirementCount.first_mut().ok_or(RenderError::Fatal)?;
+    let count = a
+        .pSparseMemoryRequirementCount
+        .first_mut()
+        .ok_or(RenderError::Fatal)?;
     if !a.pSparseMemoryRequirements.is_empty() {
         *count = (*count).min(a.pSparseMemoryRequirements.len() as u32);
     }
     // SAFETY: mirrors of the ash structs; `count` bounds the output array.
     unsafe {
-        (d.fp_v1_1().get_image_sparse_memory_requirements2)(d.handle(), (info as *const VkImageSparseMemoryRequirementsInfo2).cast(), count, mut_ptr_or_null(a.pSparseMemoryRequirements).cast())
+        (d.fp_v1_1().get_image_sparse_memory_requirements2)(
+            d.handle(),
+            (info as *const VkImageSparseMemoryRequirementsInfo2).cast(),
+            count,
+            mut_ptr_or_null(a.pSparseMemoryRequirements).cast(),
+        )
     };
     Ok(())
 }
 
-pub fn get_device_image_sparse_memory_requirements(ctx: &Context, _: &mut StreamCx, a: &mut vkGetDeviceImageSparseMemoryRequirements_args) -> Result<(), RenderError> {
+pub fn get_device_image_sparse_memory_requirements(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetDeviceImageSparseMemoryRequirements_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
     let info = a.pInfo.ok_or(RenderError::Fatal)?;
     if info.pCreateInfo.is_null() {
-        return Err(RenderError::Invalid("VkDeviceImageMemoryRequirements without a create info".into()));
+        return Err(RenderError::Invalid(
+            "VkDeviceImageMemoryRequirements without a create info".into(),
+        ));
     }
-    let count = a.pSparseMemoryRequirementCount.first_mut().ok_or(RenderError::Fatal)?;
+    let count = a
+        .pSparseMemoryRequirementCount
+        .first_mut()
+        .ok_or(RenderError::Fatal)?;
     if !a.pSparseMemoryRequirements.is_empty() {
         *count = (*count).min(a.pSparseMemoryRequirements.len() as u32);
     }
     // SAFETY: mirrors of the ash structs; `count` bounds the output array.
     unsafe {
-        (d.fp_v1_3().get_device_image_sparse_memory_requirements)(d.handle(), (info as *const VkDeviceImageMemoryRequirements).cast(), count, mut_ptr_or_null(a.pSparseMemoryRequirements).cast())
+        (d.fp_v1_3().get_device_image_sparse_memory_requirements)(
+            d.handle(),
+            (info as *const VkDeviceImageMemoryRequirements).cast(),
+            count,
+            mut_ptr_or_null(a.pSparseMemoryRequirements).cast(),
+        )
     };
     Ok(())
 }
 
-pub fn get_image_subresource_layout(ctx: &Context, _: &mut StreamCx, a: &mut vkGetImageSubresourceLayout_args) -> Result<(), RenderError> {
+pub fn get_image_subresource_layout(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetImageSubresourceLayout_args,
+) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
     let sub = a.pSubresource.ok_or(RenderError::Fatal)?;
     let out = a.pLayout.first_mut().ok_or(RenderError::Fatal)?;
     // SAFETY: a live image; mirrors of the ash structs.
     unsafe {
-        (d.fp_v1_0().get_image_subresource_layout)(d.handle(), vk::Image::from_raw(a.image.raw), (sub as *const VkImageSubresource).cast(), (out as *mut VkSubresourceLayout).cast())
+        (d.fp_v1_0().get_image_subresource_layout)(
+            d.handle(),
+            vk::Image::from_raw(a.image.raw),
+            (sub as *const VkImageSubresource).cast(),
+            (out as *mut VkSubresourceLayout).cast(),
+        )
     };
     Ok(())
 }
 
-pub fn create_image_view(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateImageView_args) -> Result<(), RenderError> {
+pub fn create_image_view(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkCreateImageView_args,
+) -> Result<(), RenderError> {
     let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(ctx, a.device, a.pView, vk::ObjectType::IMAGE_VIEW, &mut a.ret,
+    create(
+        ctx,
+        a.device,
+        a.pView,
+        vk::ObjectType::IMAGE_VIEW,
+        &mut a.ret,
         // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::ImageView| unsafe { (d.fp_v1_0().create_image_view)(d.handle(), (info as *const VkImageViewCreateInfo).cast(), std::ptr::null(), out) },
+        |d, out: &mut vk::ImageView| unsafe {
+            (d.fp_v1_0().create_image_view)(
+                d.handle(),
+                (info as *const VkImageViewCreateInfo).cast(),
+                std::ptr::null(),
+                out,
+            )
+        },
         // SAFETY: destroying the view just created.
-        |d, h| unsafe { d.destroy_image_view(h, None) })
+        |d, h| unsafe { d.destroy_image_view(h, None) },
+    )
 }
 
-pub fn destroy_image_view(ctx: &Context, _: &mut StreamCx, a: &mut vkDestroyImageView_args) -> Result<(), RenderError> {
+pub fn destroy_image_view(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkDestroyImageView_args,
+) -> Result<(), RenderError> {
     // SAFETY: a live view of this device.
-    destroy(ctx, a.device, a.imageView, vk::ObjectType::IMAGE_VIEW, |d, h| unsafe { d.destroy_image_view(h, None) })
+    destroy(
+        ctx,
+        a.device,
+        a.imageView,
+        vk::ObjectType::IMAGE_VIEW,
+        |d, h| unsafe { d.destroy_image_view(h, None) },
+    )
 }
 
-pub fn create_buffer_view(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateBufferView_args) -> Result<(), RenderError> {
+pub fn create_buffer_view(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkCreateBufferView_args,
+) -> Result<(), RenderError> {
     let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(ctx, a.device, a.pView, vk::ObjectType::BUFFER_VIEW, &mut a.ret,
+    create(
+        ctx,
+        a.device,
+        a.pView,
+        vk::ObjectType::BUFFER_VIEW,
+        &mut a.ret,
         // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::BufferView| unsafe { (d.fp_v1_0().create_buffer_view)(d.handle(), (info as *const VkBufferViewCreateInfo).cast(), std::ptr::null(), out) },
+        |d, out: &mut vk::BufferView| unsafe {
+            (d.fp_v1_0().create_buffer_view)(
+                d.handle(),
+                (info as *const VkBufferViewCreateInfo).cast(),
+                std::ptr::null(),
+                out,
+            )
+        },
         // SAFETY: destroying the view just created.
-        |d, h| unsafe { d.destroy_buffer_view(h, None) })
+        |d, h| unsafe { d.destroy_buffer_view(h, None) },
+    )
 }
 
-pub fn destroy_buffer_view(ctx: &Context, _: &mut StreamCx, a: &mut vkDestroyBufferView_args) -> Result<(), RenderError> {
+pub fn destroy_buffer_view(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkDestroyBufferView_args,
+) -> Result<(), RenderError> {
     // SAFETY: a live view of this device.
-    destroy(ctx, a.device, a.bufferView, vk::ObjectType::BUFFER_VIEW, |d, h| unsafe { d.destroy_buffer_view(h, None) })
+    destroy(
+        ctx,
+        a.device,
+        a.bufferView,
+        vk::ObjectType::BUFFER_VIEW,
+        |d, h| unsafe { d.destroy_buffer_view(h, None) },
+    )
 }
 
-pub fn create_sampler(ctx: &Context, _: &mut StreamCx, a: &mut vkCreateSampler_args) -> Result<(), RenderError> {
+pub fn create_sampler(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkCreateSampler_args,
+) -> Result<(), RenderError> {
     let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(ctx, a.device, a.pSampler, vk::ObjectType::SAMPLER, &mut a.ret,
+    create(
+        ctx,
+        a.device,
+        a.pSampler,
+        vk::ObjectType::SAMPLER,
+        &mut a.ret,
         // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Sampler| unsafe { (d.fp_v1_0().create_sampler)(d.handle(), (info as *const VkSamplerCreateInfo).cast(), std::ptr::null(), out) },
+        |d, out: &mut vk::Sampler| unsafe {
+            (d.fp_v1_0().create_sampler)(
+                d.handle(),
+                (info as *const VkSamplerCreateInfo).cast(),
+                std::ptr::null(),
+                out,
+            )
+        },
         // SAFETY: destroying the sampler just created.
-        |d, h| unsafe { d.destroy_sampler(h, None) })
+        |d, h| unsafe { d.destroy_sampler(h, None) },
+    )
 }
 
-pub fn destroy_sampler(ctx: &Context, _: &mut StreamCx, a: &mut vkDestroySampler_args) -> Result<(), RenderError> {
+pub fn destroy_sampler(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkDestroySampler_args,
+) -> Result<(), RenderError> {
     // SAFETY: a live sampler of this device.
-    destroy(ctx, a.device, a.sampler, vk::ObjectType::SAMPLER, |d, h| unsafe { d.destroy_sampler(h, None) })
+    destroy(
+        ctx,
+        a.device,
+        a.sampler,
+        vk::ObjectType::SAMPLER,
+        |d, h| unsafe { d.destroy_sampler(h, None) },
+    )
 }

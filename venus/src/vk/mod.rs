@@ -77,7 +77,10 @@ impl Host {
     /// The highest instance version both the host and our protocol (vk.xml) know.
     pub fn instance_version(&self) -> u32 {
         // SAFETY: a global query with no pointers kept.
-        let host = unsafe { self.entry.try_enumerate_instance_version() }.ok().flatten().unwrap_or(vk::API_VERSION_1_0);
+        let host = unsafe { self.entry.try_enumerate_instance_version() }
+            .ok()
+            .flatten()
+            .unwrap_or(vk::API_VERSION_1_0);
         host.min(VK_XML_VERSION)
     }
 
@@ -88,8 +91,15 @@ impl Host {
 
     /// The instance functions that serve physical device `raw`.
     pub fn instance_of(&self, physical_device: u64) -> Result<ash::Instance, RenderError> {
-        let owner = self.device_owner.read().unwrap().get(&physical_device).copied();
-        self.instance(owner.ok_or_else(|| RenderError::Invalid(format!("unknown physical device {physical_device:#x}")))?)
+        let owner = self
+            .device_owner
+            .read()
+            .unwrap()
+            .get(&physical_device)
+            .copied();
+        self.instance(owner.ok_or_else(|| {
+            RenderError::Invalid(format!("unknown physical device {physical_device:#x}"))
+        })?)
     }
 
     /// The physical devices this context exposes, in host order.
@@ -99,12 +109,19 @@ impl Host {
         let named = |pd: &vk::PhysicalDevice, needle: &str| {
             // SAFETY: `pd` was just enumerated from this instance.
             let props = unsafe { instance.get_physical_device_properties(*pd) };
-            props.device_name_as_c_str().is_ok_and(|n| n.to_string_lossy().contains(needle))
+            props
+                .device_name_as_c_str()
+                .is_ok_and(|n| n.to_string_lossy().contains(needle))
         };
         let chosen: Vec<_> = match &self.selector {
             DeviceSelector::All => all,
             DeviceSelector::Index(i) => all.get(*i).copied().into_iter().collect(),
-            DeviceSelector::Name(n) => all.iter().copied().filter(|pd| named(pd, n)).take(1).collect(),
+            DeviceSelector::Name(n) => all
+                .iter()
+                .copied()
+                .filter(|pd| named(pd, n))
+                .take(1)
+                .collect(),
         };
         let inst = instance.handle().as_raw();
         let mut owner = self.device_owner.write().unwrap();
@@ -119,11 +136,17 @@ impl Host {
     }
 
     pub(crate) fn add_instance(&self, instance: ash::Instance) {
-        self.instances.write().unwrap().insert(instance.handle().as_raw(), instance);
+        self.instances
+            .write()
+            .unwrap()
+            .insert(instance.handle().as_raw(), instance);
     }
 
     pub(crate) fn remove_instance(&self, raw: u64) -> Option<ash::Instance> {
-        self.device_owner.write().unwrap().retain(|_, owner| *owner != raw);
+        self.device_owner
+            .write()
+            .unwrap()
+            .retain(|_, owner| *owner != raw);
         self.instances.write().unwrap().remove(&raw)
     }
 
@@ -133,13 +156,22 @@ impl Host {
     }
 
     pub(crate) fn add_device(&self, device: ash::Device, info: DeviceInfo) {
-        self.device_info.write().unwrap().insert(device.handle().as_raw(), info);
-        self.devices.write().unwrap().insert(device.handle().as_raw(), device);
+        self.device_info
+            .write()
+            .unwrap()
+            .insert(device.handle().as_raw(), info);
+        self.devices
+            .write()
+            .unwrap()
+            .insert(device.handle().as_raw(), device);
     }
 
     pub(crate) fn remove_device(&self, raw: u64) -> Option<ash::Device> {
         self.device_info.write().unwrap().remove(&raw);
-        self.command_buffers.write().unwrap().retain(|_, (d, _)| *d != raw);
+        self.command_buffers
+            .write()
+            .unwrap()
+            .retain(|_, (d, _)| *d != raw);
         self.devices.write().unwrap().remove(&raw)
     }
 
@@ -149,7 +181,10 @@ impl Host {
     }
 
     pub(crate) fn add_command_buffer(&self, cb: u64, device: u64, pool: u64) {
-        self.command_buffers.write().unwrap().insert(cb, (device, pool));
+        self.command_buffers
+            .write()
+            .unwrap()
+            .insert(cb, (device, pool));
     }
 
     pub(crate) fn forget_command_buffer(&self, cb: u64) {
@@ -159,7 +194,11 @@ impl Host {
     /// Forgets the command buffers of `pool`, returning them.
     pub(crate) fn take_command_buffers(&self, pool: u64) -> Vec<u64> {
         let mut m = self.command_buffers.write().unwrap();
-        let gone: Vec<u64> = m.iter().filter(|(_, (_, p))| *p == pool).map(|(&cb, _)| cb).collect();
+        let gone: Vec<u64> = m
+            .iter()
+            .filter(|(_, (_, p))| *p == pool)
+            .map(|(&cb, _)| cb)
+            .collect();
         for cb in &gone {
             m.remove(cb);
         }
@@ -167,16 +206,29 @@ impl Host {
     }
 
     pub fn device_of_command_buffer(&self, cb: u64) -> Result<ash::Device, RenderError> {
-        let d = self.command_buffers.read().unwrap().get(&cb).map(|&(d, _)| d);
-        self.device(d.ok_or_else(|| RenderError::Invalid(format!("unknown command buffer {cb:#x}")))?)
+        let d = self
+            .command_buffers
+            .read()
+            .unwrap()
+            .get(&cb)
+            .map(|&(d, _)| d);
+        self.device(
+            d.ok_or_else(|| RenderError::Invalid(format!("unknown command buffer {cb:#x}")))?,
+        )
     }
 
     /// Memory type flags of a device's memory type.
-    pub fn memory_type_flags(&self, device: u64, index: u32) -> Result<vk::MemoryPropertyFlags, RenderError> {
+    pub fn memory_type_flags(
+        &self,
+        device: u64,
+        index: u32,
+    ) -> Result<vk::MemoryPropertyFlags, RenderError> {
         let pd = self.device_info(device)?.physical_device;
         let instance = self.instance_of(pd)?;
         // SAFETY: `pd` is a live physical device of `instance`.
-        let props = unsafe { instance.get_physical_device_memory_properties(vk::PhysicalDevice::from_raw(pd)) };
+        let props = unsafe {
+            instance.get_physical_device_memory_properties(vk::PhysicalDevice::from_raw(pd))
+        };
         props
             .memory_types_as_slice()
             .get(index as usize)
@@ -185,7 +237,10 @@ impl Host {
     }
 
     pub(crate) fn add_queue(&self, device: u64, queue: u64, ring_idx: Option<u32>) {
-        self.queues.write().unwrap().insert(queue, QueueInfo { device, ring_idx });
+        self.queues
+            .write()
+            .unwrap()
+            .insert(queue, QueueInfo { device, ring_idx });
     }
 
     pub fn queue(&self, raw: u64) -> Option<QueueInfo> {
@@ -195,7 +250,11 @@ impl Host {
     /// Forgets the queues of `device`, returning them.
     pub(crate) fn take_queues(&self, device: u64) -> Vec<u64> {
         let mut q = self.queues.write().unwrap();
-        let gone: Vec<u64> = q.iter().filter(|(_, i)| i.device == device).map(|(&r, _)| r).collect();
+        let gone: Vec<u64> = q
+            .iter()
+            .filter(|(_, i)| i.device == device)
+            .map(|(&r, _)| r)
+            .collect();
         for r in &gone {
             q.remove(r);
         }
@@ -204,16 +263,27 @@ impl Host {
 
     /// Destroys every host object the context still holds (a client that went away).
     pub fn destroy_all(&self, _objects: &ObjectTable) {
-        let devices: Vec<ash::Device> = self.devices.write().unwrap().drain().map(|(_, d)| d).collect();
+        let devices: Vec<ash::Device> = self
+            .devices
+            .write()
+            .unwrap()
+            .drain()
+            .map(|(_, d)| d)
+            .collect();
         self.queues.write().unwrap().clear();
         for d in devices {
-            // SAFETY: the device is ours; wait for its work, then destroy it.
-            unsafe {
-                let _ = d.device_wait_idle();
-                d.destroy_device(None);
-            }
+            // SAFETY: the device is ours; wait for its work before destroying it.
+            let _ = unsafe { d.device_wait_idle() };
+            // SAFETY: idle, and no table refers to it any more.
+            unsafe { d.destroy_device(None) };
         }
-        let instances: Vec<ash::Instance> = self.instances.write().unwrap().drain().map(|(_, i)| i).collect();
+        let instances: Vec<ash::Instance> = self
+            .instances
+            .write()
+            .unwrap()
+            .drain()
+            .map(|(_, i)| i)
+            .collect();
         self.device_owner.write().unwrap().clear();
         for i in instances {
             // SAFETY: the instance is ours and no longer reachable from any table.
@@ -224,6 +294,12 @@ impl Host {
 
 /// Whether the protocol serves extension `name` (so the driver may see it).
 pub fn served_extension(name: &[i8]) -> bool {
-    let bytes: Vec<u8> = name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    SERVED_EXTENSIONS.iter().any(|(n, _)| n.as_bytes() == bytes.as_slice())
+    let bytes: Vec<u8> = name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    SERVED_EXTENSIONS
+        .iter()
+        .any(|(n, _)| n.as_bytes() == bytes.as_slice())
 }

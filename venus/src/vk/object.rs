@@ -20,7 +20,10 @@ pub(crate) fn create<H: vk::Handle + Default>(
     destroy: impl FnOnce(&ash::Device, H),
 ) -> Result<(), RenderError> {
     let dev = ctx.host.device(device.raw)?;
-    let id = ids.first().copied().ok_or_else(|| RenderError::Invalid("no object id".into()))?;
+    let id = ids
+        .first()
+        .copied()
+        .ok_or_else(|| RenderError::Invalid("no object id".into()))?;
     let mut handle = H::default();
     let r = create(&dev, &mut handle);
     *ret = r.as_raw();
@@ -57,7 +60,10 @@ pub(crate) fn destroy<H: vk::Handle>(
 /// # Safety
 /// `head` must be a chain the decoder built in the current command's arena (every node starts
 /// with sType and pNext, and the arena is writable and live).
-pub(crate) unsafe fn remove_from_chain(head: *const std::ffi::c_void, stypes: &[i32]) -> *const std::ffi::c_void {
+pub(crate) unsafe fn remove_from_chain(
+    head: *const std::ffi::c_void,
+    stypes: &[i32],
+) -> *const std::ffi::c_void {
     let mut first = head;
     let mut prev: *mut BaseStructure = std::ptr::null_mut();
     let mut p = head as *mut BaseStructure;
@@ -84,7 +90,10 @@ pub(crate) unsafe fn remove_from_chain(head: *const std::ffi::c_void, stypes: &[
 ///
 /// # Safety
 /// As for `remove_from_chain`; `T` must be the struct that `stype` names.
-pub(crate) unsafe fn find_in_chain<'a, T>(head: *const std::ffi::c_void, stype: i32) -> Option<&'a T> {
+pub(crate) unsafe fn find_in_chain<'a, T>(
+    head: *const std::ffi::c_void,
+    stype: i32,
+) -> Option<&'a T> {
     let mut p = head as *const BaseStructure;
     while !p.is_null() {
         // SAFETY: per the contract, `p` is a live arena node.

@@ -37,7 +37,11 @@ pub enum VtestProtocolError {
     #[error("message of {0} words is over the limit")]
     TooLong(u32),
     #[error("command {cmd}: {words} words, expected {expected}")]
-    BadLength { cmd: u32, words: usize, expected: String },
+    BadLength {
+        cmd: u32,
+        words: usize,
+        expected: String,
+    },
     #[error("SUBMIT_CMD2: {0}")]
     BadSubmit(String),
     #[error("unknown vtest command {0}")]
@@ -60,25 +64,49 @@ pub enum Request {
     ProtocolVersion(u32),
     BusyWait,
     GetParam(u32),
-    GetCapset { id: u32, version: u32 },
-    ContextInit { capset_id: u32 },
-    ResourceCreateBlob { blob_type: u32, flags: u32, size: u64, blob_id: u64 },
+    GetCapset {
+        id: u32,
+        version: u32,
+    },
+    ContextInit {
+        capset_id: u32,
+    },
+    ResourceCreateBlob {
+        blob_type: u32,
+        flags: u32,
+        size: u64,
+        blob_id: u64,
+    },
     ResourceUnref(u32),
     SyncCreate(u64),
     SyncUnref(u32),
     SyncRead(u32),
-    SyncWrite { id: u32, value: u64 },
-    SyncWait { flags: u32, timeout_ms: u32, syncs: Vec<(u32, u64)> },
+    SyncWrite {
+        id: u32,
+        value: u64,
+    },
+    SyncWait {
+        flags: u32,
+        timeout_ms: u32,
+        syncs: Vec<(u32, u64)>,
+    },
     SubmitCmd2(Vec<Batch>),
 }
 
 fn words(payload: &[u8]) -> Vec<u32> {
-    payload.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+    payload
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 fn exact(cmd: u32, w: &[u32], n: usize) -> Result<(), VtestProtocolError> {
     if w.len() != n {
-        return Err(VtestProtocolError::BadLength { cmd, words: w.len(), expected: n.to_string() });
+        return Err(VtestProtocolError::BadLength {
+            cmd,
+            words: w.len(),
+            expected: n.to_string(),
+        });
     }
     Ok(())
 }
@@ -110,7 +138,10 @@ pub fn parse(cmd: u32, payload: &[u8]) -> Result<Request, VtestProtocolError> {
         }
         GET_CAPSET => {
             exact(cmd, &w, 2)?;
-            Request::GetCapset { id: w[0], version: w[1] }
+            Request::GetCapset {
+                id: w[0],
+                version: w[1],
+            }
         }
         CONTEXT_INIT => {
             exact(cmd, &w, 1)?;
@@ -118,7 +149,12 @@ pub fn parse(cmd: u32, payload: &[u8]) -> Result<Request, VtestProtocolError> {
         }
         RESOURCE_CREATE_BLOB => {
             exact(cmd, &w, 6)?;
-            Request::ResourceCreateBlob { blob_type: w[0], flags: w[1], size: lo_hi(w[2], w[3]), blob_id: lo_hi(w[4], w[5]) }
+            Request::ResourceCreateBlob {
+                blob_type: w[0],
+                flags: w[1],
+                size: lo_hi(w[2], w[3]),
+                blob_id: lo_hi(w[4], w[5]),
+            }
         }
         RESOURCE_UNREF => {
             exact(cmd, &w, 1)?;
@@ -138,14 +174,28 @@ pub fn parse(cmd: u32, payload: &[u8]) -> Result<Request, VtestProtocolError> {
         }
         SYNC_WRITE => {
             exact(cmd, &w, 3)?;
-            Request::SyncWrite { id: w[0], value: lo_hi(w[1], w[2]) }
+            Request::SyncWrite {
+                id: w[0],
+                value: lo_hi(w[1], w[2]),
+            }
         }
         SYNC_WAIT => {
-            if w.len() < 2 || (w.len() - 2) % 3 != 0 {
-                return Err(VtestProtocolError::BadLength { cmd, words: w.len(), expected: "2 + 3n".into() });
+            if w.len() < 2 || !(w.len() - 2).is_multiple_of(3) {
+                return Err(VtestProtocolError::BadLength {
+                    cmd,
+                    words: w.len(),
+                    expected: "2 + 3n".into(),
+                });
             }
-            let syncs = w[2..].chunks_exact(3).map(|s| (s[0], lo_hi(s[1], s[2]))).collect();
-            Request::SyncWait { flags: w[0], timeout_ms: w[1], syncs }
+            let syncs = w[2..]
+                .chunks_exact(3)
+                .map(|s| (s[0], lo_hi(s[1], s[2])))
+                .collect();
+            Request::SyncWait {
+                flags: w[0],
+                timeout_ms: w[1],
+                syncs,
+            }
         }
         SUBMIT_CMD2 => Request::SubmitCmd2(parse_submit(&w)?),
         other => return Err(VtestProtocolError::UnknownCommand(other)),
@@ -156,30 +206,56 @@ pub fn parse(cmd: u32, payload: &[u8]) -> Result<Request, VtestProtocolError> {
 /// senders; the first batch's command offset tells which), the streams, then (id, lo, hi) syncs.
 fn parse_submit(w: &[u32]) -> Result<Vec<Batch>, VtestProtocolError> {
     let bad = |m: &str| VtestProtocolError::BadSubmit(m.to_string());
-    let Some(&count) = w.first() else { return Ok(Vec::new()) };
+    let Some(&count) = w.first() else {
+        return Ok(Vec::new());
+    };
     let count = count as usize;
     if count == 0 {
         return Ok(Vec::new());
     }
     let header_words = [6usize, 8]
         .into_iter()
-        .find(|&k| w.get(2) == Some(&((1 + count * k) as u32)) && 1 + count * k <= w.len())
+        .find(|&k| w.get(2) == Some(&((1 + count * k) as u32)) && count * k < w.len())
         .ok_or_else(|| bad("batch headers do not match the first batch's command offset"))?;
     let mut batches = Vec::with_capacity(count.min(w.len()));
     for i in 0..count {
         let h = &w[1 + i * header_words..1 + (i + 1) * header_words];
-        let (flags, cmd_off, cmd_size, sync_off, sync_count, ring_idx) =
-            (h[0], h[1] as usize, h[2] as usize, h[3] as usize, h[4] as usize, h[5]);
-        let cmds = cmd_off.checked_add(cmd_size).filter(|&e| e <= w.len()).ok_or_else(|| bad("command stream out of range"))?;
+        let (flags, cmd_off, cmd_size, sync_off, sync_count, ring_idx) = (
+            h[0],
+            h[1] as usize,
+            h[2] as usize,
+            h[3] as usize,
+            h[4] as usize,
+            h[5],
+        );
+        let cmds = cmd_off
+            .checked_add(cmd_size)
+            .filter(|&e| e <= w.len())
+            .ok_or_else(|| bad("command stream out of range"))?;
         let syncs_end = sync_count
             .checked_mul(3)
             .and_then(|n| n.checked_add(sync_off))
             .filter(|&e| e <= w.len())
             .ok_or_else(|| bad("syncs out of range"))?;
-        let commands = w[cmd_off..cmds].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let syncs = w[sync_off..syncs_end].chunks_exact(3).map(|s| (s[0], lo_hi(s[1], s[2]))).collect();
-        let ring_idx = if flags & SUBMIT_CMD2_FLAG_RING_IDX != 0 { ring_idx } else { 0 };
-        batches.push(Batch { flags, ring_idx, commands, syncs });
+        let commands = w[cmd_off..cmds]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let syncs = w[sync_off..syncs_end]
+            .chunks_exact(3)
+            .map(|s| (s[0], lo_hi(s[1], s[2])))
+            .collect();
+        let ring_idx = if flags & SUBMIT_CMD2_FLAG_RING_IDX != 0 {
+            ring_idx
+        } else {
+            0
+        };
+        batches.push(Batch {
+            flags,
+            ring_idx,
+            commands,
+            syncs,
+        });
     }
     Ok(batches)
 }
@@ -206,15 +282,40 @@ mod tests {
     #[test]
     fn submit_cmd2_with_six_word_headers() {
         // one batch: header at 1..7, 2 command words at 7, one sync at 9
-        let w = [1, SUBMIT_CMD2_FLAG_RING_IDX, 7, 2, 9, 1, 3, 0xaa, 0xbb, 5, 7, 0];
-        let Request::SubmitCmd2(b) = parse(SUBMIT_CMD2, &bytes(&w)).unwrap() else { panic!() };
-        assert_eq!(b, vec![Batch { flags: 1, ring_idx: 3, commands: bytes(&[0xaa, 0xbb]), syncs: vec![(5, 7)] }]);
+        let w = [
+            1,
+            SUBMIT_CMD2_FLAG_RING_IDX,
+            7,
+            2,
+            9,
+            1,
+            3,
+            0xaa,
+            0xbb,
+            5,
+            7,
+            0,
+        ];
+        let Request::SubmitCmd2(b) = parse(SUBMIT_CMD2, &bytes(&w)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            b,
+            vec![Batch {
+                flags: 1,
+                ring_idx: 3,
+                commands: bytes(&[0xaa, 0xbb]),
+                syncs: vec![(5, 7)]
+            }]
+        );
     }
 
     #[test]
     fn submit_cmd2_with_eight_word_headers() {
         let w = [1, 0, 9, 1, 10, 0, 9, 0, 0, 0x11];
-        let Request::SubmitCmd2(b) = parse(SUBMIT_CMD2, &bytes(&w)).unwrap() else { panic!() };
+        let Request::SubmitCmd2(b) = parse(SUBMIT_CMD2, &bytes(&w)).unwrap() else {
+            panic!()
+        };
         assert_eq!(b[0].commands, bytes(&[0x11]));
         assert_eq!(b[0].ring_idx, 0, "no RING_IDX flag: ring 0");
     }
@@ -222,19 +323,28 @@ mod tests {
     #[test]
     fn hostile_submits_are_rejected() {
         for w in [
-            vec![1, 0, 7, 100, 7, 0, 0],          // stream past the end
-            vec![1, 0, 7, 0, 7, u32::MAX, 0],     // sync count overflow
-            vec![u32::MAX, 0, 0, 0],              // absurd batch count
-            vec![2, 0, 13, 0, 13, 0, 0],          // headers cut short
+            vec![1, 0, 7, 100, 7, 0, 0],      // stream past the end
+            vec![1, 0, 7, 0, 7, u32::MAX, 0], // sync count overflow
+            vec![u32::MAX, 0, 0, 0],          // absurd batch count
+            vec![2, 0, 13, 0, 13, 0, 0],      // headers cut short
         ] {
-            assert!(matches!(parse(SUBMIT_CMD2, &bytes(&w)), Err(VtestProtocolError::BadSubmit(_))), "{w:?}");
+            assert!(
+                matches!(
+                    parse(SUBMIT_CMD2, &bytes(&w)),
+                    Err(VtestProtocolError::BadSubmit(_))
+                ),
+                "{w:?}"
+            );
         }
     }
 
     #[test]
     fn fixed_size_commands_check_their_length() {
         assert!(parse(GET_CAPSET, &bytes(&[4])).is_err());
-        assert_eq!(parse(GET_CAPSET, &bytes(&[4, 0])).unwrap(), Request::GetCapset { id: 4, version: 0 });
+        assert_eq!(
+            parse(GET_CAPSET, &bytes(&[4, 0])).unwrap(),
+            Request::GetCapset { id: 4, version: 0 }
+        );
         assert!(parse(SYNC_WAIT, &bytes(&[0, 0, 1])).is_err());
         assert_eq!(parse(99, &[]), Err(VtestProtocolError::UnknownCommand(99)));
     }

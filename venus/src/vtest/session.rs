@@ -31,7 +31,11 @@ struct Syncs {
 impl Syncs {
     fn satisfied(map: &HashMap<u32, u64>, any: bool, wanted: &[(u32, u64)]) -> bool {
         let ok = |&(id, v): &(u32, u64)| map.get(&id).is_none_or(|&cur| cur >= v);
-        if any { wanted.iter().any(ok) } else { wanted.iter().all(ok) }
+        if any {
+            wanted.iter().any(ok)
+        } else {
+            wanted.iter().all(ok)
+        }
     }
 
     fn signal(&self, id: u32, value: u64) {
@@ -60,7 +64,10 @@ pub struct Session {
 
 fn send_fd(stream: &UnixStream, fd: &OwnedFd) -> Result<(), VtestError> {
     let byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_ptr() as *mut _, iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut _,
+        iov_len: 1,
+    };
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(size_of::<i32>() as u32) } as usize;
     let mut control = vec![0u8; space];
@@ -72,13 +79,17 @@ fn send_fd(stream: &UnixStream, fd: &OwnedFd) -> Result<(), VtestError> {
     msg.msg_controllen = space;
     // SAFETY: msg_control points at `space` bytes, enough for one header carrying one fd.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: CMSG_LEN is a pure size computation.
+    let len = unsafe { libc::CMSG_LEN(size_of::<i32>() as u32) } as usize;
     // SAFETY: `cmsg` points into `control` (non-null: the buffer holds one header).
-    unsafe {
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd.as_raw_fd());
-    }
+    let header = unsafe { &mut *cmsg };
+    header.cmsg_level = libc::SOL_SOCKET;
+    header.cmsg_type = libc::SCM_RIGHTS;
+    header.cmsg_len = len;
+    // SAFETY: the data of a header inside `control`.
+    let data = unsafe { libc::CMSG_DATA(cmsg) };
+    // SAFETY: `control` has room for one fd after the header (CMSG_SPACE).
+    unsafe { std::ptr::write_unaligned(data.cast::<i32>(), fd.as_raw_fd()) };
     // SAFETY: sendmsg reads the buffers above, which outlive the call.
     if unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } < 0 {
         return Err(VtestError::Io(std::io::Error::last_os_error()));
@@ -98,7 +109,15 @@ fn eventfd() -> Result<OwnedFd, VtestError> {
 
 impl Session {
     pub fn new(stream: UnixStream, selector: DeviceSelector) -> Self {
-        Session { stream, selector, ctx: None, cx: StreamCx::default(), next_resource: 1, next_sync: 1, syncs: Arc::default() }
+        Session {
+            stream,
+            selector,
+            ctx: None,
+            cx: StreamCx::default(),
+            next_resource: 1,
+            next_sync: 1,
+            syncs: Arc::default(),
+        }
     }
 
     fn send(&mut self, cmd: u32, body: &[u32]) -> Result<(), VtestError> {
@@ -134,7 +153,11 @@ impl Session {
                 return Err(p::VtestProtocolError::TooLong(len).into());
             }
             // CREATE_RENDERER alone counts its length in bytes (the name and its NUL).
-            let bytes = if cmd == p::CREATE_RENDERER { len as usize } else { len as usize * 4 };
+            let bytes = if cmd == p::CREATE_RENDERER {
+                len as usize
+            } else {
+                len as usize * 4
+            };
             let mut payload = vec![0u8; bytes];
             self.stream.read_exact(&mut payload)?;
             let req = p::parse(cmd, &payload)?;
@@ -146,17 +169,26 @@ impl Session {
         match req {
             Request::CreateRenderer(name) => info!("vtest: client {name:?}"),
             Request::PingProtocolVersion => self.send(p::PING_PROTOCOL_VERSION, &[])?,
-            Request::ProtocolVersion(v) => self.send(p::PROTOCOL_VERSION_CMD, &[v.min(p::PROTOCOL_VERSION)])?,
+            Request::ProtocolVersion(v) => {
+                self.send(p::PROTOCOL_VERSION_CMD, &[v.min(p::PROTOCOL_VERSION)])?
+            }
             Request::BusyWait => self.send(p::RESOURCE_BUSY_WAIT, &[0])?,
             Request::GetParam(param) => {
-                let (valid, value) = if param == p::PARAM_MAX_TIMELINE_COUNT { (1, 64) } else { (0, 0) };
+                let (valid, value) = if param == p::PARAM_MAX_TIMELINE_COUNT {
+                    (1, 64)
+                } else {
+                    (0, 0)
+                };
                 self.send(p::GET_PARAM, &[valid, value])?;
             }
             Request::GetCapset { id, .. } => {
                 if id == CAPSET_ID_VENUS {
                     let caps = VenusCapset::served().to_bytes();
                     let mut body = vec![1u32];
-                    body.extend(caps.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())));
+                    body.extend(
+                        caps.chunks_exact(4)
+                            .map(|c| u32::from_le_bytes(c.try_into().unwrap())),
+                    );
                     self.send(p::GET_CAPSET, &body)?;
                 } else {
                     self.send(p::GET_CAPSET, &[0])?;
@@ -168,10 +200,17 @@ impl Session {
                 }
                 self.ctx = Some(Context::new(self.selector.clone())?);
             }
-            Request::ResourceCreateBlob { blob_type, size, blob_id, .. } => {
+            Request::ResourceCreateBlob {
+                blob_type,
+                size,
+                blob_id,
+                ..
+            } => {
                 let size = usize::try_from(size).map_err(|_| VtestError::BadBlob("size".into()))?;
                 if blob_type != p::BLOB_TYPE_HOST3D {
-                    return Err(VtestError::BadBlob(format!("blob type {blob_type} (only HOST3D is served)")));
+                    return Err(VtestError::BadBlob(format!(
+                        "blob type {blob_type} (only HOST3D is served)"
+                    )));
                 }
                 // Blob id 0 is fresh shared memory; any other is host-visible device memory.
                 let mem = if blob_id == 0 {
@@ -179,7 +218,10 @@ impl Session {
                 } else {
                     let mem = self.ctx()?.memory_blob(blob_id)?;
                     if size > mem.size() {
-                        return Err(VtestError::BadBlob(format!("{size} bytes of a {}-byte memory", mem.size())));
+                        return Err(VtestError::BadBlob(format!(
+                            "{size} bytes of a {}-byte memory",
+                            mem.size()
+                        )));
                     }
                     mem
                 };
@@ -204,11 +246,23 @@ impl Session {
                 self.syncs.values.lock().unwrap().0.remove(&id);
             }
             Request::SyncRead(id) => {
-                let v = self.syncs.values.lock().unwrap().0.get(&id).copied().unwrap_or(0);
+                let v = self
+                    .syncs
+                    .values
+                    .lock()
+                    .unwrap()
+                    .0
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(0);
                 self.send(p::SYNC_READ, &[v as u32, (v >> 32) as u32])?;
             }
             Request::SyncWrite { id, value } => self.syncs.signal(id, value),
-            Request::SyncWait { flags, timeout_ms, syncs } => self.sync_wait(flags, timeout_ms, syncs)?,
+            Request::SyncWait {
+                flags,
+                timeout_ms,
+                syncs,
+            } => self.sync_wait(flags, timeout_ms, syncs)?,
             Request::SubmitCmd2(batches) => {
                 let ctx = self.ctx()?.clone();
                 for b in batches {
@@ -226,12 +280,18 @@ impl Session {
     }
 
     /// Replies with an eventfd that becomes readable when the wait is over.
-    fn sync_wait(&mut self, flags: u32, timeout_ms: u32, wanted: Vec<(u32, u64)>) -> Result<(), VtestError> {
+    fn sync_wait(
+        &mut self,
+        flags: u32,
+        timeout_ms: u32,
+        wanted: Vec<(u32, u64)>,
+    ) -> Result<(), VtestError> {
         let fd = eventfd()?;
         let any = flags & p::SYNC_WAIT_FLAG_ANY != 0;
         let signal = fd.try_clone()?;
         let syncs = self.syncs.clone();
-        let deadline = (timeout_ms != u32::MAX).then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
+        let deadline = (timeout_ms != u32::MAX)
+            .then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
         std::thread::spawn(move || {
             let mut g = syncs.values.lock().unwrap();
             while !g.1 && !Syncs::satisfied(&g.0, any, &wanted) {

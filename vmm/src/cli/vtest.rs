@@ -29,10 +29,16 @@ pub enum VtestCliError {
 pub fn selector(device: Option<&str>) -> DeviceSelector {
     match device {
         None => DeviceSelector::All,
-        Some(d) => d.parse().map(DeviceSelector::Index).unwrap_or_else(|_| DeviceSelector::Name(d.to_string())),
+        Some(d) => d
+            .parse()
+            .map(DeviceSelector::Index)
+            .unwrap_or_else(|_| DeviceSelector::Name(d.to_string())),
     }
 }
 
 pub fn run(args: VtestArgs) -> Result<(), VtestCliError> {
-    Ok(vtest::serve(&args.socket_path, selector(args.device.as_deref()))?)
+    Ok(vtest::serve(
+        &args.socket_path,
+        selector(args.device.as_deref()),
+    )?)
 }
