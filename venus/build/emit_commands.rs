@@ -9,7 +9,7 @@ use crate::{
     types::{kind_of, rust_base, Kind, Scalar},
 };
 
-enum Param {
+pub enum Param {
     Allocator,
     InHandle { objtype: i64, required: bool },
     InScalar(Scalar),
@@ -25,7 +25,7 @@ enum Param {
     OutBlob(String),
 }
 
-fn classify(reg: &Registry, cmd: &Command, p: &Member) -> Param {
+pub fn classify(reg: &Registry, cmd: &Command, p: &Member) -> Param {
     if p.ty == "VkAllocationCallbacks" {
         return Param::Allocator;
     }
@@ -91,7 +91,7 @@ fn len_local(len: &str, cmd: &Command) -> String {
     }
 }
 
-fn ret_type(reg: &Registry, cmd: &Command) -> Option<String> {
+pub fn ret_type(reg: &Registry, cmd: &Command) -> Option<String> {
     (cmd.ret != "void").then(|| rust_base(reg, &cmd.ret))
 }
 
@@ -379,6 +379,11 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
         emit_args(reg, cmd, &params, &mut o);
         emit_decode(reg, cmd, &params, &mut o);
         emit_reply(reg, cmd, &params, &mut o);
+        if sel.passthrough.contains(name) {
+            arms.push_str(&crate::emit_passthrough::arm(reg, name));
+            arms.push('\n');
+            continue;
+        }
         writeln!(trait_body, "    fn {name}(&self, cx: &mut Self::Cx, a: &mut {name}_args<'_>) -> Result<(), Self::Error>;").unwrap();
         writeln!(
             arms,
@@ -405,6 +410,12 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
     )
     .unwrap();
     writeln!(o, "    fn objects(&self) -> &dyn Lookup;").unwrap();
+    writeln!(
+        o,
+        "    /// The passthrough functions of the device that owns object `raw` of type `objtype`."
+    )
+    .unwrap();
+    writeln!(o, "    fn device_commands(&self, objtype: i32, raw: u64) -> Result<std::sync::Arc<DeviceCommands>, Self::Error>;").unwrap();
     writeln!(o, "    /// Writes one command's reply to the reply stream.").unwrap();
     writeln!(
         o,

@@ -87,12 +87,21 @@ fn emit_type(reg: &Registry, def: &StructDef, o: &mut String) {
 
 /// Decodes one member of a struct into `v.NAME`.
 fn decode_member(reg: &Registry, def: &StructDef, m: &Member, o: &mut String) {
-    let f = format!("v.{}", m.name);
+    decode_member_into(reg, def, m, &format!("v.{}", m.name), o)
+}
+
+/// Decodes one member into the place `f` (a field, or a local for union members).
+fn decode_member_into(reg: &Registry, def: &StructDef, m: &Member, f: &str, o: &mut String) {
     let count = m.len.as_deref().map(|l| len_expr(l, &def.members, "v."));
     let lenient = m.optional
         || m.len
             .as_deref()
             .is_some_and(|l| l.contains("null-terminated") && m.ptr_depth == 1);
+    if m.ptr_depth > 0 && !m.is_const {
+        // Outputs inside an input struct (creation feedback and the like) are not served.
+        writeln!(o, "    {f} = d.unsupported(\"{}.{}\")?;", def.name, m.name).unwrap();
+        return;
+    }
     match (m.ptr_depth, m.fixed_len, kind_of(reg, &m.ty)) {
         (0, None, Kind::Scalar(s)) => writeln!(o, "    {f} = d.{}()?;", s.wire_fn()).unwrap(),
         (0, None, Kind::Handle) => writeln!(
@@ -199,8 +208,15 @@ fn emit_codec(reg: &Registry, sel: &Selection, def: &StructDef, o: &mut String) 
         writeln!(o, "    match d.u32()? {{").unwrap();
         for (i, m) in def.members.iter().enumerate() {
             let mut body = String::new();
-            decode_member(reg, def, m, &mut body);
-            writeln!(o, "        {i} => {{ {} }}", body.trim()).unwrap();
+            decode_member_into(reg, def, m, "x", &mut body);
+            writeln!(
+                o,
+                "        {i} => {{ let mut x: {} = zeroed(); {} *v = {name} {{ {}: x }}; }}",
+                rust_type(reg, m),
+                body.trim(),
+                m.name
+            )
+            .unwrap();
         }
         writeln!(
             o,
@@ -212,7 +228,7 @@ fn emit_codec(reg: &Registry, sel: &Selection, def: &StructDef, o: &mut String) 
     }
     // Whole decode.
     writeln!(o, "pub fn dec_{name}_self(d: &mut Decoder<'_, '_>, v: &mut {name}) -> Result<(), DecodeError> {{").unwrap();
-    writeln!(o, "    let _ = &v;").unwrap();
+    writeln!(o, "    let _ = (&d, &v);").unwrap();
     for m in body_members(def) {
         decode_member(reg, def, m, o);
     }

@@ -5,6 +5,7 @@
 //! reach) is generated.
 
 mod emit_commands;
+mod emit_passthrough;
 mod emit_structs;
 mod registry;
 mod select;
@@ -58,6 +59,7 @@ fn main() {
     out.push_str(&types::emit_command_names(&command_types));
     out.push_str(&emit_structs::emit(&reg, &sel));
     out.push_str(&emit_commands::emit(&reg, &sel));
+    out.push_str(&emit_passthrough::emit(&reg, &sel));
     let dest = PathBuf::from(env::var("OUT_DIR").unwrap()).join("venus_generated.rs");
     fs::write(dest, out).unwrap();
 }

@@ -130,9 +130,12 @@ fn parse_member(node: roxmltree::Node, constants: &HashMap<String, String>) -> M
         is_const: before.contains("const"),
         fixed_len,
         len,
+        // Members the spec leaves unchecked (noautovalidity) may be null whatever their count
+        // says, e.g. VkWriteDescriptorSet's arrays other than the one its type uses.
         optional: node
             .attribute("optional")
-            .is_some_and(|o| o.starts_with("true")),
+            .is_some_and(|o| o.starts_with("true"))
+            || node.attribute("noautovalidity") == Some("true"),
         stype_value: node.attribute("values").map(str::to_string),
     }
 }

@@ -15,6 +15,9 @@ pub struct Selection {
     pub extenders: BTreeMap<String, Vec<String>>,
     /// Extensions served beyond core: (name, number).
     pub extensions: Vec<(String, u32)>,
+    /// Commands forwarded to the host as they are (`pass` in served.txt): the generated code
+    /// calls the host function itself, through the device's function table.
+    pub passthrough: BTreeSet<String>,
 }
 
 const CORE: &[&str] = &[
@@ -36,6 +39,7 @@ impl Selection {
             .collect();
         let mut commands = Vec::new();
         let mut extensions = Vec::new();
+        let mut passthrough = BTreeSet::new();
         for line in served
             .lines()
             .map(str::trim)
@@ -50,6 +54,13 @@ impl Selection {
                 extensions.push((ext.to_string(), *number));
                 continue;
             }
+            let line = match line.strip_prefix("pass ") {
+                Some(cmd) => {
+                    passthrough.insert(cmd.trim().to_string());
+                    cmd.trim()
+                }
+                None => line,
+            };
             assert!(
                 reg.commands.contains_key(line),
                 "served command {line} is not in the registry"
@@ -77,6 +88,7 @@ impl Selection {
             structs: BTreeSet::new(),
             extenders: BTreeMap::new(),
             extensions,
+            passthrough,
         };
         let mut todo: Vec<String> = Vec::new();
         for (name, _) in &sel.commands {

@@ -245,6 +245,10 @@ macro_rules! handlers {
                 &self.objects
             }
 
+            fn device_commands(&self, objtype: i32, raw: u64) -> Result<Arc<DeviceCommands>, RenderError> {
+                self.host.device_commands(objtype, raw)
+            }
+
             fn reply(&self, cx: &mut StreamCx, reply: Encoder) -> Result<(), RenderError> {
                 let bytes = reply.finish()?;
                 let r = cx.reply.as_mut().ok_or_else(|| RenderError::Invalid("reply without a reply stream".into()))?;
@@ -266,8 +270,9 @@ macro_rules! handlers {
 use crate::{
     transport as t,
     vk::{
-        buffer as buf, command_buffer as cb, device as dev, image as img, instance as inst,
-        memory as mem, physical_device as pd, sync,
+        buffer as buf, command_buffer as cb, descriptor as desc, device as dev, image as img,
+        instance as inst, memory as mem, physical_device as pd, pipeline as pipe, query,
+        render_pass as rp, sync,
     },
 };
 
@@ -366,4 +371,26 @@ handlers! {
     vkDestroyBufferView(vkDestroyBufferView_args) => img::destroy_buffer_view,
     vkCreateSampler(vkCreateSampler_args) => img::create_sampler,
     vkDestroySampler(vkDestroySampler_args) => img::destroy_sampler,
+    vkCreateShaderModule(vkCreateShaderModule_args) => pipe::create_shader_module,
+    vkDestroyShaderModule(vkDestroyShaderModule_args) => pipe::destroy_shader_module,
+    vkCreatePipelineLayout(vkCreatePipelineLayout_args) => pipe::create_pipeline_layout,
+    vkDestroyPipelineLayout(vkDestroyPipelineLayout_args) => pipe::destroy_pipeline_layout,
+    vkCreatePipelineCache(vkCreatePipelineCache_args) => pipe::create_pipeline_cache,
+    vkDestroyPipelineCache(vkDestroyPipelineCache_args) => pipe::destroy_pipeline_cache,
+    vkCreateComputePipelines(vkCreateComputePipelines_args) => pipe::create_compute_pipelines,
+    vkCreateGraphicsPipelines(vkCreateGraphicsPipelines_args) => pipe::create_graphics_pipelines,
+    vkDestroyPipeline(vkDestroyPipeline_args) => pipe::destroy_pipeline,
+    vkCreateDescriptorSetLayout(vkCreateDescriptorSetLayout_args) => desc::create_descriptor_set_layout,
+    vkDestroyDescriptorSetLayout(vkDestroyDescriptorSetLayout_args) => desc::destroy_descriptor_set_layout,
+    vkCreateDescriptorPool(vkCreateDescriptorPool_args) => desc::create_descriptor_pool,
+    vkDestroyDescriptorPool(vkDestroyDescriptorPool_args) => desc::destroy_descriptor_pool,
+    vkAllocateDescriptorSets(vkAllocateDescriptorSets_args) => desc::allocate_descriptor_sets,
+    vkFreeDescriptorSets(vkFreeDescriptorSets_args) => desc::free_descriptor_sets,
+    vkCreateQueryPool(vkCreateQueryPool_args) => query::create_query_pool,
+    vkDestroyQueryPool(vkDestroyQueryPool_args) => query::destroy_query_pool,
+    vkCreateRenderPass(vkCreateRenderPass_args) => rp::create_render_pass,
+    vkCreateRenderPass2(vkCreateRenderPass2_args) => rp::create_render_pass2,
+    vkDestroyRenderPass(vkDestroyRenderPass_args) => rp::destroy_render_pass,
+    vkCreateFramebuffer(vkCreateFramebuffer_args) => rp::create_framebuffer,
+    vkDestroyFramebuffer(vkDestroyFramebuffer_args) => rp::destroy_framebuffer,
 }

@@ -17,8 +17,8 @@ pub mod generated {
     use std::ffi::{c_char, c_void};
 
     pub use super::wire::{
-        mut_ptr_or_null, ptr_or_null, Arena, BaseStructure, Cursor, DecodeError, Decoder, Encoder,
-        Handle, Lookup, Zeroed, COMMAND_GENERATE_REPLY,
+        mut_ptr_or_null, opt_ptr, ptr_or_null, zeroed, Arena, BaseStructure, Cursor, DecodeError,
+        Decoder, Encoder, Handle, Lookup, Zeroed, COMMAND_GENERATE_REPLY,
     };
 
     include!(concat!(env!("OUT_DIR"), "/venus_generated.rs"));

@@ -45,6 +45,14 @@ macro_rules! zeroed_scalars { ($($t:ty),*) => { $(
 zeroed_scalars!(u8, i8, u16, i16, u32, i32, u64, i64, usize, f32, f64);
 // SAFETY: a null pointer is all-zero bytes.
 unsafe impl Zeroed for *const c_char {}
+// SAFETY: an array of values valid as zero is valid as zero.
+unsafe impl<T: Zeroed, const N: usize> Zeroed for [T; N] {}
+
+/// A value of all-zero bytes.
+pub fn zeroed<T: Zeroed>() -> T {
+    // SAFETY: `Zeroed` promises that all-zero bytes are a valid T.
+    unsafe { std::mem::zeroed() }
+}
 
 /// A bump allocator for one command's decoded arguments, with a byte budget.
 pub struct Arena {
@@ -579,4 +587,9 @@ pub fn mut_ptr_or_null<T>(s: &mut [T]) -> *mut T {
     } else {
         s.as_mut_ptr()
     }
+}
+
+/// A decoded input struct as a C pointer (null when the driver sent none).
+pub fn opt_ptr<T>(s: Option<&T>) -> *const c_void {
+    s.map_or(std::ptr::null(), |s| (s as *const T).cast())
 }

@@ -93,7 +93,7 @@ pub fn create_device(
         unsafe { device.destroy_device(None) };
         return Err(e.into());
     }
-    ctx.host.add_device(device, device_info);
+    ctx.host.add_device(&instance, device, device_info);
     Ok(())
 }
 

@@ -3,22 +3,29 @@
 
 pub mod buffer;
 pub mod command_buffer;
+pub mod descriptor;
 pub mod device;
 pub mod image;
 pub mod instance;
 pub mod memory;
 pub mod object;
 pub mod physical_device;
+pub mod pipeline;
+pub mod query;
+pub mod render_pass;
 pub mod sync;
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use ash::vk::{self, Handle as _};
 
 use crate::{
     context::{DeviceSelector, RenderError},
     objects::ObjectTable,
-    protocol::generated::{SERVED_EXTENSIONS, VK_XML_VERSION},
+    protocol::generated::{DeviceCommands, SERVED_EXTENSIONS, VK_XML_VERSION},
 };
 
 pub const OBJECT_TYPE_INSTANCE: i32 = vk::ObjectType::INSTANCE.as_raw();
@@ -46,6 +53,10 @@ pub struct Host {
     command_buffers: RwLock<HashMap<u64, (u64, u64)>>,
     /// Device -> what the renderer knows of it.
     device_info: RwLock<HashMap<u64, DeviceInfo>>,
+    /// Device -> the host functions of the commands forwarded as they are.
+    device_commands: RwLock<HashMap<u64, Arc<DeviceCommands>>>,
+    /// Descriptor set -> its pool.
+    descriptor_sets: RwLock<HashMap<u64, u64>>,
 }
 
 /// The renderer's own facts about a host device.
@@ -71,6 +82,8 @@ impl Host {
             queues: RwLock::default(),
             command_buffers: RwLock::default(),
             device_info: RwLock::default(),
+            device_commands: RwLock::default(),
+            descriptor_sets: RwLock::default(),
         })
     }
 
@@ -155,7 +168,20 @@ impl Host {
         d.ok_or_else(|| RenderError::Invalid(format!("no host device {raw:#x}")))
     }
 
-    pub(crate) fn add_device(&self, device: ash::Device, info: DeviceInfo) {
+    pub(crate) fn add_device(
+        &self,
+        instance: &ash::Instance,
+        device: ash::Device,
+        info: DeviceInfo,
+    ) {
+        let raw = device.handle();
+        let get_proc = instance.fp_v1_0().get_device_proc_addr;
+        // SAFETY: vkGetDeviceProcAddr on a live device with NUL-terminated names.
+        let commands = DeviceCommands::load(&|name| unsafe { get_proc(raw, name.as_ptr()) });
+        self.device_commands
+            .write()
+            .unwrap()
+            .insert(raw.as_raw(), Arc::new(commands));
         self.device_info
             .write()
             .unwrap()
@@ -167,6 +193,7 @@ impl Host {
     }
 
     pub(crate) fn remove_device(&self, raw: u64) -> Option<ash::Device> {
+        self.device_commands.write().unwrap().remove(&raw);
         self.device_info.write().unwrap().remove(&raw);
         self.command_buffers
             .write()
@@ -178,6 +205,52 @@ impl Host {
     pub fn device_info(&self, raw: u64) -> Result<DeviceInfo, RenderError> {
         let i = self.device_info.read().unwrap().get(&raw).copied();
         i.ok_or_else(|| RenderError::Invalid(format!("no host device {raw:#x}")))
+    }
+
+    /// The passthrough functions of the device owning object `raw` (a device, queue or command
+    /// buffer).
+    pub fn device_commands(
+        &self,
+        objtype: i32,
+        raw: u64,
+    ) -> Result<Arc<DeviceCommands>, RenderError> {
+        let device = match vk::ObjectType::from_raw(objtype) {
+            vk::ObjectType::DEVICE => Some(raw),
+            vk::ObjectType::QUEUE => self.queue(raw).map(|q| q.device),
+            vk::ObjectType::COMMAND_BUFFER => self
+                .command_buffers
+                .read()
+                .unwrap()
+                .get(&raw)
+                .map(|&(d, _)| d),
+            _ => None,
+        };
+        let t = device.and_then(|d| self.device_commands.read().unwrap().get(&d).cloned());
+        t.ok_or_else(|| {
+            RenderError::Invalid(format!("no device for object {raw:#x} of type {objtype}"))
+        })
+    }
+
+    pub(crate) fn add_descriptor_set(&self, set: u64, pool: u64) {
+        self.descriptor_sets.write().unwrap().insert(set, pool);
+    }
+
+    pub(crate) fn forget_descriptor_set(&self, set: u64) {
+        self.descriptor_sets.write().unwrap().remove(&set);
+    }
+
+    /// Forgets the sets of `pool`, returning them.
+    pub(crate) fn take_descriptor_sets(&self, pool: u64) -> Vec<u64> {
+        let mut m = self.descriptor_sets.write().unwrap();
+        let gone: Vec<u64> = m
+            .iter()
+            .filter(|(_, &p)| p == pool)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in &gone {
+            m.remove(s);
+        }
+        gone
     }
 
     pub(crate) fn add_command_buffer(&self, cb: u64, device: u64, pool: u64) {

@@ -1,0 +1,505 @@
+//! `vk-conformance`: the project's Vulkan conformance checks, run with ash on whatever driver the
+//! environment selects (native lavapipe, or Mesa's venus driver talking to our renderer), so the
+//! same checks run on both and any difference shows. Prints one `CHECK <name> PASS|FAIL <detail>`
+//! line per check, then `N passed, M failed`.
+
+use std::ffi::CStr;
+use std::sync::{Arc, Mutex};
+
+use ash::vk;
+
+type Check = Result<String, String>;
+
+struct Gpu {
+    _entry: ash::Entry,
+    instance: ash::Instance,
+    pd: vk::PhysicalDevice,
+    device: ash::Device,
+    queue: Mutex<vk::Queue>,
+    family: u32,
+    mem_props: vk::PhysicalDeviceMemoryProperties,
+    name: String,
+}
+
+fn vkr<T>(r: Result<T, vk::Result>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+impl Gpu {
+    fn new() -> Result<Self, String> {
+        // SAFETY: loads the system Vulkan loader, used only through ash.
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| e.to_string())?;
+        let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_2);
+        let info = vk::InstanceCreateInfo::default().application_info(&app);
+        // SAFETY: a valid create info.
+        let instance = vkr(
+            unsafe { entry.create_instance(&info, None) },
+            "vkCreateInstance",
+        )?;
+        // SAFETY: a live instance.
+        let pd = *vkr(
+            unsafe { instance.enumerate_physical_devices() },
+            "enumerate",
+        )?
+        .first()
+        .ok_or("no device")?;
+        // SAFETY: `pd` is a live physical device.
+        let props = unsafe { instance.get_physical_device_properties(pd) };
+        let name = props
+            .device_name_as_c_str()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // SAFETY: as above.
+        let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
+        let family = families
+            .iter()
+            .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
+            .ok_or("no compute queue")? as u32;
+        let prio = [1.0];
+        let qinfo = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(family)
+            .queue_priorities(&prio)];
+        let mut v12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+        let dinfo = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&qinfo)
+            .push_next(&mut v12);
+        // SAFETY: valid create info for a live physical device.
+        let device = vkr(
+            unsafe { instance.create_device(pd, &dinfo, None) },
+            "vkCreateDevice",
+        )?;
+        // SAFETY: the queue family exists and has one queue.
+        let queue = unsafe { device.get_device_queue(family, 0) };
+        // SAFETY: a live physical device.
+        let mem_props = unsafe { instance.get_physical_device_memory_properties(pd) };
+        Ok(Gpu {
+            _entry: entry,
+            instance,
+            pd,
+            device,
+            queue: Mutex::new(queue),
+            family,
+            mem_props,
+            name,
+        })
+    }
+
+    fn host_visible_type(&self, bits: u32) -> Result<u32, String> {
+        let want = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+        (0..self.mem_props.memory_type_count)
+            .find(|&i| {
+                bits & (1 << i) != 0
+                    && self.mem_props.memory_types[i as usize]
+                        .property_flags
+                        .contains(want)
+            })
+            .ok_or_else(|| "no host-visible coherent memory".into())
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        // SAFETY: all child objects were destroyed by the checks.
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_device(None);
+            self.instance.destroy_instance(None);
+        }
+    }
+}
+
+/// A host-visible storage buffer, mapped.
+struct HostBuffer<'a> {
+    gpu: &'a Gpu,
+    buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    ptr: *mut u32,
+    len: usize,
+}
+
+impl<'a> HostBuffer<'a> {
+    fn new(gpu: &'a Gpu, words: usize) -> Result<Self, String> {
+        let d = &gpu.device;
+        let size = (words * 4) as u64;
+        let info = vk::BufferCreateInfo::default().size(size).usage(
+            vk::BufferUsageFlags::STORAGE_BUFFER
+                | vk::BufferUsageFlags::TRANSFER_SRC
+                | vk::BufferUsageFlags::TRANSFER_DST,
+        );
+        // SAFETY: valid create info.
+        let buffer = vkr(unsafe { d.create_buffer(&info, None) }, "vkCreateBuffer")?;
+        // SAFETY: a live buffer.
+        let req = unsafe { d.get_buffer_memory_requirements(buffer) };
+        let alloc = vk::MemoryAllocateInfo::default()
+            .allocation_size(req.size)
+            .memory_type_index(gpu.host_visible_type(req.memory_type_bits)?);
+        // SAFETY: valid allocate info.
+        let memory = vkr(
+            unsafe { d.allocate_memory(&alloc, None) },
+            "vkAllocateMemory",
+        )?;
+        // SAFETY: fresh buffer and memory of sufficient size.
+        vkr(
+            unsafe { d.bind_buffer_memory(buffer, memory, 0) },
+            "vkBindBufferMemory",
+        )?;
+        // SAFETY: host-visible memory, mapped once.
+        let ptr = vkr(
+            unsafe { d.map_memory(memory, 0, size, vk::MemoryMapFlags::empty()) },
+            "vkMapMemory",
+        )? as *mut u32;
+        Ok(HostBuffer {
+            gpu,
+            buffer,
+            memory,
+            ptr,
+            len: words,
+        })
+    }
+
+    fn words(&self) -> &mut [u32] {
+        // SAFETY: the mapping holds `len` u32s and lives as long as self; checks use it from one
+        // thread at a time, between GPU submissions they wait for.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for HostBuffer<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the GPU is done with them (checks wait for their submissions).
+        unsafe {
+            self.gpu.device.unmap_memory(self.memory);
+            self.gpu.device.destroy_buffer(self.buffer, None);
+            self.gpu.device.free_memory(self.memory, None);
+        }
+    }
+}
+
+fn spirv(wgsl: &str) -> Result<Vec<u32>, String> {
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| e.emit_to_string(wgsl))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::IMMEDIATES,
+    )
+    .validate(&module)
+    .map_err(|e| format!("{e:?}"))?;
+    let pipeline = naga::back::spv::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: "main".into(),
+    };
+    let options = naga::back::spv::Options {
+        lang_version: (1, 0),
+        ..Default::default()
+    };
+    naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline)).map_err(|e| e.to_string())
+}
+
+const DOUBLE_PLUS_INDEX: &str = r#"
+struct Params { add: u32 }
+var<immediate> params: Params;
+@group(0) @binding(0) var<storage, read_write> data: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    data[id.x] = data[id.x] * 2u + id.x + params.add;
+}
+"#;
+
+/// A compute pipeline over one storage buffer with a 4-byte push constant.
+struct Compute<'a> {
+    gpu: &'a Gpu,
+    set_layout: vk::DescriptorSetLayout,
+    layout: vk::PipelineLayout,
+    pipeline: vk::Pipeline,
+    pool: vk::DescriptorPool,
+    set: vk::DescriptorSet,
+    cmd_pool: vk::CommandPool,
+    cmd: vk::CommandBuffer,
+    fence: vk::Fence,
+}
+
+impl<'a> Compute<'a> {
+    fn new(gpu: &'a Gpu, buffer: &HostBuffer) -> Result<Self, String> {
+        let d = &gpu.device;
+        let code = spirv(DOUBLE_PLUS_INDEX)?;
+        // SAFETY (this function): every create info below is valid and its arrays outlive the call.
+        let module = vkr(
+            unsafe {
+                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
+            },
+            "vkCreateShaderModule",
+        )?;
+        let binding = [vk::DescriptorSetLayoutBinding::default()
+            .binding(0)
+            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+            .descriptor_count(1)
+            .stage_flags(vk::ShaderStageFlags::COMPUTE)];
+        // SAFETY: see above.
+        let set_layout = vkr(
+            unsafe {
+                d.create_descriptor_set_layout(
+                    &vk::DescriptorSetLayoutCreateInfo::default().bindings(&binding),
+                    None,
+                )
+            },
+            "set layout",
+        )?;
+        let ranges = [vk::PushConstantRange::default()
+            .stage_flags(vk::ShaderStageFlags::COMPUTE)
+            .size(4)];
+        let layouts = [set_layout];
+        // SAFETY: see above.
+        let layout = vkr(
+            unsafe {
+                d.create_pipeline_layout(
+                    &vk::PipelineLayoutCreateInfo::default()
+                        .set_layouts(&layouts)
+                        .push_constant_ranges(&ranges),
+                    None,
+                )
+            },
+            "pipeline layout",
+        )?;
+        let stage = vk::PipelineShaderStageCreateInfo::default()
+            .stage(vk::ShaderStageFlags::COMPUTE)
+            .module(module)
+            .name(c"main");
+        let pinfo = [vk::ComputePipelineCreateInfo::default()
+            .stage(stage)
+            .layout(layout)];
+        // SAFETY: see above.
+        let pipeline =
+            unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &pinfo, None) }
+                .map_err(|(_, e)| format!("compute pipeline: {e}"))?[0];
+        // SAFETY: the pipeline holds what it needs of the module.
+        unsafe { d.destroy_shader_module(module, None) };
+        let sizes = [vk::DescriptorPoolSize::default()
+            .ty(vk::DescriptorType::STORAGE_BUFFER)
+            .descriptor_count(1)];
+        // SAFETY: see above.
+        let pool = vkr(
+            unsafe {
+                d.create_descriptor_pool(
+                    &vk::DescriptorPoolCreateInfo::default()
+                        .max_sets(1)
+                        .pool_sizes(&sizes),
+                    None,
+                )
+            },
+            "descriptor pool",
+        )?;
+        // SAFETY: see above.
+        let set = vkr(
+            unsafe {
+                d.allocate_descriptor_sets(
+                    &vk::DescriptorSetAllocateInfo::default()
+                        .descriptor_pool(pool)
+                        .set_layouts(&layouts),
+                )
+            },
+            "descriptor set",
+        )?[0];
+        let binfo = [vk::DescriptorBufferInfo::default()
+            .buffer(buffer.buffer)
+            .range(vk::WHOLE_SIZE)];
+        let write = [vk::WriteDescriptorSet::default()
+            .dst_set(set)
+            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+            .buffer_info(&binfo)];
+        // SAFETY: a live set and buffer.
+        unsafe { d.update_descriptor_sets(&write, &[]) };
+        // SAFETY: see above.
+        let cmd_pool = vkr(
+            unsafe {
+                d.create_command_pool(
+                    &vk::CommandPoolCreateInfo::default()
+                        .queue_family_index(gpu.family)
+                        .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
+                    None,
+                )
+            },
+            "command pool",
+        )?;
+        // SAFETY: see above.
+        let cmd = vkr(
+            unsafe {
+                d.allocate_command_buffers(
+                    &vk::CommandBufferAllocateInfo::default()
+                        .command_pool(cmd_pool)
+                        .command_buffer_count(1),
+                )
+            },
+            "command buffer",
+        )?[0];
+        // SAFETY: see above.
+        let fence = vkr(
+            unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) },
+            "fence",
+        )?;
+        Ok(Compute {
+            gpu,
+            set_layout,
+            layout,
+            pipeline,
+            pool,
+            set,
+            cmd_pool,
+            cmd,
+            fence,
+        })
+    }
+
+    /// Records and runs `groups` workgroups with push constant `add`, waiting for the result.
+    fn run(&self, groups: u32, add: u32) -> Result<(), String> {
+        let d = &self.gpu.device;
+        // SAFETY (this function): the command buffer is not in flight (each run waits for its
+        // fence) and every handle recorded is live.
+        unsafe {
+            vkr(
+                d.reset_command_buffer(self.cmd, vk::CommandBufferResetFlags::empty()),
+                "reset",
+            )?;
+            vkr(
+                d.begin_command_buffer(self.cmd, &vk::CommandBufferBeginInfo::default()),
+                "begin",
+            )?;
+            d.cmd_bind_pipeline(self.cmd, vk::PipelineBindPoint::COMPUTE, self.pipeline);
+            d.cmd_bind_descriptor_sets(
+                self.cmd,
+                vk::PipelineBindPoint::COMPUTE,
+                self.layout,
+                0,
+                &[self.set],
+                &[],
+            );
+            d.cmd_push_constants(
+                self.cmd,
+                self.layout,
+                vk::ShaderStageFlags::COMPUTE,
+                0,
+                &add.to_le_bytes(),
+            );
+            d.cmd_dispatch(self.cmd, groups, 1, 1);
+            let barrier = [vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+                .dst_access_mask(vk::AccessFlags::HOST_READ)];
+            d.cmd_pipeline_barrier(
+                self.cmd,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &barrier,
+                &[],
+                &[],
+            );
+            vkr(d.end_command_buffer(self.cmd), "end")?;
+            let cmds = [self.cmd];
+            let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+            vkr(d.reset_fences(&[self.fence]), "reset fence")?;
+            {
+                let q = self.gpu.queue.lock().unwrap();
+                vkr(d.queue_submit(*q, &submit, self.fence), "vkQueueSubmit")?;
+            }
+            vkr(
+                d.wait_for_fences(&[self.fence], true, 10_000_000_000),
+                "vkWaitForFences",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Compute<'_> {
+    fn drop(&mut self) {
+        let d = &self.gpu.device;
+        // SAFETY: nothing is in flight (runs wait for their fence).
+        unsafe {
+            d.destroy_fence(self.fence, None);
+            d.destroy_command_pool(self.cmd_pool, None);
+            d.destroy_descriptor_pool(self.pool, None);
+            d.destroy_pipeline(self.pipeline, None);
+            d.destroy_pipeline_layout(self.layout, None);
+            d.destroy_descriptor_set_layout(self.set_layout, None);
+        }
+    }
+}
+
+fn check_compute_dispatch(gpu: &Gpu) -> Check {
+    let words = 64 * 1024;
+    let buf = HostBuffer::new(gpu, words)?;
+    for (i, w) in buf.words().iter_mut().enumerate() {
+        *w = i as u32 * 3;
+    }
+    let c = Compute::new(gpu, &buf)?;
+    c.run((words / 64) as u32, 7)?;
+    let bad = buf
+        .words()
+        .iter()
+        .enumerate()
+        .filter(|&(i, &w)| w != (i as u32 * 3) * 2 + i as u32 + 7)
+        .count();
+    if bad != 0 {
+        return Err(format!("{bad} of {words} words wrong"));
+    }
+    Ok(format!(
+        "{words} words doubled plus index plus push constant"
+    ))
+}
+
+fn check_repeated_dispatches(gpu: &Gpu) -> Check {
+    let buf = HostBuffer::new(gpu, 256)?;
+    buf.words().fill(1);
+    let c = Compute::new(gpu, &buf)?;
+    for _ in 0..20 {
+        c.run(4, 0)?;
+    }
+    // x -> 2x + i, twenty times: x20 = 2^20 * 1 + i * (2^20 - 1)
+    let bad = buf
+        .words()
+        .iter()
+        .enumerate()
+        .filter(|&(i, &w)| w != (1u32 << 20).wrapping_add((i as u32).wrapping_mul((1 << 20) - 1)))
+        .count();
+    if bad != 0 {
+        return Err(format!("{bad} words wrong after 20 submissions"));
+    }
+    Ok("20 submissions, each waited on by fence".into())
+}
+
+fn check_two_threads(_gpu: &Gpu) -> Check {
+    let gpu = Arc::new(std::sync::Mutex::new(()));
+    let _ = gpu;
+    Ok(String::new())
+}
+
+fn main() {
+    let gpu = match Gpu::new() {
+        Ok(g) => g,
+        Err(e) => {
+            println!("CHECK device FAIL {e}");
+            println!("0 passed, 1 failed");
+            std::process::exit(1);
+        }
+    };
+    println!("DEVICE {}", gpu.name);
+    let checks: &[(&str, fn(&Gpu) -> Check)] = &[
+        ("compute_dispatch", check_compute_dispatch),
+        ("repeated_dispatches", check_repeated_dispatches),
+    ];
+    let _ = check_two_threads;
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in checks {
+        match f(&gpu) {
+            Ok(detail) => {
+                passed += 1;
+                println!("CHECK {name} PASS {detail}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("CHECK {name} FAIL {e}");
+            }
+        }
+    }
+    let _ = CStr::from_bytes_with_nul(b"\0");
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}
