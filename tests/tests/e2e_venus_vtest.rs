@@ -169,3 +169,37 @@ fn e2e_venus_clients_leave_no_worker_and_no_fd_behind() {
         assert_eq!(server.fd_count(), fds, "run {run}: the server's fds");
     }
 }
+
+/// `(name, PASS|FAIL)` of each CHECK line.
+fn check_lines(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("CHECK ")?.split(' ');
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn e2e_venus_conformance_suite_passes_as_on_native_lavapipe() {
+    let Some((server, _)) = setup("conformance") else {
+        return;
+    };
+    let suite = std::path::Path::new(env!("CARGO_BIN_EXE_vk-conformance"));
+    let native = run_with_timeout(&mut std::process::Command::new(suite), 120).unwrap();
+    let venus = server.run(suite, &[], 120).unwrap();
+    let (n, v) = (
+        String::from_utf8_lossy(&native.stdout),
+        String::from_utf8_lossy(&venus.stdout),
+    );
+    assert!(native.status.success(), "native:\n{n}");
+    assert!(
+        venus.status.success(),
+        "through venus:\n{v}\n{}",
+        String::from_utf8_lossy(&venus.stderr)
+    );
+    assert!(v.contains("DEVICE Virtio-GPU Venus"), "{v}");
+    let (nc, vc) = (check_lines(&n), check_lines(&v));
+    assert!(nc.len() >= 9, "{n}");
+    assert_eq!(vc, nc, "the same checks, the same results");
+}

@@ -3,17 +3,25 @@
 //! same checks run on both and any difference shows. Prints one `CHECK <name> PASS|FAIL <detail>`
 //! line per check, then `N passed, M failed`.
 
-use std::ffi::CStr;
-use std::sync::{Arc, Mutex};
+// A Vulkan API test program: nearly every statement is an ash call, so unsafe blocks group the
+// calls of one step under one SAFETY comment.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use std::sync::Mutex;
 
 use ash::vk;
 
+#[path = "vk_conformance/checks.rs"]
+mod checks;
+#[path = "vk_conformance/render.rs"]
+mod render;
+
 type Check = Result<String, String>;
+type CheckFn = fn(&Gpu) -> Check;
 
 struct Gpu {
     _entry: ash::Entry,
     instance: ash::Instance,
-    pd: vk::PhysicalDevice,
     device: ash::Device,
     queue: Mutex<vk::Queue>,
     family: u32,
@@ -75,7 +83,6 @@ impl Gpu {
         Ok(Gpu {
             _entry: entry,
             instance,
-            pd,
             device,
             queue: Mutex::new(queue),
             family,
@@ -94,6 +101,51 @@ impl Gpu {
                         .contains(want)
             })
             .ok_or_else(|| "no host-visible coherent memory".into())
+    }
+}
+
+impl Gpu {
+    /// Records with `record` into a fresh command buffer, submits it and waits for it.
+    fn one_shot(&self, record: impl FnOnce(vk::CommandBuffer)) -> Result<(), String> {
+        let d = &self.device;
+        // SAFETY: fresh objects, destroyed after the fence says the GPU is done.
+        unsafe {
+            let pool = vkr(
+                d.create_command_pool(
+                    &vk::CommandPoolCreateInfo::default().queue_family_index(self.family),
+                    None,
+                ),
+                "command pool",
+            )?;
+            let cmd = vkr(
+                d.allocate_command_buffers(
+                    &vk::CommandBufferAllocateInfo::default()
+                        .command_pool(pool)
+                        .command_buffer_count(1),
+                ),
+                "command buffer",
+            )?[0];
+            vkr(
+                d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()),
+                "begin",
+            )?;
+            record(cmd);
+            vkr(d.end_command_buffer(cmd), "end")?;
+            let fence = vkr(
+                d.create_fence(&vk::FenceCreateInfo::default(), None),
+                "fence",
+            )?;
+            let cmds = [cmd];
+            let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+            let r = {
+                let q = self.queue.lock().unwrap();
+                d.queue_submit(*q, &submit, fence)
+            };
+            let r = r.and_then(|()| d.wait_for_fences(&[fence], true, 10_000_000_000));
+            d.destroy_fence(fence, None);
+            d.destroy_command_pool(pool, None);
+            vkr(r, "submit and wait")
+        }
     }
 }
 
@@ -139,10 +191,8 @@ impl<'a> HostBuffer<'a> {
             "vkAllocateMemory",
         )?;
         // SAFETY: fresh buffer and memory of sufficient size.
-        vkr(
-            unsafe { d.bind_buffer_memory(buffer, memory, 0) },
-            "vkBindBufferMemory",
-        )?;
+        let bound = unsafe { d.bind_buffer_memory(buffer, memory, 0) };
+        vkr(bound, "vkBindBufferMemory")?;
         // SAFETY: host-visible memory, mapped once.
         let ptr = vkr(
             unsafe { d.map_memory(memory, 0, size, vk::MemoryMapFlags::empty()) },
@@ -157,6 +207,8 @@ impl<'a> HostBuffer<'a> {
         })
     }
 
+    // The mapping is device memory, not a Rust borrow of `self`.
+    #[allow(clippy::mut_from_ref)]
     fn words(&self) -> &mut [u32] {
         // SAFETY: the mapping holds `len` u32s and lives as long as self; checks use it from one
         // thread at a time, between GPU submissions they wait for.
@@ -176,6 +228,10 @@ impl Drop for HostBuffer<'_> {
 }
 
 fn spirv(wgsl: &str) -> Result<Vec<u32>, String> {
+    spirv_stage(wgsl, naga::ShaderStage::Compute, "main")
+}
+
+fn spirv_stage(wgsl: &str, stage: naga::ShaderStage, entry: &str) -> Result<Vec<u32>, String> {
     let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| e.emit_to_string(wgsl))?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
@@ -184,8 +240,8 @@ fn spirv(wgsl: &str) -> Result<Vec<u32>, String> {
     .validate(&module)
     .map_err(|e| format!("{e:?}"))?;
     let pipeline = naga::back::spv::PipelineOptions {
-        shader_stage: naga::ShaderStage::Compute,
-        entry_point: "main".into(),
+        shader_stage: stage,
+        entry_point: entry.into(),
     };
     let options = naga::back::spv::Options {
         lang_version: (1, 0),
@@ -221,7 +277,7 @@ impl<'a> Compute<'a> {
     fn new(gpu: &'a Gpu, buffer: &HostBuffer) -> Result<Self, String> {
         let d = &gpu.device;
         let code = spirv(DOUBLE_PLUS_INDEX)?;
-        // SAFETY (this function): every create info below is valid and its arrays outlive the call.
+        // SAFETY: every create info below is valid and its arrays outlive the call.
         let module = vkr(
             unsafe {
                 d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
@@ -351,7 +407,7 @@ impl<'a> Compute<'a> {
     /// Records and runs `groups` workgroups with push constant `add`, waiting for the result.
     fn run(&self, groups: u32, add: u32) -> Result<(), String> {
         let d = &self.gpu.device;
-        // SAFETY (this function): the command buffer is not in flight (each run waits for its
+        // SAFETY: the command buffer is not in flight (each run waits for its
         // fence) and every handle recorded is live.
         unsafe {
             vkr(
@@ -465,12 +521,6 @@ fn check_repeated_dispatches(gpu: &Gpu) -> Check {
     Ok("20 submissions, each waited on by fence".into())
 }
 
-fn check_two_threads(_gpu: &Gpu) -> Check {
-    let gpu = Arc::new(std::sync::Mutex::new(()));
-    let _ = gpu;
-    Ok(String::new())
-}
-
 fn main() {
     let gpu = match Gpu::new() {
         Ok(g) => g,
@@ -481,11 +531,17 @@ fn main() {
         }
     };
     println!("DEVICE {}", gpu.name);
-    let checks: &[(&str, fn(&Gpu) -> Check)] = &[
+    let checks: &[(&str, CheckFn)] = &[
         ("compute_dispatch", check_compute_dispatch),
         ("repeated_dispatches", check_repeated_dispatches),
+        ("transfers", checks::transfers),
+        ("timeline_semaphores", checks::timeline_semaphores),
+        ("timestamps", checks::timestamps),
+        ("events", checks::events),
+        ("two_threads", checks::two_threads),
+        ("image_copies_and_clears", checks::image_copies_and_clears),
+        ("offscreen_triangle", render::offscreen_triangle),
     ];
-    let _ = check_two_threads;
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in checks {
         match f(&gpu) {
@@ -499,7 +555,6 @@ fn main() {
             }
         }
     }
-    let _ = CStr::from_bytes_with_nul(b"\0");
     println!("{passed} passed, {failed} failed");
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

@@ -88,13 +88,15 @@ pub fn free_memory(
     _: &mut StreamCx,
     a: &mut vkFreeMemory_args,
 ) -> Result<(), RenderError> {
-    // SAFETY: live memory of this device; the driver no longer uses it.
     destroy(
         ctx,
         a.device,
         a.memory,
         vk::ObjectType::DEVICE_MEMORY,
-        |d, h| unsafe { d.free_memory(h, None) },
+        |d, h| {
+            // SAFETY: live memory of this device; the driver no longer uses it.
+            unsafe { d.free_memory(h, None) }
+        },
     )?;
     // Any blob of it keeps its own reference to the memfd.
     ctx.memory_blobs.lock().unwrap().remove(&a.memory.id);

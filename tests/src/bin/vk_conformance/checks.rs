@@ -1,0 +1,362 @@
+//! Transfers, timeline semaphores, timestamps, events, two submitting threads, images.
+
+use ash::vk;
+
+use super::{vkr, Check, Compute, Gpu, HostBuffer};
+
+pub fn transfers(gpu: &Gpu) -> Check {
+    let n = 4096;
+    let (a, b) = (HostBuffer::new(gpu, n)?, HostBuffer::new(gpu, n)?);
+    for (i, w) in a.words().iter_mut().enumerate() {
+        *w = i as u32;
+    }
+    b.words().fill(0);
+    let update: Vec<u8> = (0..16u32).flat_map(|x| (x + 1000).to_le_bytes()).collect();
+    let d = &gpu.device;
+    gpu.one_shot(|cmd| {
+        // SAFETY: live buffers large enough for every region below.
+        unsafe {
+            d.cmd_copy_buffer(
+                cmd,
+                a.buffer,
+                b.buffer,
+                &[vk::BufferCopy::default()
+                    .src_offset(0)
+                    .dst_offset(0)
+                    .size(2048 * 4)],
+            );
+            d.cmd_fill_buffer(cmd, b.buffer, 2048 * 4, 1024 * 4, 0xabcd_ef01);
+            let barrier = [vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)];
+            d.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::DependencyFlags::empty(),
+                &barrier,
+                &[],
+                &[],
+            );
+            d.cmd_update_buffer(cmd, b.buffer, 4000 * 4, &update);
+        }
+    })?;
+    let w = b.words();
+    let ok = (0..2048).all(|i| w[i] == i as u32)
+        && (2048..3072).all(|i| w[i] == 0xabcd_ef01)
+        && (3072..4000).all(|i| w[i] == 0)
+        && (4000..4016).all(|i| w[i] == (i as u32 - 4000) + 1000);
+    if !ok {
+        return Err("copy, fill or update wrote the wrong words".into());
+    }
+    Ok("copy 8 KiB, fill 4 KiB, update 64 B".into())
+}
+
+pub fn timeline_semaphores(gpu: &Gpu) -> Check {
+    let d = &gpu.device;
+    let mut type_info = vk::SemaphoreTypeCreateInfo::default()
+        .semaphore_type(vk::SemaphoreType::TIMELINE)
+        .initial_value(5);
+    let info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
+    // SAFETY: a fresh semaphore, destroyed at the end after all waits return.
+    unsafe {
+        let sem = vkr(d.create_semaphore(&info, None), "timeline semaphore")?;
+        let start = vkr(d.get_semaphore_counter_value(sem), "counter")?;
+        vkr(
+            d.signal_semaphore(&vk::SemaphoreSignalInfo::default().semaphore(sem).value(9)),
+            "host signal",
+        )?;
+        let after_host = vkr(d.get_semaphore_counter_value(sem), "counter")?;
+        // The GPU signals 12 after an empty batch.
+        let values = [12u64];
+        let sems = [sem];
+        let mut tl = vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&values);
+        let submit = [vk::SubmitInfo::default()
+            .signal_semaphores(&sems)
+            .push_next(&mut tl)];
+        let r = {
+            let q = gpu.queue.lock().unwrap();
+            d.queue_submit(*q, &submit, vk::Fence::null())
+        };
+        vkr(r, "submit signalling the semaphore")?;
+        let waited = d.wait_semaphores(
+            &vk::SemaphoreWaitInfo::default()
+                .semaphores(&sems)
+                .values(&values),
+            10_000_000_000,
+        );
+        let end = d.get_semaphore_counter_value(sem);
+        d.destroy_semaphore(sem, None);
+        vkr(waited, "wait for 12")?;
+        let end = vkr(end, "counter")?;
+        if (start, after_host, end) != (5, 9, 12) {
+            return Err(format!(
+                "counter went {start} -> {after_host} -> {end}, expected 5 -> 9 -> 12"
+            ));
+        }
+    }
+    Ok("initial 5, host signal 9, GPU signal 12, host wait".into())
+}
+
+pub fn timestamps(gpu: &Gpu) -> Check {
+    let d = &gpu.device;
+    let info = vk::QueryPoolCreateInfo::default()
+        .query_type(vk::QueryType::TIMESTAMP)
+        .query_count(2);
+    // SAFETY: a fresh pool, destroyed after its results are read.
+    unsafe {
+        let pool = vkr(d.create_query_pool(&info, None), "query pool")?;
+        let r = gpu.one_shot(|cmd| {
+            d.cmd_reset_query_pool(cmd, pool, 0, 2);
+            d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+            d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
+        });
+        let mut t = [0u64; 2];
+        let got = r.and_then(|()| {
+            vkr(
+                d.get_query_pool_results(
+                    pool,
+                    0,
+                    &mut t,
+                    vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+                ),
+                "results",
+            )
+        });
+        d.destroy_query_pool(pool, None);
+        got?;
+        if t[0] == 0 || t[1] < t[0] {
+            return Err(format!("timestamps {t:?} are not increasing"));
+        }
+        Ok(format!("two timestamps {} ticks apart", t[1] - t[0]))
+    }
+}
+
+pub fn events(gpu: &Gpu) -> Check {
+    let d = &gpu.device;
+    // SAFETY: a fresh event, destroyed at the end.
+    unsafe {
+        let ev = vkr(
+            d.create_event(&vk::EventCreateInfo::default(), None),
+            "event",
+        )?;
+        let s0 = d.get_event_status(ev);
+        let set = d.set_event(ev).and_then(|()| d.get_event_status(ev));
+        let reset = d.reset_event(ev).and_then(|()| d.get_event_status(ev));
+        let gpu_set = gpu
+            .one_shot(|cmd| d.cmd_set_event(cmd, ev, vk::PipelineStageFlags::ALL_COMMANDS))
+            .map(|()| d.get_event_status(ev));
+        d.destroy_event(ev, None);
+        match (s0, set, reset, gpu_set) {
+            (Ok(false), Ok(true), Ok(false), Ok(Ok(true))) => {
+                Ok("reset, host set, host reset, GPU set".into())
+            }
+            other => Err(format!("event states {other:?}")),
+        }
+    }
+}
+
+/// Two threads, each with its own buffer and pipeline, submitting to the one queue at once.
+pub fn two_threads(gpu: &Gpu) -> Check {
+    let results: Vec<Check> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2u32)
+            .map(|t| {
+                s.spawn(move || -> Check {
+                    let buf = HostBuffer::new(gpu, 1024)?;
+                    buf.words().fill(t);
+                    let c = Compute::new(gpu, &buf)?;
+                    for _ in 0..10 {
+                        c.run(16, t)?;
+                    }
+                    // x -> 2x + i + t, ten times from x = t.
+                    let expect = |i: u32| {
+                        (0..10).fold(t, |x, _| x.wrapping_mul(2).wrapping_add(i).wrapping_add(t))
+                    };
+                    let bad = buf
+                        .words()
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, &w)| w != expect(i as u32))
+                        .count();
+                    if bad == 0 {
+                        Ok(String::new())
+                    } else {
+                        Err(format!("thread {t}: {bad} words wrong"))
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok("2 threads x 10 submissions, results checked".into())
+}
+
+pub fn image_copies_and_clears(gpu: &Gpu) -> Check {
+    let d = &gpu.device;
+    let (w, h) = (64u32, 32u32);
+    let src = HostBuffer::new(gpu, (w * h) as usize)?;
+    let dst = HostBuffer::new(gpu, (w * h) as usize)?;
+    for (i, p) in src.words().iter_mut().enumerate() {
+        *p = 0xff00_0000 | i as u32;
+    }
+    dst.words().fill(0);
+    let info = vk::ImageCreateInfo::default()
+        .image_type(vk::ImageType::TYPE_2D)
+        .format(vk::Format::R8G8B8A8_UNORM)
+        .extent(vk::Extent3D {
+            width: w,
+            height: h,
+            depth: 1,
+        })
+        .mip_levels(1)
+        .array_layers(1)
+        .samples(vk::SampleCountFlags::TYPE_1)
+        .usage(vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST);
+    // SAFETY: a fresh image and memory, destroyed after the GPU is done.
+    unsafe {
+        let image = vkr(d.create_image(&info, None), "image")?;
+        let req = d.get_image_memory_requirements(image);
+        let ty = (0..gpu.mem_props.memory_type_count)
+            .find(|&i| req.memory_type_bits & (1 << i) != 0)
+            .ok_or("no memory type")?;
+        let mem = vkr(
+            d.allocate_memory(
+                &vk::MemoryAllocateInfo::default()
+                    .allocation_size(req.size)
+                    .memory_type_index(ty),
+                None,
+            ),
+            "image memory",
+        )?;
+        vkr(d.bind_image_memory(image, mem, 0), "bind image")?;
+        let range = vk::ImageSubresourceRange::default()
+            .aspect_mask(vk::ImageAspectFlags::COLOR)
+            .level_count(1)
+            .layer_count(1);
+        let layers = vk::ImageSubresourceLayers::default()
+            .aspect_mask(vk::ImageAspectFlags::COLOR)
+            .layer_count(1);
+        let region = [vk::BufferImageCopy::default()
+            .image_subresource(layers)
+            .image_extent(vk::Extent3D {
+                width: w,
+                height: h,
+                depth: 1,
+            })];
+        let to = |old, new| {
+            vk::ImageMemoryBarrier::default()
+                .old_layout(old)
+                .new_layout(new)
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE)
+                .image(image)
+                .subresource_range(range)
+        };
+        let r = gpu.one_shot(|cmd| {
+            let stage = vk::PipelineStageFlags::TRANSFER;
+            d.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                stage,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &[to(
+                    vk::ImageLayout::UNDEFINED,
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                )],
+            );
+            d.cmd_copy_buffer_to_image(
+                cmd,
+                src.buffer,
+                image,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                &region,
+            );
+            // Then a clear of the whole image, read back into `src`.
+            d.cmd_pipeline_barrier(
+                cmd,
+                stage,
+                stage,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &[to(
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                )],
+            );
+            d.cmd_copy_image_to_buffer(
+                cmd,
+                image,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                dst.buffer,
+                &region,
+            );
+            d.cmd_pipeline_barrier(
+                cmd,
+                stage,
+                stage,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &[to(
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                )],
+            );
+            d.cmd_clear_color_image(
+                cmd,
+                image,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                &vk::ClearColorValue {
+                    float32: [1.0, 0.0, 0.0, 1.0],
+                },
+                &[range],
+            );
+            d.cmd_pipeline_barrier(
+                cmd,
+                stage,
+                stage,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &[to(
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                )],
+            );
+            d.cmd_copy_image_to_buffer(
+                cmd,
+                image,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                src.buffer,
+                &region,
+            );
+        });
+        d.destroy_image(image, None);
+        d.free_memory(mem, None);
+        r?;
+    }
+    let round_trip = dst
+        .words()
+        .iter()
+        .enumerate()
+        .all(|(i, &p)| p == 0xff00_0000 | i as u32);
+    let cleared = src.words().iter().all(|&p| p == 0xff00_00ff);
+    match (round_trip, cleared) {
+        (true, true) => Ok(format!(
+            "{w}x{h} buffer -> image -> buffer, then a red clear"
+        )),
+        _ => Err(format!(
+            "round trip ok: {round_trip}, clear ok: {cleared} (first pixel {:#x})",
+            src.words()[0]
+        )),
+    }
+}
