@@ -373,12 +373,19 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
     let mut o = String::new();
     let mut trait_body = String::new();
     let mut arms = String::new();
+    let mut decode_arms = String::new();
     for (name, _) in &sel.commands {
         let cmd = &reg.commands[name];
         let params: Vec<Param> = cmd.params.iter().map(|p| classify(reg, cmd, p)).collect();
         emit_args(reg, cmd, &params, &mut o);
         emit_decode(reg, cmd, &params, &mut o);
         emit_reply(reg, cmd, &params, &mut o);
+        writeln!(
+            decode_arms,
+            "        command_type::{} => {{ let a = dec_{name}(&mut Decoder::new(stream, arena, objects))?; reply_{name}(reply, &a); }}",
+            name.trim_start_matches("vk")
+        )
+        .unwrap();
         if sel.passthrough.contains(name) {
             arms.push_str(&crate::emit_passthrough::arm(reg, name));
             arms.push('\n');
@@ -428,5 +435,18 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
     writeln!(o, "pub fn dispatch_one<H: Handlers>(h: &H, cx: &mut H::Cx, stream: &mut Cursor<'_>, arena: &mut Arena) -> Result<(), H::Error> {{").unwrap();
     writeln!(o, "    arena.reset();\n    let cmd = stream.u32()?;\n    let flags = stream.u32()?;\n    let wants_reply = flags & COMMAND_GENERATE_REPLY != 0;").unwrap();
     writeln!(o, "    match cmd {{\n{arms}        _ => return Err(DecodeError::UnknownCommand(cmd).into()),\n    }}\n    Ok(())\n}}").unwrap();
+    writeln!(o, "/// Decodes one command and encodes a reply from the decoded arguments, running nothing: the").unwrap();
+    writeln!(
+        o,
+        "/// decoder on its own, for benchmarks and fuzzing. Returns the command type."
+    )
+    .unwrap();
+    writeln!(o, "pub fn decode_only(stream: &mut Cursor<'_>, arena: &mut Arena, objects: &dyn Lookup, reply: &mut Encoder) -> Result<u32, DecodeError> {{").unwrap();
+    writeln!(
+        o,
+        "    arena.reset();\n    let cmd = stream.u32()?;\n    let _flags = stream.u32()?;"
+    )
+    .unwrap();
+    writeln!(o, "    match cmd {{\n{decode_arms}        _ => return Err(DecodeError::UnknownCommand(cmd)),\n    }}\n    Ok(cmd)\n}}").unwrap();
     o
 }

@@ -242,12 +242,26 @@ impl Ring {
     }
 
     fn run(self: Arc<Self>, ctx: Weak<Context>) {
+        // Short polling sleeps only stay short with a small timer slack (the default 50 us
+        // would make every 10 us sleep a 60 us one, a round trip's worth).
+        // SAFETY: prctl(PR_SET_TIMERSLACK) on this thread; no pointers.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64) };
         let mut cx = StreamCx::for_ring(self.id);
         let mut arena = Arena::default();
         let mut cmd = vec![0u8; self.buffer_size];
         let mut cur: u32 = 0;
         let mut last_work = Instant::now();
         let mut relax = 0u32;
+        // VENUS_RECORD_DIR: every batch this ring runs is appended to a file there (the input of
+        // `vgpu bench venus`'s decoder row).
+        let mut record = std::env::var_os("VENUS_RECORD_DIR").and_then(|dir| {
+            let path = std::path::Path::new(&dir).join(format!(
+                "ring-{}-{:x}.bin",
+                std::process::id(),
+                self.id
+            ));
+            std::fs::File::create(path).ok()
+        });
         while self.running() {
             let Some(ctx) = ctx.upgrade() else { break };
             let tail = self.word(self.tail).load(Ordering::Acquire);
@@ -269,6 +283,10 @@ impl Ring {
                 )))
             } else {
                 self.copy_out(cur, &mut cmd[..size]).and_then(|()| {
+                    if let Some(f) = record.as_mut() {
+                        use std::io::Write;
+                        let _ = f.write_all(&cmd[..size]);
+                    }
                     let mut cursor = Cursor::new(&cmd[..size]);
                     while cursor.has_command() {
                         ctx.execute_one(&mut cx, &mut cursor, &mut arena)?;
@@ -291,13 +309,14 @@ impl Ring {
     }
 }
 
-/// Yields a few times, then sleeps with a growing delay (capped at about 1 ms).
+/// Yields a few times, then sleeps 10 to 80 us: short enough for submit-and-wait round trips,
+/// and the ring goes idle (waiting for a notify) after the driver's idle timeout anyway.
 fn relax_backoff(iter: &mut u32) {
     *iter += 1;
     if *iter < 16 {
         std::thread::yield_now();
     } else {
-        let shift = (*iter / 16).min(7);
+        let shift = (*iter / 64).min(3);
         std::thread::sleep(Duration::from_micros(10 << shift));
     }
 }

@@ -86,8 +86,8 @@ impl Arena {
     #[allow(clippy::mut_from_ref)]
     pub fn alloc<T: Zeroed>(&self, n: usize) -> Result<&mut [T], DecodeError> {
         const { assert!(align_of::<T>() <= 8) };
-        let bytes = n.checked_mul(size_of::<T>()).ok_or(DecodeError::TooLarge)?;
-        let words = bytes.div_ceil(8);
+        let bytes = n.checked_mul(size_of::<T>()).filter(|&b| b <= ARENA_BUDGET);
+        let words = bytes.ok_or(DecodeError::TooLarge)?.div_ceil(8);
         if n == 0 || words == 0 {
             return Ok(&mut []);
         }
@@ -113,6 +113,35 @@ impl Arena {
         // SAFETY: `region` is `words * 8 >= n * size_of::<T>()` zeroed bytes, 8-aligned (>= T's
         // alignment), used by nobody else until `reset`; all-zero is a valid T (Zeroed).
         Ok(unsafe { std::slice::from_raw_parts_mut(region.as_mut_ptr().cast::<T>(), n) })
+    }
+}
+
+#[cfg(test)]
+mod arena_tests {
+    use super::*;
+
+    #[test]
+    fn huge_counts_are_refused_not_overflowed() {
+        let arena = Arena::default();
+        assert_eq!(
+            arena.alloc::<u64>(usize::MAX / 4).err(),
+            Some(DecodeError::TooLarge)
+        );
+        assert_eq!(
+            arena.alloc::<u8>(usize::MAX).err(),
+            Some(DecodeError::TooLarge)
+        );
+        assert_eq!(
+            arena.alloc::<u8>(ARENA_BUDGET + 1).err(),
+            Some(DecodeError::TooLarge)
+        );
+        let half = arena.alloc::<u8>(ARENA_BUDGET / 2).unwrap();
+        assert!(half.iter().all(|&b| b == 0));
+        assert_eq!(
+            arena.alloc::<u8>(ARENA_BUDGET / 2 + 8).err(),
+            Some(DecodeError::TooLarge),
+            "the budget is per command"
+        );
     }
 }
 

@@ -12,6 +12,11 @@ pub enum BenchCommand {
     Sched(super::bench_sched::SchedArgs),
     /// virtio-gpu device: small-command throughput and TRANSFER_TO_HOST_2D bandwidth vs memcpy.
     VirtioGpu(super::bench_virtio_gpu::VirtioGpuBenchArgs),
+    /// Vulkan through venus (vtest and our renderer) against native, and the decoder's rate.
+    Venus(super::bench_venus::VenusBenchArgs),
+    /// One workload of `bench venus`, in the process that bench starts for it.
+    #[command(hide = true)]
+    VenusWorkload { name: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,10 @@ pub enum BenchError {
     Sched(#[from] super::bench_sched::SchedBenchError),
     #[error(transparent)]
     VirtioGpu(#[from] super::bench_virtio_gpu::VirtioGpuBenchError),
+    #[error(transparent)]
+    Venus(#[from] super::bench_venus::VenusBenchError),
+    #[error("venus workload: {0}")]
+    VenusWorkload(String),
 }
 
 pub fn run(command: BenchCommand) -> Result<(), BenchError> {
@@ -32,5 +41,9 @@ pub fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchCommand::Pio(args) => Ok(super::bench_pio::run(args)?),
         BenchCommand::Sched(args) => Ok(super::bench_sched::run(args)?),
         BenchCommand::VirtioGpu(args) => Ok(super::bench_virtio_gpu::run(args)?),
+        BenchCommand::Venus(args) => Ok(super::bench_venus::run(args)?),
+        BenchCommand::VenusWorkload { name } => {
+            super::bench_venus_work::run(&name).map_err(BenchError::VenusWorkload)
+        }
     }
 }

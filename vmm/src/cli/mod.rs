@@ -6,6 +6,8 @@ mod bench;
 mod bench_guest_display;
 mod bench_pio;
 mod bench_sched;
+mod bench_venus;
+mod bench_venus_work;
 mod bench_virtio_gpu;
 mod gpu_demo;
 mod run;
