@@ -2,52 +2,29 @@
 
 use ash::vk::{self, Handle as _};
 
-use super::object::{create, destroy};
+use super::object::{create_fn, destroy_fn};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
 };
 
-pub fn create_buffer(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateBuffer_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pBuffer,
-        vk::ObjectType::BUFFER,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Buffer| unsafe {
-            (d.fp_v1_0().create_buffer)(
-                d.handle(),
-                (info as *const VkBufferCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the buffer just created.
-        |d, h| unsafe { d.destroy_buffer(h, None) },
-    )
-}
-
-pub fn destroy_buffer(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyBuffer_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live buffer of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.buffer,
-        vk::ObjectType::BUFFER,
-        |d, h| unsafe { d.destroy_buffer(h, None) },
-    )
-}
+create_fn!(
+    create_buffer,
+    vkCreateBuffer_args,
+    VkBufferCreateInfo,
+    pBuffer,
+    fp_v1_0.create_buffer,
+    vk::Buffer,
+    BUFFER,
+    destroy_buffer
+);
+destroy_fn!(
+    destroy_buffer,
+    vkDestroyBuffer_args,
+    buffer,
+    BUFFER,
+    destroy_buffer
+);
 
 pub fn bind_buffer_memory(
     ctx: &Context,

@@ -2,37 +2,22 @@
 
 use ash::vk::{self, Handle as _};
 
-use super::object::{create, destroy};
+use super::object::{create_fn, destroy};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
 };
 
-pub fn create_command_pool(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateCommandPool_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pCommandPool,
-        vk::ObjectType::COMMAND_POOL,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::CommandPool| unsafe {
-            (d.fp_v1_0().create_command_pool)(
-                d.handle(),
-                (info as *const VkCommandPoolCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the pool just created.
-        |d, h| unsafe { d.destroy_command_pool(h, None) },
-    )
-}
+create_fn!(
+    create_command_pool,
+    vkCreateCommandPool_args,
+    VkCommandPoolCreateInfo,
+    pCommandPool,
+    fp_v1_0.create_command_pool,
+    vk::CommandPool,
+    COMMAND_POOL,
+    destroy_command_pool
+);
 
 pub fn destroy_command_pool(
     ctx: &Context,

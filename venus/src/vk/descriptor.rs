@@ -2,78 +2,39 @@
 
 use ash::vk::{self, Handle as _};
 
-use super::object::{create, destroy};
+use super::object::{create_fn, destroy, destroy_fn};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
 };
 
-pub fn create_descriptor_set_layout(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateDescriptorSetLayout_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pSetLayout,
-        vk::ObjectType::DESCRIPTOR_SET_LAYOUT,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct; bindings and immutable samplers decoded.
-        |d, out: &mut vk::DescriptorSetLayout| unsafe {
-            (d.fp_v1_0().create_descriptor_set_layout)(
-                d.handle(),
-                (info as *const VkDescriptorSetLayoutCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the layout just created.
-        |d, h| unsafe { d.destroy_descriptor_set_layout(h, None) },
-    )
-}
-
-pub fn destroy_descriptor_set_layout(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyDescriptorSetLayout_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live layout of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.descriptorSetLayout,
-        vk::ObjectType::DESCRIPTOR_SET_LAYOUT,
-        |d, h| unsafe { d.destroy_descriptor_set_layout(h, None) },
-    )
-}
-
-pub fn create_descriptor_pool(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateDescriptorPool_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pDescriptorPool,
-        vk::ObjectType::DESCRIPTOR_POOL,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct.
-        |d, out: &mut vk::DescriptorPool| unsafe {
-            (d.fp_v1_0().create_descriptor_pool)(
-                d.handle(),
-                (info as *const VkDescriptorPoolCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the pool just created.
-        |d, h| unsafe { d.destroy_descriptor_pool(h, None) },
-    )
-}
+create_fn!(
+    create_descriptor_set_layout,
+    vkCreateDescriptorSetLayout_args,
+    VkDescriptorSetLayoutCreateInfo,
+    pSetLayout,
+    fp_v1_0.create_descriptor_set_layout,
+    vk::DescriptorSetLayout,
+    DESCRIPTOR_SET_LAYOUT,
+    destroy_descriptor_set_layout
+);
+destroy_fn!(
+    destroy_descriptor_set_layout,
+    vkDestroyDescriptorSetLayout_args,
+    descriptorSetLayout,
+    DESCRIPTOR_SET_LAYOUT,
+    destroy_descriptor_set_layout
+);
+create_fn!(
+    create_descriptor_pool,
+    vkCreateDescriptorPool_args,
+    VkDescriptorPoolCreateInfo,
+    pDescriptorPool,
+    fp_v1_0.create_descriptor_pool,
+    vk::DescriptorPool,
+    DESCRIPTOR_POOL,
+    destroy_descriptor_pool
+);
 
 pub fn destroy_descriptor_pool(
     ctx: &Context,

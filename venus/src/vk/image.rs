@@ -2,52 +2,80 @@
 
 use ash::vk::{self, Handle as _};
 
-use super::object::{create, destroy};
+use super::object::{create_fn, destroy_fn};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
 };
 
-pub fn create_image(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateImage_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pImage,
-        vk::ObjectType::IMAGE,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Image| unsafe {
-            (d.fp_v1_0().create_image)(
-                d.handle(),
-                (info as *const VkImageCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the image just created.
-        |d, h| unsafe { d.destroy_image(h, None) },
-    )
-}
-
-pub fn destroy_image(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyImage_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live image of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.image,
-        vk::ObjectType::IMAGE,
-        |d, h| unsafe { d.destroy_image(h, None) },
-    )
-}
+create_fn!(
+    create_image,
+    vkCreateImage_args,
+    VkImageCreateInfo,
+    pImage,
+    fp_v1_0.create_image,
+    vk::Image,
+    IMAGE,
+    destroy_image
+);
+destroy_fn!(
+    destroy_image,
+    vkDestroyImage_args,
+    image,
+    IMAGE,
+    destroy_image
+);
+create_fn!(
+    create_image_view,
+    vkCreateImageView_args,
+    VkImageViewCreateInfo,
+    pView,
+    fp_v1_0.create_image_view,
+    vk::ImageView,
+    IMAGE_VIEW,
+    destroy_image_view
+);
+destroy_fn!(
+    destroy_image_view,
+    vkDestroyImageView_args,
+    imageView,
+    IMAGE_VIEW,
+    destroy_image_view
+);
+create_fn!(
+    create_buffer_view,
+    vkCreateBufferView_args,
+    VkBufferViewCreateInfo,
+    pView,
+    fp_v1_0.create_buffer_view,
+    vk::BufferView,
+    BUFFER_VIEW,
+    destroy_buffer_view
+);
+destroy_fn!(
+    destroy_buffer_view,
+    vkDestroyBufferView_args,
+    bufferView,
+    BUFFER_VIEW,
+    destroy_buffer_view
+);
+create_fn!(
+    create_sampler,
+    vkCreateSampler_args,
+    VkSamplerCreateInfo,
+    pSampler,
+    fp_v1_0.create_sampler,
+    vk::Sampler,
+    SAMPLER,
+    destroy_sampler
+);
+destroy_fn!(
+    destroy_sampler,
+    vkDestroySampler_args,
+    sampler,
+    SAMPLER,
+    destroy_sampler
+);
 
 pub fn bind_image_memory(
     ctx: &Context,
@@ -256,127 +284,4 @@ pub fn get_image_subresource_layout(
         )
     };
     Ok(())
-}
-
-pub fn create_image_view(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateImageView_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pView,
-        vk::ObjectType::IMAGE_VIEW,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::ImageView| unsafe {
-            (d.fp_v1_0().create_image_view)(
-                d.handle(),
-                (info as *const VkImageViewCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the view just created.
-        |d, h| unsafe { d.destroy_image_view(h, None) },
-    )
-}
-
-pub fn destroy_image_view(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyImageView_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live view of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.imageView,
-        vk::ObjectType::IMAGE_VIEW,
-        |d, h| unsafe { d.destroy_image_view(h, None) },
-    )
-}
-
-pub fn create_buffer_view(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateBufferView_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pView,
-        vk::ObjectType::BUFFER_VIEW,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::BufferView| unsafe {
-            (d.fp_v1_0().create_buffer_view)(
-                d.handle(),
-                (info as *const VkBufferViewCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the view just created.
-        |d, h| unsafe { d.destroy_buffer_view(h, None) },
-    )
-}
-
-pub fn destroy_buffer_view(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyBufferView_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live view of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.bufferView,
-        vk::ObjectType::BUFFER_VIEW,
-        |d, h| unsafe { d.destroy_buffer_view(h, None) },
-    )
-}
-
-pub fn create_sampler(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateSampler_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pSampler,
-        vk::ObjectType::SAMPLER,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Sampler| unsafe {
-            (d.fp_v1_0().create_sampler)(
-                d.handle(),
-                (info as *const VkSamplerCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the sampler just created.
-        |d, h| unsafe { d.destroy_sampler(h, None) },
-    )
-}
-
-pub fn destroy_sampler(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroySampler_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live sampler of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.sampler,
-        vk::ObjectType::SAMPLER,
-        |d, h| unsafe { d.destroy_sampler(h, None) },
-    )
 }

@@ -106,3 +106,57 @@ pub(crate) unsafe fn find_in_chain<'a, T>(
     }
     None
 }
+
+/// The create handler of a family whose objects come from one create info
+/// (`vkCreateX(device, pCreateInfo, pAllocator, pX)`).
+macro_rules! create_fn {
+    ($name:ident, $args:ident, $info:ident, $out:ident, $fp:ident . $host:ident, $handle:ty, $objtype:ident, $host_destroy:ident) => {
+        pub fn $name(ctx: &Context, _: &mut StreamCx, a: &mut $args) -> Result<(), RenderError> {
+            let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
+            super::object::create(
+                ctx,
+                a.device,
+                a.$out,
+                ash::vk::ObjectType::$objtype,
+                &mut a.ret,
+                |d, out: &mut $handle| {
+                    // SAFETY: the create info is a decoded mirror of the ash struct (layout
+                    // asserted at build time) whose pointers are into this command's arena.
+                    unsafe {
+                        (d.$fp().$host)(
+                            d.handle(),
+                            (info as *const $info).cast(),
+                            std::ptr::null(),
+                            out,
+                        )
+                    }
+                },
+                |d, h| {
+                    // SAFETY: destroying the object just created, which no table names.
+                    unsafe { d.$host_destroy(h, None) }
+                },
+            )
+        }
+    };
+}
+
+/// The destroy handler of such a family (`vkDestroyX(device, x, pAllocator)`).
+macro_rules! destroy_fn {
+    ($name:ident, $args:ident, $field:ident, $objtype:ident, $host_destroy:ident) => {
+        pub fn $name(ctx: &Context, _: &mut StreamCx, a: &mut $args) -> Result<(), RenderError> {
+            super::object::destroy(
+                ctx,
+                a.device,
+                a.$field,
+                ash::vk::ObjectType::$objtype,
+                |d, h| {
+                    // SAFETY: a live object of this device (the decoder looked it up), now out of
+                    // the table; the driver no longer uses it.
+                    unsafe { d.$host_destroy(h, None) }
+                },
+            )
+        }
+    };
+}
+
+pub(crate) use {create_fn, destroy_fn};

@@ -2,135 +2,70 @@
 
 use ash::vk::{self, Handle as _};
 
-use super::object::{create, destroy};
+use super::object::{create_fn, destroy_fn};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
 };
 
-pub fn create_shader_module(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateShaderModule_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pShaderModule,
-        vk::ObjectType::SHADER_MODULE,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct; pCode holds codeSize / 4 decoded words.
-        |d, out: &mut vk::ShaderModule| unsafe {
-            (d.fp_v1_0().create_shader_module)(
-                d.handle(),
-                (info as *const VkShaderModuleCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the module just created.
-        |d, h| unsafe { d.destroy_shader_module(h, None) },
-    )
-}
-
-pub fn destroy_shader_module(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyShaderModule_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live module of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.shaderModule,
-        vk::ObjectType::SHADER_MODULE,
-        |d, h| unsafe { d.destroy_shader_module(h, None) },
-    )
-}
-
-pub fn create_pipeline_layout(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreatePipelineLayout_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pPipelineLayout,
-        vk::ObjectType::PIPELINE_LAYOUT,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct; its set layouts were looked up.
-        |d, out: &mut vk::PipelineLayout| unsafe {
-            (d.fp_v1_0().create_pipeline_layout)(
-                d.handle(),
-                (info as *const VkPipelineLayoutCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the layout just created.
-        |d, h| unsafe { d.destroy_pipeline_layout(h, None) },
-    )
-}
-
-pub fn destroy_pipeline_layout(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyPipelineLayout_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live layout of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.pipelineLayout,
-        vk::ObjectType::PIPELINE_LAYOUT,
-        |d, h| unsafe { d.destroy_pipeline_layout(h, None) },
-    )
-}
-
-pub fn create_pipeline_cache(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreatePipelineCache_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pPipelineCache,
-        vk::ObjectType::PIPELINE_CACHE,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct; the initial data is a decoded blob of
-        // initialDataSize bytes (the host validates its header).
-        |d, out: &mut vk::PipelineCache| unsafe {
-            (d.fp_v1_0().create_pipeline_cache)(
-                d.handle(),
-                (info as *const VkPipelineCacheCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the cache just created.
-        |d, h| unsafe { d.destroy_pipeline_cache(h, None) },
-    )
-}
-
-pub fn destroy_pipeline_cache(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyPipelineCache_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live cache of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.pipelineCache,
-        vk::ObjectType::PIPELINE_CACHE,
-        |d, h| unsafe { d.destroy_pipeline_cache(h, None) },
-    )
-}
+create_fn!(
+    create_shader_module,
+    vkCreateShaderModule_args,
+    VkShaderModuleCreateInfo,
+    pShaderModule,
+    fp_v1_0.create_shader_module,
+    vk::ShaderModule,
+    SHADER_MODULE,
+    destroy_shader_module
+);
+destroy_fn!(
+    destroy_shader_module,
+    vkDestroyShaderModule_args,
+    shaderModule,
+    SHADER_MODULE,
+    destroy_shader_module
+);
+create_fn!(
+    create_pipeline_layout,
+    vkCreatePipelineLayout_args,
+    VkPipelineLayoutCreateInfo,
+    pPipelineLayout,
+    fp_v1_0.create_pipeline_layout,
+    vk::PipelineLayout,
+    PIPELINE_LAYOUT,
+    destroy_pipeline_layout
+);
+destroy_fn!(
+    destroy_pipeline_layout,
+    vkDestroyPipelineLayout_args,
+    pipelineLayout,
+    PIPELINE_LAYOUT,
+    destroy_pipeline_layout
+);
+create_fn!(
+    create_pipeline_cache,
+    vkCreatePipelineCache_args,
+    VkPipelineCacheCreateInfo,
+    pPipelineCache,
+    fp_v1_0.create_pipeline_cache,
+    vk::PipelineCache,
+    PIPELINE_CACHE,
+    destroy_pipeline_cache
+);
+destroy_fn!(
+    destroy_pipeline_cache,
+    vkDestroyPipelineCache_args,
+    pipelineCache,
+    PIPELINE_CACHE,
+    destroy_pipeline_cache
+);
+destroy_fn!(
+    destroy_pipeline,
+    vkDestroyPipeline_args,
+    pipeline,
+    PIPELINE,
+    destroy_pipeline
+);
 
 /// Registers the pipelines a create call made; those the host did not make (null) get no id.
 fn register_pipelines(
@@ -215,19 +150,4 @@ pub fn create_graphics_pipelines(
     };
     a.ret = r.as_raw();
     register_pipelines(ctx, &d, a.pPipelines, &raw)
-}
-
-pub fn destroy_pipeline(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyPipeline_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live pipeline of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.pipeline,
-        vk::ObjectType::PIPELINE,
-        |d, h| unsafe { d.destroy_pipeline(h, None) },
-    )
 }

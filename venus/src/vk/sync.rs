@@ -2,52 +2,63 @@
 
 use ash::vk::{self, Handle as _};
 
-use super::object::{create, destroy};
+use super::object::{create_fn, destroy_fn};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
 };
 
-pub fn create_fence(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateFence_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pFence,
-        vk::ObjectType::FENCE,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Fence| unsafe {
-            (d.fp_v1_0().create_fence)(
-                d.handle(),
-                (info as *const VkFenceCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the fence just created.
-        |d, h| unsafe { d.destroy_fence(h, None) },
-    )
-}
-
-pub fn destroy_fence(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyFence_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live fence of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.fence,
-        vk::ObjectType::FENCE,
-        |d, h| unsafe { d.destroy_fence(h, None) },
-    )
-}
+create_fn!(
+    create_fence,
+    vkCreateFence_args,
+    VkFenceCreateInfo,
+    pFence,
+    fp_v1_0.create_fence,
+    vk::Fence,
+    FENCE,
+    destroy_fence
+);
+destroy_fn!(
+    destroy_fence,
+    vkDestroyFence_args,
+    fence,
+    FENCE,
+    destroy_fence
+);
+create_fn!(
+    create_semaphore,
+    vkCreateSemaphore_args,
+    VkSemaphoreCreateInfo,
+    pSemaphore,
+    fp_v1_0.create_semaphore,
+    vk::Semaphore,
+    SEMAPHORE,
+    destroy_semaphore
+);
+destroy_fn!(
+    destroy_semaphore,
+    vkDestroySemaphore_args,
+    semaphore,
+    SEMAPHORE,
+    destroy_semaphore
+);
+create_fn!(
+    create_event,
+    vkCreateEvent_args,
+    VkEventCreateInfo,
+    pEvent,
+    fp_v1_0.create_event,
+    vk::Event,
+    EVENT,
+    destroy_event
+);
+destroy_fn!(
+    destroy_event,
+    vkDestroyEvent_args,
+    event,
+    EVENT,
+    destroy_event
+);
 
 fn fences(raw: &[u64]) -> Vec<vk::Fence> {
     raw.iter().map(|&f| vk::Fence::from_raw(f)).collect()
@@ -90,47 +101,6 @@ pub fn wait_for_fences(
     }
     .as_raw();
     Ok(())
-}
-
-pub fn create_semaphore(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateSemaphore_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pSemaphore,
-        vk::ObjectType::SEMAPHORE,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Semaphore| unsafe {
-            (d.fp_v1_0().create_semaphore)(
-                d.handle(),
-                (info as *const VkSemaphoreCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the semaphore just created.
-        |d, h| unsafe { d.destroy_semaphore(h, None) },
-    )
-}
-
-pub fn destroy_semaphore(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroySemaphore_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live semaphore of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.semaphore,
-        vk::ObjectType::SEMAPHORE,
-        |d, h| unsafe { d.destroy_semaphore(h, None) },
-    )
 }
 
 pub fn get_semaphore_counter_value(
@@ -186,47 +156,6 @@ pub fn wait_semaphores(
     }
     .as_raw();
     Ok(())
-}
-
-pub fn create_event(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkCreateEvent_args,
-) -> Result<(), RenderError> {
-    let info = a.pCreateInfo.ok_or(RenderError::Fatal)?;
-    create(
-        ctx,
-        a.device,
-        a.pEvent,
-        vk::ObjectType::EVENT,
-        &mut a.ret,
-        // SAFETY: the create info mirrors the ash struct (asserted) and lives in the arena.
-        |d, out: &mut vk::Event| unsafe {
-            (d.fp_v1_0().create_event)(
-                d.handle(),
-                (info as *const VkEventCreateInfo).cast(),
-                std::ptr::null(),
-                out,
-            )
-        },
-        // SAFETY: destroying the event just created.
-        |d, h| unsafe { d.destroy_event(h, None) },
-    )
-}
-
-pub fn destroy_event(
-    ctx: &Context,
-    _: &mut StreamCx,
-    a: &mut vkDestroyEvent_args,
-) -> Result<(), RenderError> {
-    // SAFETY: a live event of this device.
-    destroy(
-        ctx,
-        a.device,
-        a.event,
-        vk::ObjectType::EVENT,
-        |d, h| unsafe { d.destroy_event(h, None) },
-    )
 }
 
 pub fn get_event_status(
