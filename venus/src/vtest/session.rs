@@ -266,6 +266,12 @@ impl Session {
             Request::SubmitCmd2(batches) => {
                 let ctx = self.ctx()?.clone();
                 for b in batches {
+                    tracing::debug!(
+                        "vtest: batch of {} bytes on ring {} signalling {} syncs",
+                        b.commands.len(),
+                        b.ring_idx,
+                        b.syncs.len()
+                    );
                     // A malformed stream ends this client's context, and with it the worker.
                     ctx.execute(&mut self.cx, &b.commands)?;
                     // The context stream runs synchronously, so its work is done here; queue
