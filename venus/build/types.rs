@@ -197,10 +197,14 @@ pub fn emit_header(reg: &Registry, sel: &Selection) -> String {
 /// `command_name(type)` for every VkCommandTypeEXT in the table, served or not (for logs).
 pub fn emit_command_names(command_types: &str) -> String {
     let mut o = String::from("pub fn command_name(t: u32) -> &'static str {\n    match t {\n");
+    let mut seen = std::collections::HashSet::new();
     for line in command_types.lines() {
         let mut it = line.split_whitespace();
+        // The first name of a number is its canonical one; aliases (KHR, EXT) share it.
         if let (Some(n), Some(name)) = (it.next(), it.next()) {
-            writeln!(o, "        {n} => {name:?},").unwrap();
+            if seen.insert(n) {
+                writeln!(o, "        {n} => {name:?},").unwrap();
+            }
         }
     }
     o.push_str("        _ => \"unknown\",\n    }\n}\n");

@@ -386,6 +386,8 @@ handlers! {
     vkDestroyDescriptorPool(vkDestroyDescriptorPool_args) => desc::destroy_descriptor_pool,
     vkAllocateDescriptorSets(vkAllocateDescriptorSets_args) => desc::allocate_descriptor_sets,
     vkFreeDescriptorSets(vkFreeDescriptorSets_args) => desc::free_descriptor_sets,
+    vkCreateDescriptorUpdateTemplate(vkCreateDescriptorUpdateTemplate_args) => desc::create_descriptor_update_template,
+    vkDestroyDescriptorUpdateTemplate(vkDestroyDescriptorUpdateTemplate_args) => desc::destroy_descriptor_update_template,
     vkCreateQueryPool(vkCreateQueryPool_args) => query::create_query_pool,
     vkDestroyQueryPool(vkDestroyQueryPool_args) => query::destroy_query_pool,
     vkCreateRenderPass(vkCreateRenderPass_args) => rp::create_render_pass,

@@ -27,6 +27,8 @@ struct Gpu {
     family: u32,
     mem_props: vk::PhysicalDeviceMemoryProperties,
     name: String,
+    /// VK_KHR_push_descriptor, where the device has it.
+    push: Option<ash::khr::push_descriptor::Device>,
 }
 
 fn vkr<T>(r: Result<T, vk::Result>, what: &str) -> Result<T, String> {
@@ -68,8 +70,16 @@ impl Gpu {
             .queue_family_index(family)
             .queue_priorities(&prio)];
         let mut v12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+        // SAFETY: a live physical device.
+        let exts =
+            unsafe { instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
+        let has_push = exts
+            .iter()
+            .any(|e| e.extension_name_as_c_str() == Ok(ash::khr::push_descriptor::NAME));
+        let names = [ash::khr::push_descriptor::NAME.as_ptr()];
         let dinfo = vk::DeviceCreateInfo::default()
             .queue_create_infos(&qinfo)
+            .enabled_extension_names(if has_push { &names } else { &[] })
             .push_next(&mut v12);
         // SAFETY: valid create info for a live physical device.
         let device = vkr(
@@ -80,7 +90,9 @@ impl Gpu {
         let queue = unsafe { device.get_device_queue(family, 0) };
         // SAFETY: a live physical device.
         let mem_props = unsafe { instance.get_physical_device_memory_properties(pd) };
+        let push = has_push.then(|| ash::khr::push_descriptor::Device::new(&instance, &device));
         Ok(Gpu {
+            push,
             _entry: entry,
             instance,
             device,
@@ -227,7 +239,7 @@ impl Drop for HostBuffer<'_> {
     }
 }
 
-fn spirv(wgsl: &str) -> Result<Vec<u32>, String> {
+pub(crate) fn spirv(wgsl: &str) -> Result<Vec<u32>, String> {
     spirv_stage(wgsl, naga::ShaderStage::Compute, "main")
 }
 
@@ -250,7 +262,7 @@ fn spirv_stage(wgsl: &str, stage: naga::ShaderStage, entry: &str) -> Result<Vec<
     naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline)).map_err(|e| e.to_string())
 }
 
-const DOUBLE_PLUS_INDEX: &str = r#"
+pub(crate) const DOUBLE_PLUS_INDEX: &str = r#"
 struct Params { add: u32 }
 var<immediate> params: Params;
 @group(0) @binding(0) var<storage, read_write> data: array<u32>;
@@ -540,6 +552,7 @@ fn main() {
         ("events", checks::events),
         ("two_threads", checks::two_threads),
         ("image_copies_and_clears", checks::image_copies_and_clears),
+        ("push_descriptors", checks::push_descriptors),
         ("offscreen_triangle", render::offscreen_triangle),
     ];
     let (mut passed, mut failed) = (0, 0);

@@ -26,6 +26,23 @@ destroy_fn!(
     destroy_descriptor_set_layout
 );
 create_fn!(
+    create_descriptor_update_template,
+    vkCreateDescriptorUpdateTemplate_args,
+    VkDescriptorUpdateTemplateCreateInfo,
+    pDescriptorUpdateTemplate,
+    fp_v1_1.create_descriptor_update_template,
+    vk::DescriptorUpdateTemplate,
+    DESCRIPTOR_UPDATE_TEMPLATE,
+    destroy_descriptor_update_template
+);
+destroy_fn!(
+    destroy_descriptor_update_template,
+    vkDestroyDescriptorUpdateTemplate_args,
+    descriptorUpdateTemplate,
+    DESCRIPTOR_UPDATE_TEMPLATE,
+    destroy_descriptor_update_template
+);
+create_fn!(
     create_descriptor_pool,
     vkCreateDescriptorPool_args,
     VkDescriptorPoolCreateInfo,

@@ -360,3 +360,95 @@ pub fn image_copies_and_clears(gpu: &Gpu) -> Check {
         )),
     }
 }
+
+/// A compute dispatch whose storage buffer is bound with vkCmdPushDescriptorSetKHR.
+pub fn push_descriptors(gpu: &Gpu) -> Check {
+    let push = gpu
+        .push
+        .as_ref()
+        .ok_or("VK_KHR_push_descriptor is not offered")?;
+    let d = &gpu.device;
+    let buf = HostBuffer::new(gpu, 1024)?;
+    buf.words().fill(5);
+    let code = super::spirv(super::DOUBLE_PLUS_INDEX)?;
+    // SAFETY: fresh objects from valid create infos, used by one waited-for submission, then
+    // destroyed.
+    unsafe {
+        let module = vkr(
+            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None),
+            "module",
+        )?;
+        let binding = [vk::DescriptorSetLayoutBinding::default()
+            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+            .descriptor_count(1)
+            .stage_flags(vk::ShaderStageFlags::COMPUTE)];
+        let set_layout = vkr(
+            d.create_descriptor_set_layout(
+                &vk::DescriptorSetLayoutCreateInfo::default()
+                    .flags(vk::DescriptorSetLayoutCreateFlags::PUSH_DESCRIPTOR_KHR)
+                    .bindings(&binding),
+                None,
+            ),
+            "push set layout",
+        )?;
+        let layouts = [set_layout];
+        let ranges = [vk::PushConstantRange::default()
+            .stage_flags(vk::ShaderStageFlags::COMPUTE)
+            .size(4)];
+        let layout = vkr(
+            d.create_pipeline_layout(
+                &vk::PipelineLayoutCreateInfo::default()
+                    .set_layouts(&layouts)
+                    .push_constant_ranges(&ranges),
+                None,
+            ),
+            "layout",
+        )?;
+        let stage = vk::PipelineShaderStageCreateInfo::default()
+            .stage(vk::ShaderStageFlags::COMPUTE)
+            .module(module)
+            .name(c"main");
+        let pipeline = d
+            .create_compute_pipelines(
+                vk::PipelineCache::null(),
+                &[vk::ComputePipelineCreateInfo::default()
+                    .stage(stage)
+                    .layout(layout)],
+                None,
+            )
+            .map_err(|(_, e)| format!("pipeline: {e}"))?[0];
+        let info = [vk::DescriptorBufferInfo::default()
+            .buffer(buf.buffer)
+            .range(vk::WHOLE_SIZE)];
+        let write = [vk::WriteDescriptorSet::default()
+            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+            .buffer_info(&info)];
+        let r = gpu.one_shot(|cmd| {
+            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
+            push.cmd_push_descriptor_set(cmd, vk::PipelineBindPoint::COMPUTE, layout, 0, &write);
+            d.cmd_push_constants(
+                cmd,
+                layout,
+                vk::ShaderStageFlags::COMPUTE,
+                0,
+                &1u32.to_le_bytes(),
+            );
+            d.cmd_dispatch(cmd, 16, 1, 1);
+        });
+        d.destroy_pipeline(pipeline, None);
+        d.destroy_pipeline_layout(layout, None);
+        d.destroy_descriptor_set_layout(set_layout, None);
+        d.destroy_shader_module(module, None);
+        r?;
+    }
+    let bad = buf
+        .words()
+        .iter()
+        .enumerate()
+        .filter(|&(i, &w)| w != 10 + i as u32 + 1)
+        .count();
+    if bad != 0 {
+        return Err(format!("{bad} words wrong"));
+    }
+    Ok("1024 words through a pushed storage buffer".into())
+}
