@@ -44,6 +44,11 @@ pub struct VtestServer {
 
 impl VtestServer {
     pub fn start(name: &str) -> Result<Self, E2eError> {
+        Self::start_with(name, &[])
+    }
+
+    /// The server with extra `vgpu vtest` arguments (`--device ...`).
+    pub fn start_with(name: &str, extra: &[&str]) -> Result<Self, E2eError> {
         let icd = venus_icd()?;
         let socket =
             std::env::temp_dir().join(format!("vgpu-vtest-{name}-{}.sock", std::process::id()));
@@ -51,6 +56,7 @@ impl VtestServer {
         let child = Command::new(vgpu_bin()?)
             .args(["vtest", "--socket-path"])
             .arg(&socket)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

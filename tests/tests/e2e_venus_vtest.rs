@@ -212,3 +212,44 @@ fn e2e_venus_conformance_suite_passes_as_on_native_lavapipe() {
     assert!(nc.len() >= 9, "{n}");
     assert_eq!(vc, nc, "the same checks, the same results");
 }
+
+#[test]
+fn e2e_venus_device_selector_by_name_and_index() {
+    let test = "e2e_venus_device_selector_by_name_and_index";
+    let servers = (|| -> Result<_, E2eError> {
+        Ok((
+            VtestServer::start_with("by-name", &["--device", "llvmpipe"])?,
+            VtestServer::start_with("by-index", &["--device", "0"])?,
+            VtestServer::start_with("no-such", &["--device", "no-such-gpu"])?,
+            vulkaninfo()?,
+        ))
+    })();
+    let (by_name, by_index, none, vi) = match servers {
+        Ok(v) => v,
+        Err(e) if skipped(test, &e) => return,
+        Err(e) => panic!("{test}: {e}"),
+    };
+    for (label, server) in [("by name", &by_name), ("by index", &by_index)] {
+        let out = server.run(&vi, &["--summary"], 60).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("Virtio-GPU Venus (llvmpipe"),
+            "{label}:\n{text}"
+        );
+    }
+    // No host device matches: the driver sees none, so the client gets no venus device.
+    let out = server_run_lossy(&none, &vi);
+    assert!(
+        !out.contains("Virtio-GPU Venus"),
+        "a device that does not match was exposed:\n{out}"
+    );
+}
+
+fn server_run_lossy(server: &VtestServer, vi: &std::path::Path) -> String {
+    let out = server.run(vi, &["--summary"], 60).unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
