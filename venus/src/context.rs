@@ -224,7 +224,7 @@ impl Context {
             ring.stop();
         }
         self.monitor.stop();
-        self.host.destroy_all(&self.objects);
+        self.host.destroy_all();
     }
 }
 

@@ -12,8 +12,16 @@ struct Entry {
 }
 
 #[derive(Default)]
+struct Tables {
+    by_id: HashMap<u64, Entry>,
+    /// (objtype, host handle) -> id, for objects the host names to us (freed command buffers
+    /// and descriptor sets, the children of a destroyed pool or device).
+    by_handle: HashMap<(i32, u64), u64>,
+}
+
+#[derive(Default)]
 pub struct ObjectTable {
-    map: RwLock<HashMap<u64, Entry>>,
+    tables: RwLock<Tables>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -26,36 +34,57 @@ pub enum ObjectError {
 
 impl ObjectTable {
     pub fn insert(&self, id: u64, objtype: i32, raw: u64) -> Result<(), ObjectError> {
-        let mut map = self.map.write().unwrap();
-        if id == 0 || map.contains_key(&id) {
+        let mut t = self.tables.write().unwrap();
+        if id == 0 || t.by_id.contains_key(&id) {
             return Err(ObjectError::IdInUse(id));
         }
-        map.insert(id, Entry { objtype, raw });
+        t.by_id.insert(id, Entry { objtype, raw });
+        t.by_handle.insert((objtype, raw), id);
         Ok(())
     }
 
+    /// As `insert`, but an id already naming this very object is fine: the driver enumerates
+    /// physical devices and gets queues again with the ids it chose the first time.
+    pub fn insert_or_same(&self, id: u64, objtype: i32, raw: u64) -> Result<(), ObjectError> {
+        if self.lookup(id, objtype) == Some(raw) {
+            return Ok(());
+        }
+        self.insert(id, objtype, raw)
+    }
+
     pub fn remove(&self, id: u64, objtype: i32) -> Result<u64, ObjectError> {
-        let mut map = self.map.write().unwrap();
-        match map.get(&id) {
-            Some(e) if e.objtype == objtype => Ok(map.remove(&id).unwrap().raw),
+        let mut t = self.tables.write().unwrap();
+        match t.by_id.get(&id) {
+            Some(e) if e.objtype == objtype => {
+                let raw = t.by_id.remove(&id).unwrap().raw;
+                if t.by_handle.get(&(objtype, raw)) == Some(&id) {
+                    t.by_handle.remove(&(objtype, raw));
+                }
+                Ok(raw)
+            }
             _ => Err(ObjectError::NotFound { id, objtype }),
         }
     }
 
-    /// The ids of live objects of one type whose host handle is `raw`.
+    /// The id of the live object of one type whose host handle is `raw`.
     pub fn id_of(&self, objtype: i32, raw: u64) -> Option<u64> {
-        let map = self.map.read().unwrap();
-        map.iter()
-            .find(|(_, e)| e.objtype == objtype && e.raw == raw)
-            .map(|(&id, _)| id)
+        self.tables
+            .read()
+            .unwrap()
+            .by_handle
+            .get(&(objtype, raw))
+            .copied()
     }
 
-    pub fn lookup_raw(&self, id: u64, objtype: i32) -> Option<u64> {
-        self.lookup(id, objtype)
+    /// Forgets the object the host knows as `raw`, if the table has it.
+    pub fn remove_handle(&self, objtype: i32, raw: u64) {
+        if let Some(id) = self.id_of(objtype, raw) {
+            let _ = self.remove(id, objtype);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.map.read().unwrap().len()
+        self.tables.read().unwrap().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,8 +94,11 @@ impl ObjectTable {
 
 impl Lookup for ObjectTable {
     fn lookup(&self, id: u64, objtype: i32) -> Option<u64> {
-        let map = self.map.read().unwrap();
-        map.get(&id).filter(|e| e.objtype == objtype).map(|e| e.raw)
+        let t = self.tables.read().unwrap();
+        t.by_id
+            .get(&id)
+            .filter(|e| e.objtype == objtype)
+            .map(|e| e.raw)
     }
 }
 
@@ -90,7 +122,18 @@ mod tests {
             t.remove(7, 10),
             Err(ObjectError::NotFound { id: 7, objtype: 10 })
         );
+        assert_eq!(t.id_of(9, 0x1000), Some(7));
+        assert_eq!(
+            t.insert_or_same(7, 9, 0x1000),
+            Ok(()),
+            "the same object again"
+        );
+        assert_eq!(t.insert_or_same(7, 9, 0x3000), Err(ObjectError::IdInUse(7)));
         assert_eq!(t.remove(7, 9), Ok(0x1000));
+        assert_eq!(t.id_of(9, 0x1000), None);
         assert!(t.is_empty());
+        t.insert(8, 9, 0x4000).unwrap();
+        t.remove_handle(9, 0x4000);
+        assert!(t.is_empty(), "forgotten by its host handle");
     }
 }

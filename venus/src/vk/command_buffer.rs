@@ -26,14 +26,8 @@ pub fn destroy_command_pool(
 ) -> Result<(), RenderError> {
     // Buffers allocated from the pool go with it.
     for cb in ctx.host.take_command_buffers(a.commandPool.raw) {
-        if let Some(id) = ctx
-            .objects
-            .id_of(vk::ObjectType::COMMAND_BUFFER.as_raw(), cb)
-        {
-            let _ = ctx
-                .objects
-                .remove(id, vk::ObjectType::COMMAND_BUFFER.as_raw());
-        }
+        ctx.objects
+            .remove_handle(vk::ObjectType::COMMAND_BUFFER.as_raw(), cb);
     }
     // SAFETY: a live pool of this device.
     destroy(
@@ -139,14 +133,8 @@ pub fn free_command_buffers(
         .collect();
     for &h in &raw {
         ctx.host.forget_command_buffer(h.as_raw());
-        if let Some(id) = ctx
-            .objects
-            .id_of(vk::ObjectType::COMMAND_BUFFER.as_raw(), h.as_raw())
-        {
-            let _ = ctx
-                .objects
-                .remove(id, vk::ObjectType::COMMAND_BUFFER.as_raw());
-        }
+        ctx.objects
+            .remove_handle(vk::ObjectType::COMMAND_BUFFER.as_raw(), h.as_raw());
     }
     // SAFETY: buffers of this pool, now out of the table.
     unsafe { d.free_command_buffers(vk::CommandPool::from_raw(a.commandPool.raw), &raw) };
@@ -154,7 +142,10 @@ pub fn free_command_buffers(
 }
 
 /// The device functions for a command buffer (found through its pool's device).
-pub(crate) fn cmd_device(ctx: &Context, cb: &Handle) -> Result<ash::Device, RenderError> {
+pub(crate) fn cmd_device(
+    ctx: &Context,
+    cb: &Handle,
+) -> Result<std::sync::Arc<ash::Device>, RenderError> {
     ctx.host.device_of_command_buffer(cb.raw)
 }
 

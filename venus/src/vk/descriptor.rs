@@ -60,14 +60,8 @@ pub fn destroy_descriptor_pool(
 ) -> Result<(), RenderError> {
     // Sets allocated from the pool go with it.
     for set in ctx.host.take_descriptor_sets(a.descriptorPool.raw) {
-        if let Some(id) = ctx
-            .objects
-            .id_of(vk::ObjectType::DESCRIPTOR_SET.as_raw(), set)
-        {
-            let _ = ctx
-                .objects
-                .remove(id, vk::ObjectType::DESCRIPTOR_SET.as_raw());
-        }
+        ctx.objects
+            .remove_handle(vk::ObjectType::DESCRIPTOR_SET.as_raw(), set);
     }
     // SAFETY: a live pool of this device.
     destroy(
@@ -140,14 +134,8 @@ pub fn free_descriptor_sets(
         .collect();
     for s in &raw {
         ctx.host.forget_descriptor_set(s.as_raw());
-        if let Some(id) = ctx
-            .objects
-            .id_of(vk::ObjectType::DESCRIPTOR_SET.as_raw(), s.as_raw())
-        {
-            let _ = ctx
-                .objects
-                .remove(id, vk::ObjectType::DESCRIPTOR_SET.as_raw());
-        }
+        ctx.objects
+            .remove_handle(vk::ObjectType::DESCRIPTOR_SET.as_raw(), s.as_raw());
     }
     // SAFETY: sets of this pool, now out of the table.
     a.ret = unsafe {

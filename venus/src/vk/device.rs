@@ -107,9 +107,7 @@ pub fn destroy_device(
     }
     ctx.objects.remove(a.device.id, OBJECT_TYPE_DEVICE)?;
     for q in ctx.host.take_queues(a.device.raw) {
-        if let Some(id) = ctx.objects.id_of(OBJECT_TYPE_QUEUE, q) {
-            let _ = ctx.objects.remove(id, OBJECT_TYPE_QUEUE);
-        }
+        ctx.objects.remove_handle(OBJECT_TYPE_QUEUE, q);
     }
     if let Some(device) = ctx.host.remove_device(a.device.raw) {
         // SAFETY: the driver destroyed its device; no table refers to the host one any more.
@@ -128,9 +126,8 @@ fn register_queue(
     if queue == vk::Queue::null() {
         return Err(RenderError::Invalid("the host has no such queue".into()));
     }
-    if ctx.objects.lookup_raw(id, OBJECT_TYPE_QUEUE) != Some(queue.as_raw()) {
-        ctx.objects.insert(id, OBJECT_TYPE_QUEUE, queue.as_raw())?;
-    }
+    ctx.objects
+        .insert_or_same(id, OBJECT_TYPE_QUEUE, queue.as_raw())?;
     ctx.host.add_queue(device, queue.as_raw(), ring_idx);
     Ok(())
 }

@@ -3,6 +3,7 @@
 use ash::vk::{self, Handle as _};
 
 use super::object::{create_fn, destroy_fn};
+use super::query_count;
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
@@ -190,13 +191,8 @@ pub fn get_image_sparse_memory_requirements(
     a: &mut vkGetImageSparseMemoryRequirements_args,
 ) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
-    let count = a
-        .pSparseMemoryRequirementCount
-        .first_mut()
+    let count = query_count(a.pSparseMemoryRequirementCount, a.pSparseMemoryRequirements)
         .ok_or(RenderError::Fatal)?;
-    if !a.pSparseMemoryRequirements.is_empty() {
-        *count = (*count).min(a.pSparseMemoryRequirements.len() as u32);
-    }
     // SAFETY: a live image; `count` bounds the output array (or it is a count query).
     unsafe {
         (d.fp_v1_0().get_image_sparse_memory_requirements)(
@@ -216,13 +212,8 @@ pub fn get_image_sparse_memory_requirements2(
 ) -> Result<(), RenderError> {
     let d = ctx.host.device(a.device.raw)?;
     let info = a.pInfo.ok_or(RenderError::Fatal)?;
-    let count = a
-        .pSparseMemoryRequirementCount
-        .first_mut()
+    let count = query_count(a.pSparseMemoryRequirementCount, a.pSparseMemoryRequirements)
         .ok_or(RenderError::Fatal)?;
-    if !a.pSparseMemoryRequirements.is_empty() {
-        *count = (*count).min(a.pSparseMemoryRequirements.len() as u32);
-    }
     // SAFETY: mirrors of the ash structs; `count` bounds the output array.
     unsafe {
         (d.fp_v1_1().get_image_sparse_memory_requirements2)(
@@ -247,13 +238,8 @@ pub fn get_device_image_sparse_memory_requirements(
             "VkDeviceImageMemoryRequirements without a create info".into(),
         ));
     }
-    let count = a
-        .pSparseMemoryRequirementCount
-        .first_mut()
+    let count = query_count(a.pSparseMemoryRequirementCount, a.pSparseMemoryRequirements)
         .ok_or(RenderError::Fatal)?;
-    if !a.pSparseMemoryRequirements.is_empty() {
-        *count = (*count).min(a.pSparseMemoryRequirements.len() as u32);
-    }
     // SAFETY: mirrors of the ash structs; `count` bounds the output array.
     unsafe {
         (d.fp_v1_3().get_device_image_sparse_memory_requirements)(

@@ -133,9 +133,8 @@ pub fn destroy_instance(
         // SAFETY: enumerate before destroying, so the physical device ids can be dropped too.
         let devices = unsafe { instance.enumerate_physical_devices() }.unwrap_or_default();
         for pd in devices {
-            if let Some(id) = ctx.objects.id_of(OBJECT_TYPE_PHYSICAL_DEVICE, pd.as_raw()) {
-                let _ = ctx.objects.remove(id, OBJECT_TYPE_PHYSICAL_DEVICE);
-            }
+            ctx.objects
+                .remove_handle(OBJECT_TYPE_PHYSICAL_DEVICE, pd.as_raw());
         }
         // SAFETY: the driver destroyed its instance; nothing of ours refers to the host one now.
         unsafe { instance.destroy_instance(None) };

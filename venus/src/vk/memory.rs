@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ash::vk::{self, Handle as _};
 
-use super::object::{create, destroy, remove_from_chain};
+use super::object::{create, destroy, find_in_chain, remove_from_chain};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
@@ -26,7 +26,14 @@ pub fn allocate_memory(
     // SAFETY: the chain is the decoder's, in this command's arena. Resource imports are not
     // served, and an export request cannot combine with our host-pointer import.
     info.pNext = unsafe { remove_from_chain(info.pNext, &[stype::VkExportMemoryAllocateInfo]) };
-    if ctx.objects_has_resource_import(info.pNext) {
+    // SAFETY: the decoder's chain, in this command's arena.
+    let import_resource = unsafe {
+        find_in_chain::<VkImportMemoryResourceInfoMESA>(
+            info.pNext,
+            stype::VkImportMemoryResourceInfoMESA,
+        )
+    };
+    if import_resource.is_some() {
         a.ret = vk::Result::ERROR_INVALID_EXTERNAL_HANDLE.as_raw();
         return Ok(());
     }
@@ -121,17 +128,4 @@ pub fn get_device_memory_commitment(
         )
     };
     Ok(())
-}
-
-impl Context {
-    fn objects_has_resource_import(&self, chain: *const std::ffi::c_void) -> bool {
-        // SAFETY: the decoder's chain, in this command's arena.
-        unsafe {
-            super::object::find_in_chain::<VkImportMemoryResourceInfoMESA>(
-                chain,
-                stype::VkImportMemoryResourceInfoMESA,
-            )
-        }
-        .is_some()
-    }
 }

@@ -24,7 +24,6 @@ use ash::vk::{self, Handle as _};
 
 use crate::{
     context::{DeviceSelector, RenderError},
-    objects::ObjectTable,
     protocol::generated::{DeviceCommands, SERVED_EXTENSIONS, VK_XML_VERSION},
 };
 
@@ -47,7 +46,8 @@ pub struct Host {
     selector: DeviceSelector,
     instances: RwLock<HashMap<u64, ash::Instance>>,
     device_owner: RwLock<HashMap<u64, u64>>,
-    devices: RwLock<HashMap<u64, ash::Device>>,
+    /// Shared, not cloned per command: an ash::Device carries every core function table.
+    devices: RwLock<HashMap<u64, Arc<ash::Device>>>,
     queues: RwLock<HashMap<u64, QueueInfo>>,
     /// Command buffer -> (device, pool).
     command_buffers: RwLock<HashMap<u64, (u64, u64)>>,
@@ -163,7 +163,7 @@ impl Host {
         self.instances.write().unwrap().remove(&raw)
     }
 
-    pub fn device(&self, raw: u64) -> Result<ash::Device, RenderError> {
+    pub fn device(&self, raw: u64) -> Result<Arc<ash::Device>, RenderError> {
         let d = self.devices.read().unwrap().get(&raw).cloned();
         d.ok_or_else(|| RenderError::Invalid(format!("no host device {raw:#x}")))
     }
@@ -189,10 +189,10 @@ impl Host {
         self.devices
             .write()
             .unwrap()
-            .insert(device.handle().as_raw(), device);
+            .insert(device.handle().as_raw(), Arc::new(device));
     }
 
-    pub(crate) fn remove_device(&self, raw: u64) -> Option<ash::Device> {
+    pub(crate) fn remove_device(&self, raw: u64) -> Option<Arc<ash::Device>> {
         self.device_commands.write().unwrap().remove(&raw);
         self.device_info.write().unwrap().remove(&raw);
         self.command_buffers
@@ -241,16 +241,7 @@ impl Host {
 
     /// Forgets the sets of `pool`, returning them.
     pub(crate) fn take_descriptor_sets(&self, pool: u64) -> Vec<u64> {
-        let mut m = self.descriptor_sets.write().unwrap();
-        let gone: Vec<u64> = m
-            .iter()
-            .filter(|(_, &p)| p == pool)
-            .map(|(&s, _)| s)
-            .collect();
-        for s in &gone {
-            m.remove(s);
-        }
-        gone
+        take_where(&self.descriptor_sets, |&p| p == pool)
     }
 
     pub(crate) fn add_command_buffer(&self, cb: u64, device: u64, pool: u64) {
@@ -266,19 +257,10 @@ impl Host {
 
     /// Forgets the command buffers of `pool`, returning them.
     pub(crate) fn take_command_buffers(&self, pool: u64) -> Vec<u64> {
-        let mut m = self.command_buffers.write().unwrap();
-        let gone: Vec<u64> = m
-            .iter()
-            .filter(|(_, (_, p))| *p == pool)
-            .map(|(&cb, _)| cb)
-            .collect();
-        for cb in &gone {
-            m.remove(cb);
-        }
-        gone
+        take_where(&self.command_buffers, |&(_, p)| p == pool)
     }
 
-    pub fn device_of_command_buffer(&self, cb: u64) -> Result<ash::Device, RenderError> {
+    pub fn device_of_command_buffer(&self, cb: u64) -> Result<Arc<ash::Device>, RenderError> {
         let d = self
             .command_buffers
             .read()
@@ -322,21 +304,12 @@ impl Host {
 
     /// Forgets the queues of `device`, returning them.
     pub(crate) fn take_queues(&self, device: u64) -> Vec<u64> {
-        let mut q = self.queues.write().unwrap();
-        let gone: Vec<u64> = q
-            .iter()
-            .filter(|(_, i)| i.device == device)
-            .map(|(&r, _)| r)
-            .collect();
-        for r in &gone {
-            q.remove(r);
-        }
-        gone
+        take_where(&self.queues, |q| q.device == device)
     }
 
     /// Destroys every host object the context still holds (a client that went away).
-    pub fn destroy_all(&self, _objects: &ObjectTable) {
-        let devices: Vec<ash::Device> = self
+    pub fn destroy_all(&self) {
+        let devices: Vec<Arc<ash::Device>> = self
             .devices
             .write()
             .unwrap()
@@ -363,6 +336,32 @@ impl Host {
             unsafe { i.destroy_instance(None) };
         }
     }
+}
+
+/// The count of a two-call query (`pXCount`, `pX`), held to the room the driver made for `pX`
+/// (the decoder already makes the two agree; the host is only ever handed a count it may fill).
+/// `None` when the driver sent no count.
+pub(crate) fn query_count<'a, T>(count: &'a mut [u32], out: &[T]) -> Option<&'a mut u32> {
+    let c = count.first_mut()?;
+    if !out.is_empty() {
+        *c = (*c).min(out.len() as u32);
+    }
+    Some(c)
+}
+
+/// Removes the entries whose value matches `owned`, returning their keys (the children of a
+/// pool or device that goes away).
+fn take_where<V>(map: &RwLock<HashMap<u64, V>>, owned: impl Fn(&V) -> bool) -> Vec<u64> {
+    let mut m = map.write().unwrap();
+    let gone: Vec<u64> = m
+        .iter()
+        .filter(|(_, v)| owned(v))
+        .map(|(&k, _)| k)
+        .collect();
+    for k in &gone {
+        m.remove(k);
+    }
+    gone
 }
 
 /// Whether the protocol serves extension `name` (so the driver may see it).

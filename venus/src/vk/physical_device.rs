@@ -5,7 +5,7 @@ use ash::vk::{self, Handle as _};
 
 use super::{
     instance::{copy_extension, fill_counted},
-    served_extension, OBJECT_TYPE_PHYSICAL_DEVICE,
+    query_count, served_extension, OBJECT_TYPE_PHYSICAL_DEVICE,
 };
 use crate::{
     context::{Context, RenderError, StreamCx},
@@ -22,10 +22,8 @@ pub fn enumerate_physical_devices(
     let ids = a.pPhysicalDevices.to_vec();
     for (pd, &id) in devices.iter().zip(&ids) {
         // The driver may enumerate again with the same ids.
-        if ctx.objects.lookup_raw(id, OBJECT_TYPE_PHYSICAL_DEVICE) != Some(pd.as_raw()) {
-            ctx.objects
-                .insert(id, OBJECT_TYPE_PHYSICAL_DEVICE, pd.as_raw())?;
-        }
+        ctx.objects
+            .insert_or_same(id, OBJECT_TYPE_PHYSICAL_DEVICE, pd.as_raw())?;
     }
     a.ret = fill_counted(
         &devices,
@@ -137,10 +135,9 @@ pub fn get_queue_family_properties(
     a: &mut vkGetPhysicalDeviceQueueFamilyProperties_args,
 ) -> Result<(), RenderError> {
     let (i, pd) = fns(ctx, a.physicalDevice)?;
-    let Some(count) = a.pQueueFamilyPropertyCount.first_mut() else {
+    let Some(count) = query_count(a.pQueueFamilyPropertyCount, a.pQueueFamilyProperties) else {
         return Ok(());
     };
-    *count = (*count).min(a.pQueueFamilyProperties.len() as u32);
     // SAFETY: see the note above; `count` is no more than the array the driver made room for.
     unsafe {
         (i.fp_v1_0().get_physical_device_queue_family_properties)(
@@ -158,12 +155,9 @@ pub fn get_queue_family_properties2(
     a: &mut vkGetPhysicalDeviceQueueFamilyProperties2_args,
 ) -> Result<(), RenderError> {
     let (i, pd) = fns(ctx, a.physicalDevice)?;
-    let Some(count) = a.pQueueFamilyPropertyCount.first_mut() else {
+    let Some(count) = query_count(a.pQueueFamilyPropertyCount, a.pQueueFamilyProperties) else {
         return Ok(());
     };
-    if !a.pQueueFamilyProperties.is_empty() {
-        *count = (*count).min(a.pQueueFamilyProperties.len() as u32);
-    }
     // SAFETY: see the note above; `count` is no more than the array the driver made room for.
     unsafe {
         (i.fp_v1_1().get_physical_device_queue_family_properties2)(
@@ -287,12 +281,9 @@ pub fn get_sparse_image_format_properties(
     a: &mut vkGetPhysicalDeviceSparseImageFormatProperties_args,
 ) -> Result<(), RenderError> {
     let (i, pd) = fns(ctx, a.physicalDevice)?;
-    let Some(count) = a.pPropertyCount.first_mut() else {
+    let Some(count) = query_count(a.pPropertyCount, a.pProperties) else {
         return Ok(());
     };
-    if !a.pProperties.is_empty() {
-        *count = (*count).min(a.pProperties.len() as u32);
-    }
     // SAFETY: see the note above; `count` bounds the array.
     unsafe {
         (i.fp_v1_0()
@@ -316,12 +307,9 @@ pub fn get_sparse_image_format_properties2(
     a: &mut vkGetPhysicalDeviceSparseImageFormatProperties2_args,
 ) -> Result<(), RenderError> {
     let (i, pd) = fns(ctx, a.physicalDevice)?;
-    let Some(count) = a.pPropertyCount.first_mut() else {
+    let Some(count) = query_count(a.pPropertyCount, a.pProperties) else {
         return Ok(());
     };
-    if !a.pProperties.is_empty() {
-        *count = (*count).min(a.pProperties.len() as u32);
-    }
     // SAFETY: see the note above; `count` bounds the array.
     unsafe {
         (i.fp_v1_1()
@@ -393,12 +381,9 @@ pub fn get_tool_properties(
     a: &mut vkGetPhysicalDeviceToolProperties_args,
 ) -> Result<(), RenderError> {
     let (i, pd) = fns(ctx, a.physicalDevice)?;
-    let Some(count) = a.pToolCount.first_mut() else {
+    let Some(count) = query_count(a.pToolCount, a.pToolProperties) else {
         return Ok(());
     };
-    if !a.pToolProperties.is_empty() {
-        *count = (*count).min(a.pToolProperties.len() as u32);
-    }
     // SAFETY: see the note above; `count` bounds the array.
     a.ret = unsafe {
         (i.fp_v1_3().get_physical_device_tool_properties)(
