@@ -161,6 +161,44 @@ impl Gpu {
     }
 }
 
+impl Gpu {
+    /// A w x h RGBA8 2D image with its own memory, bound; the caller destroys both.
+    fn color_image(
+        &self,
+        w: u32,
+        h: u32,
+        usage: vk::ImageUsageFlags,
+    ) -> Result<(vk::Image, vk::DeviceMemory), String> {
+        let d = &self.device;
+        let info = vk::ImageCreateInfo::default()
+            .image_type(vk::ImageType::TYPE_2D)
+            .format(vk::Format::R8G8B8A8_UNORM)
+            .extent(vk::Extent3D {
+                width: w,
+                height: h,
+                depth: 1,
+            })
+            .mip_levels(1)
+            .array_layers(1)
+            .samples(vk::SampleCountFlags::TYPE_1)
+            .usage(usage);
+        // SAFETY: a valid create info; the memory is of a type the image accepts and big enough.
+        unsafe {
+            let image = vkr(d.create_image(&info, None), "image")?;
+            let req = d.get_image_memory_requirements(image);
+            let ty = (0..self.mem_props.memory_type_count)
+                .find(|&i| req.memory_type_bits & (1 << i) != 0)
+                .ok_or("no memory type")?;
+            let alloc = vk::MemoryAllocateInfo::default()
+                .allocation_size(req.size)
+                .memory_type_index(ty);
+            let mem = vkr(d.allocate_memory(&alloc, None), "image memory")?;
+            vkr(d.bind_image_memory(image, mem, 0), "bind image")?;
+            Ok((image, mem))
+        }
+    }
+}
+
 impl Drop for Gpu {
     fn drop(&mut self) {
         // SAFETY: all child objects were destroyed by the checks.

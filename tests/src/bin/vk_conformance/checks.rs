@@ -206,35 +206,13 @@ pub fn image_copies_and_clears(gpu: &Gpu) -> Check {
         *p = 0xff00_0000 | i as u32;
     }
     dst.words().fill(0);
-    let info = vk::ImageCreateInfo::default()
-        .image_type(vk::ImageType::TYPE_2D)
-        .format(vk::Format::R8G8B8A8_UNORM)
-        .extent(vk::Extent3D {
-            width: w,
-            height: h,
-            depth: 1,
-        })
-        .mip_levels(1)
-        .array_layers(1)
-        .samples(vk::SampleCountFlags::TYPE_1)
-        .usage(vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST);
     // SAFETY: a fresh image and memory, destroyed after the GPU is done.
     unsafe {
-        let image = vkr(d.create_image(&info, None), "image")?;
-        let req = d.get_image_memory_requirements(image);
-        let ty = (0..gpu.mem_props.memory_type_count)
-            .find(|&i| req.memory_type_bits & (1 << i) != 0)
-            .ok_or("no memory type")?;
-        let mem = vkr(
-            d.allocate_memory(
-                &vk::MemoryAllocateInfo::default()
-                    .allocation_size(req.size)
-                    .memory_type_index(ty),
-                None,
-            ),
-            "image memory",
+        let (image, mem) = gpu.color_image(
+            w,
+            h,
+            vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST,
         )?;
-        vkr(d.bind_image_memory(image, mem, 0), "bind image")?;
         let range = vk::ImageSubresourceRange::default()
             .aspect_mask(vk::ImageAspectFlags::COLOR)
             .level_count(1)

@@ -27,40 +27,11 @@ pub fn offscreen_triangle(gpu: &Gpu) -> Check {
     // SAFETY: every object is fresh, used by one submission that is waited for,
     // then destroyed; create infos and their arrays outlive the calls.
     unsafe {
-        let image = vkr(
-            d.create_image(
-                &vk::ImageCreateInfo::default()
-                    .image_type(vk::ImageType::TYPE_2D)
-                    .format(format)
-                    .extent(vk::Extent3D {
-                        width: w,
-                        height: h,
-                        depth: 1,
-                    })
-                    .mip_levels(1)
-                    .array_layers(1)
-                    .samples(vk::SampleCountFlags::TYPE_1)
-                    .usage(
-                        vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_SRC,
-                    ),
-                None,
-            ),
-            "image",
+        let (image, mem) = gpu.color_image(
+            w,
+            h,
+            vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_SRC,
         )?;
-        let req = d.get_image_memory_requirements(image);
-        let ty = (0..gpu.mem_props.memory_type_count)
-            .find(|&i| req.memory_type_bits & (1 << i) != 0)
-            .ok_or("no memory type")?;
-        let mem = vkr(
-            d.allocate_memory(
-                &vk::MemoryAllocateInfo::default()
-                    .allocation_size(req.size)
-                    .memory_type_index(ty),
-                None,
-            ),
-            "memory",
-        )?;
-        vkr(d.bind_image_memory(image, mem, 0), "bind")?;
         let range = vk::ImageSubresourceRange::default()
             .aspect_mask(vk::ImageAspectFlags::COLOR)
             .level_count(1)
