@@ -79,6 +79,13 @@ fn len_local(len: &str, cmd: &Command) -> String {
     if let Some((ptr, field)) = len.split_once("->") {
         return format!("({ptr}_ref.map_or(0, |r| r.{field} as usize))");
     }
+    // vkCmdSetSampleMaskEXT: one mask word per 32 samples.
+    if let Some(inner) = len
+        .strip_prefix('(')
+        .and_then(|l| l.strip_suffix(" + 31) / 32"))
+    {
+        return format!("({}.div_ceil(32))", len_local(inner, cmd));
+    }
     let p = cmd
         .params
         .iter()
