@@ -8,7 +8,7 @@ SUDO=$(need_root)
 
 BASE_PKGS=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools pkg-config
            busybox-static cpio kmod zstd xz-utils
-           gcc libc6-dev libdrm-dev)
+           gcc libc6-dev libdrm-dev python3-venv)
 # QEMU 10 (vhost-user without KVM) and the 6.12 kernel come from bookworm-backports.
 BACKPORT_PKGS=(qemu-system-x86 qemu-system-gui)
 
@@ -41,17 +41,30 @@ install_venus_icd() {
   echo "setup: venus ICD in $venus_icd"
 }
 
-if [ ${#missing[@]} -eq 0 ] && [ $qemu_ok -eq 1 ] && [ -f "$venus_icd" ]; then
-  echo "setup: all packages present"
-  exit 0
-fi
+# ncnn and wgpu-py, Vulkan clients nobody here wrote, for the venus tests and benchmark: PyPI
+# wheels in a virtual environment, pinned by tests/clients/requirements.txt.
+pyvenv="$root/.cache/pyvenv"
+requirements="$root/tests/clients/requirements.txt"
+pyvenv_ok() { cmp -s "$requirements" "$pyvenv/requirements.installed"; }
+install_pyvenv() {
+  pyvenv_ok && return 0
+  rm -rf "$pyvenv"
+  python3 -m venv "$pyvenv"
+  "$pyvenv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$pyvenv/requirements.installed"
+  echo "setup: ncnn and wgpu in $pyvenv"
+}
 
-if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/backports.list >/dev/null
+if [ ${#missing[@]} -ne 0 ] || [ $qemu_ok -ne 1 ] || [ ! -f "$venus_icd" ]; then
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/backports.list >/dev/null
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${BASE_PKGS[@]}"
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BACKPORT_PKGS[@]}"
+else
+  echo "setup: all packages present"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${BASE_PKGS[@]}"
-$SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BACKPORT_PKGS[@]}"
 install_venus_icd
-echo "setup: done"
+install_pyvenv

@@ -182,3 +182,31 @@ pub fn section(text: &str, title: &str) -> Vec<(String, String)> {
     }
     out
 }
+
+/// The Python that scripts/setup.sh gives the PyPI Vulkan clients (ncnn, wgpu), and the
+/// directory of our scripts for them.
+pub fn python_clients() -> Result<(PathBuf, PathBuf), E2eError> {
+    let python = repo_root().join(".cache/pyvenv/bin/python");
+    if !python.is_file() {
+        return Err(E2eError::Skip(format!(
+            "{} missing: run scripts/setup.sh",
+            python.display()
+        )));
+    }
+    Ok((python, repo_root().join("tests/clients")))
+}
+
+/// A program on the host's own Vulkan driver (none of the venus variables).
+pub fn run_native(
+    program: &std::path::Path,
+    args: &[&std::ffi::OsStr],
+    secs: u64,
+) -> Result<Output, E2eError> {
+    let mut c = Command::new(program);
+    c.args(args)
+        .env_remove("VN_DEBUG")
+        .env_remove("VTEST_SOCKET_NAME")
+        .env_remove("VK_DRIVER_FILES")
+        .env_remove("VK_ICD_FILENAMES");
+    run_with_timeout(&mut c, secs)
+}
