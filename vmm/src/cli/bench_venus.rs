@@ -32,15 +32,17 @@ pub enum VenusBenchError {
     },
 }
 
-fn default_icd() -> PathBuf {
-    // target/<profile>/vgpu -> the repository root.
+/// target/<profile>/vgpu -> the repository root.
+fn repo_root() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let root = exe
-        .ancestors()
+    exe.ancestors()
         .nth(3)
         .map(Path::to_path_buf)
-        .unwrap_or_default();
-    root.join(".cache/venus-icd/virtio_icd.json")
+        .unwrap_or_default()
+}
+
+fn default_icd() -> PathBuf {
+    repo_root().join(".cache/venus-icd/virtio_icd.json")
 }
 
 struct Server {
@@ -100,6 +102,37 @@ fn run_workload(name: &str, venus: Option<(&Path, &Path)>) -> Result<f64, VenusB
                 String::from_utf8_lossy(&out.stderr)
             ))
         })
+}
+
+/// ncnn (PyPI) on a compute-bound convolution net: ms per inference, or None where
+/// scripts/setup.sh has not installed it.
+fn run_ncnn(venus: Option<(&Path, &Path)>) -> Result<Option<f64>, VenusBenchError> {
+    let root = repo_root();
+    let python = root.join(".cache/pyvenv/bin/python");
+    if !python.is_file() {
+        return Ok(None);
+    }
+    let mut cmd = Command::new(python);
+    cmd.arg(root.join("tests/clients/ncnn_nets.py"))
+        .args(["--bench", "20"]);
+    if let Some((socket, icd)) = venus {
+        cmd.env("VN_DEBUG", "vtest")
+            .env("VTEST_SOCKET_NAME", socket)
+            .env("VK_DRIVER_FILES", icd);
+    }
+    let side = if venus.is_some() { "venus" } else { "native" };
+    let fail = |detail: String| VenusBenchError::Workload {
+        workload: "ncnn".into(),
+        side: side.into(),
+        detail,
+    };
+    let out = cmd.output().map_err(|e| fail(e.to_string()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str::<serde_json::Value>(stdout.trim())
+        .ok()
+        .and_then(|v| v["ms_per_inference"].as_f64())
+        .map(Some)
+        .ok_or_else(|| fail(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr))))
 }
 
 /// Any id is an object: the decoder benchmark measures decoding, not lookups failing.
@@ -178,6 +211,11 @@ pub fn run(args: VenusBenchArgs) -> Result<(), VenusBenchError> {
         };
         rows.push((name, unit, native, through, base, ratio, goal));
     }
+    tracing::info!("bench venus: ncnn");
+    let ncnn = match (run_ncnn(None)?, run_ncnn(venus)?) {
+        (Some(native), Some(through)) => Some((native, through)),
+        _ => None,
+    };
     drop(server);
 
     println!("venus: Mesa's venus driver -> vgpu vtest -> our renderer -> host Vulkan, against the host driver");
@@ -200,6 +238,18 @@ pub fn run(args: VenusBenchArgs) -> Result<(), VenusBenchError> {
             ratio,
             goal
         );
+    }
+    match ncnn {
+        Some((native, through)) => println!(
+            "{:<22} {:>14} {:>14} {:>14} {:>8.2}x {:>5}x",
+            "ncnn conv net (ms)",
+            format!("{native:.2}"),
+            format!("{through:.2}"),
+            format!("{native:.2} native"),
+            native / through,
+            0.9
+        ),
+        None => println!("ncnn conv net: skipped (.cache/pyvenv missing: run scripts/setup.sh)"),
     }
     match decoder_rate(&record) {
         Some((cmds, mbs, size)) => println!(
