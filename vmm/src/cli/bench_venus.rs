@@ -104,6 +104,11 @@ fn run_workload(name: &str, venus: Option<(&Path, &Path)>) -> Result<f64, VenusB
         })
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// ncnn (PyPI) on a compute-bound convolution net: ms per inference, or None where
 /// scripts/setup.sh has not installed it.
 fn run_ncnn(venus: Option<(&Path, &Path)>) -> Result<Option<f64>, VenusBenchError> {
@@ -196,8 +201,14 @@ pub fn run(args: VenusBenchArgs) -> Result<(), VenusBenchError> {
         ("read", "GB/s", true, 0.8),
     ] {
         tracing::info!("bench venus: {name}");
-        let native = run_workload(name, None)?;
-        let through = run_workload(name, venus)?;
+        // Three runs a side, alternated, and the medians: one run of a round-trip loop on a
+        // 2-CPU virtual machine varies by 1.5x.
+        let (mut natives, mut throughs) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            natives.push(run_workload(name, None)?);
+            throughs.push(run_workload(name, venus)?);
+        }
+        let (native, through) = (median(natives), median(throughs));
         // Buffers are measured against memcpy, the others against native Vulkan.
         let base = if matches!(name, "write" | "read") {
             memcpy

@@ -123,19 +123,14 @@ impl Drop for Gpu {
     }
 }
 
-/// Empty submissions, each waited on by a fence: round trips per second.
+/// Submissions of one small dispatch (one workgroup of 64 additions), each waited on by a
+/// fence: round trips per second.
 fn roundtrip(gpu: &Gpu) -> R<f64> {
+    let (buffer, memory, _) = host_buffer(gpu, 64 * 4, vk::BufferUsageFlags::STORAGE_BUFFER)?;
+    let job = ComputeJob::new(gpu, SMALL, buffer)?;
     let (pool, cmd, fence) = gpu.command_buffer()?;
-    let d = &gpu.device;
-    // SAFETY: recording an empty command buffer that is not in flight.
-    unsafe {
-        vkr(
-            d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()),
-            "begin",
-        )?;
-        vkr(d.end_command_buffer(cmd), "end")?;
-    }
-    let n = 1000;
+    job.record(gpu, cmd, 1)?;
+    let n = 2000;
     gpu.submit_wait(cmd, fence)?;
     let t = Instant::now();
     for _ in 0..n {
@@ -144,11 +139,22 @@ fn roundtrip(gpu: &Gpu) -> R<f64> {
     let rate = n as f64 / t.elapsed().as_secs_f64();
     // SAFETY: nothing in flight.
     unsafe {
-        d.destroy_fence(fence, None);
-        d.destroy_command_pool(pool, None);
+        gpu.device.destroy_fence(fence, None);
+        gpu.device.destroy_command_pool(pool, None);
+        job.destroy(gpu);
+        gpu.device.destroy_buffer(buffer, None);
+        gpu.device.free_memory(memory, None);
     }
     Ok(rate)
 }
+
+const SMALL: &str = r#"
+@group(0) @binding(0) var<storage, read_write> data: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    data[id.x] = data[id.x] + 1.0;
+}
+"#;
 
 const BUSY: &str = r#"
 @group(0) @binding(0) var<storage, read_write> data: array<f32>;
@@ -222,106 +228,157 @@ fn host_buffer(
     }
 }
 
+/// A compute pipeline over one storage buffer, with its descriptor set.
+struct ComputeJob {
+    module: vk::ShaderModule,
+    set_layout: vk::DescriptorSetLayout,
+    layout: vk::PipelineLayout,
+    pipeline: vk::Pipeline,
+    pool: vk::DescriptorPool,
+    set: vk::DescriptorSet,
+}
+
+impl ComputeJob {
+    fn new(gpu: &Gpu, wgsl: &str, buffer: vk::Buffer) -> R<Self> {
+        let d = &gpu.device;
+        let code = spirv(wgsl)?;
+        // SAFETY: objects made here from valid infos; `destroy` frees them.
+        unsafe {
+            let module = vkr(
+                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None),
+                "module",
+            )?;
+            let b = [vk::DescriptorSetLayoutBinding::default()
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE)];
+            let set_layout = vkr(
+                d.create_descriptor_set_layout(
+                    &vk::DescriptorSetLayoutCreateInfo::default().bindings(&b),
+                    None,
+                ),
+                "set layout",
+            )?;
+            let layouts = [set_layout];
+            let layout = vkr(
+                d.create_pipeline_layout(
+                    &vk::PipelineLayoutCreateInfo::default().set_layouts(&layouts),
+                    None,
+                ),
+                "layout",
+            )?;
+            let stage = vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::COMPUTE)
+                .module(module)
+                .name(c"main");
+            let pipeline = d
+                .create_compute_pipelines(
+                    vk::PipelineCache::null(),
+                    &[vk::ComputePipelineCreateInfo::default()
+                        .stage(stage)
+                        .layout(layout)],
+                    None,
+                )
+                .map_err(|(_, e)| e.to_string())?[0];
+            let sizes = [vk::DescriptorPoolSize::default()
+                .ty(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)];
+            let pool = vkr(
+                d.create_descriptor_pool(
+                    &vk::DescriptorPoolCreateInfo::default()
+                        .max_sets(1)
+                        .pool_sizes(&sizes),
+                    None,
+                ),
+                "dpool",
+            )?;
+            let set = vkr(
+                d.allocate_descriptor_sets(
+                    &vk::DescriptorSetAllocateInfo::default()
+                        .descriptor_pool(pool)
+                        .set_layouts(&layouts),
+                ),
+                "set",
+            )?[0];
+            let bi = [vk::DescriptorBufferInfo::default()
+                .buffer(buffer)
+                .range(vk::WHOLE_SIZE)];
+            d.update_descriptor_sets(
+                &[vk::WriteDescriptorSet::default()
+                    .dst_set(set)
+                    .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                    .buffer_info(&bi)],
+                &[],
+            );
+            Ok(ComputeJob {
+                module,
+                set_layout,
+                layout,
+                pipeline,
+                pool,
+                set,
+            })
+        }
+    }
+
+    /// Records `groups` workgroups of the job into a fresh command buffer.
+    fn record(&self, gpu: &Gpu, cmd: vk::CommandBuffer, groups: u32) -> R<()> {
+        let d = &gpu.device;
+        // SAFETY: a command buffer not in flight, objects of this job.
+        unsafe {
+            vkr(
+                d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()),
+                "begin",
+            )?;
+            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipeline);
+            d.cmd_bind_descriptor_sets(
+                cmd,
+                vk::PipelineBindPoint::COMPUTE,
+                self.layout,
+                0,
+                &[self.set],
+                &[],
+            );
+            d.cmd_dispatch(cmd, groups, 1, 1);
+            vkr(d.end_command_buffer(cmd), "end")
+        }
+    }
+
+    /// SAFETY: the job is not in flight.
+    unsafe fn destroy(self, gpu: &Gpu) {
+        let d = &gpu.device;
+        // SAFETY: per this function's contract.
+        unsafe {
+            d.destroy_descriptor_pool(self.pool, None);
+            d.destroy_pipeline(self.pipeline, None);
+            d.destroy_pipeline_layout(self.layout, None);
+            d.destroy_descriptor_set_layout(self.set_layout, None);
+            d.destroy_shader_module(self.module, None);
+        }
+    }
+}
+
 /// A compute-bound dispatch (64 Ki invocations x 4096 dependent FMAs): milliseconds, median of 5.
 fn compute(gpu: &Gpu) -> R<f64> {
-    let d = &gpu.device;
     let n = 64 * 1024u64;
     let (buffer, memory, _) = host_buffer(gpu, n * 4, vk::BufferUsageFlags::STORAGE_BUFFER)?;
+    let job = ComputeJob::new(gpu, BUSY, buffer)?;
     let (pool, cmd, fence) = gpu.command_buffer()?;
-    let code = spirv(BUSY)?;
+    job.record(gpu, cmd, (n / 64) as u32)?;
+    gpu.submit_wait(cmd, fence)?;
     let mut times = Vec::new();
-    // SAFETY: objects made here from valid infos, recorded once, submitted and waited for one
-    // run at a time, destroyed at the end.
-    unsafe {
-        let module = vkr(
-            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None),
-            "module",
-        )?;
-        let b = [vk::DescriptorSetLayoutBinding::default()
-            .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-            .descriptor_count(1)
-            .stage_flags(vk::ShaderStageFlags::COMPUTE)];
-        let set_layout = vkr(
-            d.create_descriptor_set_layout(
-                &vk::DescriptorSetLayoutCreateInfo::default().bindings(&b),
-                None,
-            ),
-            "set layout",
-        )?;
-        let layouts = [set_layout];
-        let layout = vkr(
-            d.create_pipeline_layout(
-                &vk::PipelineLayoutCreateInfo::default().set_layouts(&layouts),
-                None,
-            ),
-            "layout",
-        )?;
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(module)
-            .name(c"main");
-        let pipeline = d
-            .create_compute_pipelines(
-                vk::PipelineCache::null(),
-                &[vk::ComputePipelineCreateInfo::default()
-                    .stage(stage)
-                    .layout(layout)],
-                None,
-            )
-            .map_err(|(_, e)| e.to_string())?[0];
-        let sizes = [vk::DescriptorPoolSize::default()
-            .ty(vk::DescriptorType::STORAGE_BUFFER)
-            .descriptor_count(1)];
-        let dpool = vkr(
-            d.create_descriptor_pool(
-                &vk::DescriptorPoolCreateInfo::default()
-                    .max_sets(1)
-                    .pool_sizes(&sizes),
-                None,
-            ),
-            "dpool",
-        )?;
-        let set = vkr(
-            d.allocate_descriptor_sets(
-                &vk::DescriptorSetAllocateInfo::default()
-                    .descriptor_pool(dpool)
-                    .set_layouts(&layouts),
-            ),
-            "set",
-        )?[0];
-        let bi = [vk::DescriptorBufferInfo::default()
-            .buffer(buffer)
-            .range(vk::WHOLE_SIZE)];
-        d.update_descriptor_sets(
-            &[vk::WriteDescriptorSet::default()
-                .dst_set(set)
-                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                .buffer_info(&bi)],
-            &[],
-        );
-        vkr(
-            d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()),
-            "begin",
-        )?;
-        d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
-        d.cmd_bind_descriptor_sets(cmd, vk::PipelineBindPoint::COMPUTE, layout, 0, &[set], &[]);
-        d.cmd_dispatch(cmd, (n / 64) as u32, 1, 1);
-        vkr(d.end_command_buffer(cmd), "end")?;
+    for _ in 0..5 {
+        let t = Instant::now();
         gpu.submit_wait(cmd, fence)?;
-        for _ in 0..5 {
-            let t = Instant::now();
-            gpu.submit_wait(cmd, fence)?;
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        d.destroy_descriptor_pool(dpool, None);
-        d.destroy_pipeline(pipeline, None);
-        d.destroy_pipeline_layout(layout, None);
-        d.destroy_descriptor_set_layout(set_layout, None);
-        d.destroy_shader_module(module, None);
-        d.destroy_fence(fence, None);
-        d.destroy_command_pool(pool, None);
-        d.destroy_buffer(buffer, None);
-        d.free_memory(memory, None);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    // SAFETY: nothing in flight.
+    unsafe {
+        gpu.device.destroy_fence(fence, None);
+        gpu.device.destroy_command_pool(pool, None);
+        job.destroy(gpu);
+        gpu.device.destroy_buffer(buffer, None);
+        gpu.device.free_memory(memory, None);
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
