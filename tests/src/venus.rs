@@ -49,18 +49,32 @@ impl VtestServer {
 
     /// The server with extra `vgpu vtest` arguments (`--device ...`).
     pub fn start_with(name: &str, extra: &[&str]) -> Result<Self, E2eError> {
+        Self::spawn(name, extra, None)
+    }
+
+    /// The server logging venus at debug level into `log`.
+    pub fn start_logged(name: &str, log: &std::path::Path) -> Result<Self, E2eError> {
+        Self::spawn(name, &[], Some(log))
+    }
+
+    fn spawn(name: &str, extra: &[&str], log: Option<&std::path::Path>) -> Result<Self, E2eError> {
         let icd = venus_icd()?;
         let socket =
             std::env::temp_dir().join(format!("vgpu-vtest-{name}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&socket);
-        let child = Command::new(vgpu_bin()?)
-            .args(["vtest", "--socket-path"])
+        let mut cmd = Command::new(vgpu_bin()?);
+        cmd.args(["vtest", "--socket-path"])
             .arg(&socket)
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io("spawn vgpu vtest"))?;
+            .stdout(Stdio::null());
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).map_err(io("create server log"))?;
+                cmd.env("RUST_LOG", "venus=debug").stderr(file)
+            }
+            None => cmd.stderr(Stdio::null()),
+        };
+        let child = cmd.spawn().map_err(io("spawn vgpu vtest"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(&socket).is_err() {
             if Instant::now() > deadline {

@@ -253,3 +253,49 @@ fn server_run_lossy(server: &VtestServer, vi: &std::path::Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+#[test]
+fn e2e_venus_abandoned_objects_are_destroyed_with_their_device() {
+    let test = "abandon";
+    let log = std::env::temp_dir().join(format!("vgpu-vtest-abandon-{}.log", std::process::id()));
+    let conformance = std::path::Path::new(env!("CARGO_BIN_EXE_vk-conformance"));
+    let server = match VtestServer::start_logged(test, &log) {
+        Ok(v) => v,
+        Err(e) if skipped(test, &e) => return,
+        Err(e) => panic!("{test}: {e}"),
+    };
+    let out = server.run(conformance, &["--abandon"], 60).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ABANDONED"), "{stdout}");
+    // The client is gone: its worker tears the context down and exits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.workers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.workers().is_empty(),
+        "the worker outlived its client"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let destroyed = text
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("venus: destroying ").nth(1)?;
+            rest.split(' ').next()?.parse::<usize>().ok()
+        })
+        .unwrap_or_else(|| panic!("no device teardown logged:\n{text}"));
+    // Memory, buffer, fence, command pool + its buffer, descriptor pool.
+    assert!(
+        destroyed >= 6,
+        "only {destroyed} objects destroyed:\n{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    // The server still serves.
+    let out = server.run(conformance, &[], 120).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_file(&log);
+}

@@ -224,6 +224,9 @@ impl Context {
             ring.stop();
         }
         self.monitor.stop();
+        for device in self.host.device_handles() {
+            crate::vk::device::destroy_device_and_children(self, device);
+        }
         self.host.destroy_all();
     }
 }

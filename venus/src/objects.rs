@@ -9,6 +9,8 @@ use crate::protocol::wire::Lookup;
 struct Entry {
     objtype: i32,
     raw: u64,
+    /// The host device the object belongs to (0: none, e.g. instances and devices).
+    owner: u64,
 }
 
 #[derive(Default)]
@@ -34,11 +36,29 @@ pub enum ObjectError {
 
 impl ObjectTable {
     pub fn insert(&self, id: u64, objtype: i32, raw: u64) -> Result<(), ObjectError> {
+        self.insert_owned(id, objtype, raw, 0)
+    }
+
+    /// As `insert`, for a child of host device `owner` (see `take_owned`).
+    pub fn insert_owned(
+        &self,
+        id: u64,
+        objtype: i32,
+        raw: u64,
+        owner: u64,
+    ) -> Result<(), ObjectError> {
         let mut t = self.tables.write().unwrap();
         if id == 0 || t.by_id.contains_key(&id) {
             return Err(ObjectError::IdInUse(id));
         }
-        t.by_id.insert(id, Entry { objtype, raw });
+        t.by_id.insert(
+            id,
+            Entry {
+                objtype,
+                raw,
+                owner,
+            },
+        );
         t.by_handle.insert((objtype, raw), id);
         Ok(())
     }
@@ -83,6 +103,28 @@ impl ObjectTable {
         }
     }
 
+    /// Forgets every object of host device `owner`: (id, objtype, host handle) of each, for the
+    /// caller to destroy before the device (a driver that destroys a device with live children,
+    /// or a client that went away).
+    pub fn take_owned(&self, owner: u64) -> Vec<(u64, i32, u64)> {
+        let mut t = self.tables.write().unwrap();
+        let ids: Vec<u64> = t
+            .by_id
+            .iter()
+            .filter(|(_, e)| owner != 0 && e.owner == owner)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                let e = t.by_id.remove(&id).unwrap();
+                if t.by_handle.get(&(e.objtype, e.raw)) == Some(&id) {
+                    t.by_handle.remove(&(e.objtype, e.raw));
+                }
+                (id, e.objtype, e.raw)
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.tables.read().unwrap().by_id.len()
     }
@@ -105,6 +147,23 @@ impl Lookup for ObjectTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_devices_children_are_taken_with_it_and_no_others() {
+        let t = ObjectTable::default();
+        t.insert(1, 3, 0xd1).unwrap(); // the device itself: owned by no device
+        t.insert_owned(2, 9, 0xb1, 0xd1).unwrap();
+        t.insert_owned(3, 8, 0xa1, 0xd1).unwrap();
+        t.insert_owned(4, 9, 0xb2, 0xd2).unwrap();
+        let mut taken = t.take_owned(0xd1);
+        taken.sort();
+        assert_eq!(taken, vec![(2, 9, 0xb1), (3, 8, 0xa1)]);
+        assert_eq!(t.lookup(2, 9), None);
+        assert_eq!(t.id_of(9, 0xb1), None, "the handle index forgets them too");
+        assert_eq!(t.lookup(4, 9), Some(0xb2), "another device's child stays");
+        assert_eq!(t.lookup(1, 3), Some(0xd1));
+        assert!(t.take_owned(0).is_empty(), "owner 0 is nobody");
+    }
 
     #[test]
     fn ids_are_typed_and_unique() {

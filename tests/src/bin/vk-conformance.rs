@@ -571,6 +571,62 @@ fn check_repeated_dispatches(gpu: &Gpu) -> Check {
     Ok("20 submissions, each waited on by fence".into())
 }
 
+/// `--abandon`: makes objects of every kind a renderer must clean up (memory, a bound buffer,
+/// a fence, a command pool with a recorded buffer, a descriptor pool with a set) and exits
+/// without destroying any of them, or the device, as a crashing client would.
+fn abandon(gpu: &Gpu) -> ! {
+    let result = (|| -> Result<(), String> {
+        let buf = HostBuffer::new(gpu, 1024)?;
+        std::mem::forget(buf);
+        let d = &gpu.device;
+        // SAFETY: valid create infos on a live device; the objects are deliberately leaked.
+        unsafe {
+            vkr(
+                d.create_fence(&vk::FenceCreateInfo::default(), None),
+                "fence",
+            )?;
+            let pool = vkr(
+                d.create_command_pool(
+                    &vk::CommandPoolCreateInfo::default().queue_family_index(gpu.family),
+                    None,
+                ),
+                "pool",
+            )?;
+            let cmd = vkr(
+                d.allocate_command_buffers(
+                    &vk::CommandBufferAllocateInfo::default()
+                        .command_pool(pool)
+                        .command_buffer_count(1),
+                ),
+                "cmd",
+            )?[0];
+            vkr(
+                d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()),
+                "begin",
+            )?;
+            vkr(d.end_command_buffer(cmd), "end")?;
+            let sizes = [vk::DescriptorPoolSize::default()
+                .ty(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)];
+            vkr(
+                d.create_descriptor_pool(
+                    &vk::DescriptorPoolCreateInfo::default()
+                        .max_sets(1)
+                        .pool_sizes(&sizes),
+                    None,
+                ),
+                "descriptor pool",
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => println!("ABANDONED"),
+        Err(e) => println!("CHECK abandon FAIL {e}"),
+    }
+    std::process::exit(0)
+}
+
 fn main() {
     let gpu = match Gpu::new() {
         Ok(g) => g,
@@ -581,6 +637,9 @@ fn main() {
         }
     };
     println!("DEVICE {}", gpu.name);
+    if std::env::args().any(|a| a == "--abandon") {
+        abandon(&gpu);
+    }
     let checks: &[(&str, CheckFn)] = &[
         ("compute_dispatch", check_compute_dispatch),
         ("repeated_dispatches", check_repeated_dispatches),

@@ -100,10 +100,12 @@ pub fn allocate_command_buffers(
         return Ok(());
     }
     for (i, (&id, cb)) in a.pCommandBuffers.iter().zip(&raw).enumerate() {
-        if let Err(e) = ctx
-            .objects
-            .insert(id, vk::ObjectType::COMMAND_BUFFER.as_raw(), cb.as_raw())
-        {
+        if let Err(e) = ctx.objects.insert_owned(
+            id,
+            vk::ObjectType::COMMAND_BUFFER.as_raw(),
+            cb.as_raw(),
+            a.device.raw,
+        ) {
             for &done in &a.pCommandBuffers[..i] {
                 let _ = ctx
                     .objects

@@ -99,10 +99,12 @@ pub fn allocate_descriptor_sets(
         return Ok(());
     }
     for (i, (&id, s)) in a.pDescriptorSets.iter().zip(&raw).enumerate() {
-        if let Err(e) = ctx
-            .objects
-            .insert(id, vk::ObjectType::DESCRIPTOR_SET.as_raw(), s.as_raw())
-        {
+        if let Err(e) = ctx.objects.insert_owned(
+            id,
+            vk::ObjectType::DESCRIPTOR_SET.as_raw(),
+            s.as_raw(),
+            a.device.raw,
+        ) {
             for &done in &a.pDescriptorSets[..i] {
                 let _ = ctx
                     .objects

@@ -106,14 +106,106 @@ pub fn destroy_device(
         return Ok(());
     }
     ctx.objects.remove(a.device.id, OBJECT_TYPE_DEVICE)?;
-    for q in ctx.host.take_queues(a.device.raw) {
+    destroy_device_and_children(ctx, a.device.raw);
+    Ok(())
+}
+
+/// Destroys host device `raw` with whatever it still owns, children first: a driver may destroy
+/// a device with live children (a hostile one will), and a client that goes away leaves them all.
+// One destroy call per object type under the one argument the SAFETY comment states.
+#[allow(clippy::multiple_unsafe_ops_per_block)]
+pub(crate) fn destroy_device_and_children(ctx: &Context, raw: u64) {
+    for q in ctx.host.take_queues(raw) {
         ctx.objects.remove_handle(OBJECT_TYPE_QUEUE, q);
     }
-    if let Some(device) = ctx.host.remove_device(a.device.raw) {
-        // SAFETY: the driver destroyed its device; no table refers to the host one any more.
-        unsafe { device.destroy_device(None) };
+    let Some(device) = ctx.host.remove_device(raw) else {
+        return;
+    };
+    // SAFETY: our device; its work must be done before anything it uses goes.
+    let _ = unsafe { device.device_wait_idle() };
+    let mut children = ctx.objects.take_owned(raw);
+    if !children.is_empty() {
+        tracing::debug!(
+            "venus: destroying {} objects of device {raw:#x}",
+            children.len()
+        );
     }
-    Ok(())
+    // Users before what they use; pools take their command buffers and sets with them.
+    use vk::ObjectType as T;
+    let order = [
+        T::COMMAND_POOL,
+        T::DESCRIPTOR_POOL,
+        T::FENCE,
+        T::SEMAPHORE,
+        T::EVENT,
+        T::QUERY_POOL,
+        T::PIPELINE,
+        T::PIPELINE_LAYOUT,
+        T::DESCRIPTOR_UPDATE_TEMPLATE,
+        T::DESCRIPTOR_SET_LAYOUT,
+        T::SHADER_MODULE,
+        T::PIPELINE_CACHE,
+        T::FRAMEBUFFER,
+        T::RENDER_PASS,
+        T::IMAGE_VIEW,
+        T::BUFFER_VIEW,
+        T::SAMPLER,
+        T::IMAGE,
+        T::BUFFER,
+        T::DEVICE_MEMORY,
+    ];
+    children.sort_by_key(|&(_, t, _)| {
+        order
+            .iter()
+            .position(|o| o.as_raw() == t)
+            .unwrap_or(order.len())
+    });
+    for (id, objtype, h) in children {
+        let d = &device;
+        // SAFETY: each handle is a live child of this idle device, named by no table any more,
+        // destroyed once, users before what they use.
+        unsafe {
+            match T::from_raw(objtype) {
+                T::COMMAND_POOL => d.destroy_command_pool(vk::CommandPool::from_raw(h), None),
+                T::DESCRIPTOR_POOL => {
+                    d.destroy_descriptor_pool(vk::DescriptorPool::from_raw(h), None)
+                }
+                T::FENCE => d.destroy_fence(vk::Fence::from_raw(h), None),
+                T::SEMAPHORE => d.destroy_semaphore(vk::Semaphore::from_raw(h), None),
+                T::EVENT => d.destroy_event(vk::Event::from_raw(h), None),
+                T::QUERY_POOL => d.destroy_query_pool(vk::QueryPool::from_raw(h), None),
+                T::PIPELINE => d.destroy_pipeline(vk::Pipeline::from_raw(h), None),
+                T::PIPELINE_LAYOUT => {
+                    d.destroy_pipeline_layout(vk::PipelineLayout::from_raw(h), None)
+                }
+                T::DESCRIPTOR_UPDATE_TEMPLATE => d.destroy_descriptor_update_template(
+                    vk::DescriptorUpdateTemplate::from_raw(h),
+                    None,
+                ),
+                T::DESCRIPTOR_SET_LAYOUT => {
+                    d.destroy_descriptor_set_layout(vk::DescriptorSetLayout::from_raw(h), None)
+                }
+                T::SHADER_MODULE => d.destroy_shader_module(vk::ShaderModule::from_raw(h), None),
+                T::PIPELINE_CACHE => d.destroy_pipeline_cache(vk::PipelineCache::from_raw(h), None),
+                T::FRAMEBUFFER => d.destroy_framebuffer(vk::Framebuffer::from_raw(h), None),
+                T::RENDER_PASS => d.destroy_render_pass(vk::RenderPass::from_raw(h), None),
+                T::IMAGE_VIEW => d.destroy_image_view(vk::ImageView::from_raw(h), None),
+                T::BUFFER_VIEW => d.destroy_buffer_view(vk::BufferView::from_raw(h), None),
+                T::SAMPLER => d.destroy_sampler(vk::Sampler::from_raw(h), None),
+                T::IMAGE => d.destroy_image(vk::Image::from_raw(h), None),
+                T::BUFFER => d.destroy_buffer(vk::Buffer::from_raw(h), None),
+                T::DEVICE_MEMORY => {
+                    d.free_memory(vk::DeviceMemory::from_raw(h), None);
+                    ctx.memory_blobs.lock().unwrap().remove(&id);
+                }
+                T::COMMAND_BUFFER => ctx.host.forget_command_buffer(h),
+                T::DESCRIPTOR_SET => ctx.host.forget_descriptor_set(h),
+                other => warn!("venus: device {raw:#x} left a {other:?} we cannot destroy"),
+            }
+        }
+    }
+    // SAFETY: idle, childless, and no table refers to it any more.
+    unsafe { device.destroy_device(None) };
 }
 
 fn register_queue(

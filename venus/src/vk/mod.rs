@@ -307,7 +307,13 @@ impl Host {
         take_where(&self.queues, |q| q.device == device)
     }
 
-    /// Destroys every host object the context still holds (a client that went away).
+    /// The host devices alive.
+    pub(crate) fn device_handles(&self) -> Vec<u64> {
+        self.devices.read().unwrap().keys().copied().collect()
+    }
+
+    /// Destroys every host device and instance the context still holds (a client that went
+    /// away); their children first go through `device::destroy_device_and_children`.
     pub fn destroy_all(&self) {
         let devices: Vec<Arc<ash::Device>> = self
             .devices

@@ -31,7 +31,10 @@ pub(crate) fn create<H: vk::Handle + Default>(
         return Ok(());
     }
     let raw = handle.as_raw();
-    if let Err(e) = ctx.objects.insert(id, objtype.as_raw(), raw) {
+    if let Err(e) = ctx
+        .objects
+        .insert_owned(id, objtype.as_raw(), raw, device.raw)
+    {
         destroy(&dev, H::from_raw(raw));
         return Err(e.into());
     }

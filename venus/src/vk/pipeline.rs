@@ -78,10 +78,12 @@ fn register_pipelines(
         if *p == vk::Pipeline::null() {
             continue;
         }
-        if let Err(e) = ctx
-            .objects
-            .insert(id, vk::ObjectType::PIPELINE.as_raw(), p.as_raw())
-        {
+        if let Err(e) = ctx.objects.insert_owned(
+            id,
+            vk::ObjectType::PIPELINE.as_raw(),
+            p.as_raw(),
+            device.handle().as_raw(),
+        ) {
             for (&done, q) in ids[..i].iter().zip(raw) {
                 if *q != vk::Pipeline::null() {
                     let _ = ctx.objects.remove(done, vk::ObjectType::PIPELINE.as_raw());
