@@ -8,7 +8,7 @@ SUDO=$(need_root)
 
 BASE_PKGS=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools pkg-config
            busybox-static cpio kmod zstd xz-utils
-           gcc libc6-dev libdrm-dev python3-venv)
+           gcc libc6-dev libdrm-dev python3-venv curl)
 # QEMU 10 (vhost-user without KVM) and the 6.12 kernel come from bookworm-backports.
 BACKPORT_PKGS=(qemu-system-x86 qemu-system-gui)
 
@@ -55,6 +55,36 @@ install_pyvenv() {
   echo "setup: ncnn and wgpu in $pyvenv"
 }
 
+# Debian trixie's virglrenderer vtest server, the side-by-side baseline of `vgpu bench venus`:
+# extracted, never installed (it needs glibc 2.38+, so it runs under trixie's own loader from the
+# extracted tree). Optional: without it the bench prints no virglrenderer column.
+virgl_dir="$root/.cache/virgl-trixie"
+install_virgl_trixie() {
+  [ -x "$virgl_dir/virgl-server.sh" ] && return 0
+  local tmp mirror=https://deb.debian.org/debian
+  tmp="$(mktemp -d)"
+  if ! curl -sfL "$mirror/dists/trixie/main/binary-amd64/Packages.xz" -o "$tmp/Packages.xz"; then
+    echo "setup: trixie's archive unreachable; bench venus will have no virglrenderer column"
+    rm -rf "$tmp"; return 0
+  fi
+  xz -d "$tmp/Packages.xz"
+  mkdir -p "$virgl_dir/root"
+  for pkg in virgl-server libvirglrenderer1 libc6; do
+    local file
+    file=$(awk -v p="$pkg" '$1=="Package:"{hit=($2==p)} hit && $1=="Filename:"{print $2; exit}' "$tmp/Packages")
+    curl -sfL "$mirror/$file" -o "$tmp/$pkg.deb" && dpkg-deb -x "$tmp/$pkg.deb" "$virgl_dir/root"
+  done
+  rm -rf "$tmp"
+  local ld="$virgl_dir/root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+  local libs="$virgl_dir/root/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu"
+  printf '#!/bin/sh\nexec %s --library-path %s %s "$@"\n' \
+    "$ld" "$libs" "$virgl_dir/root/usr/libexec/virgl_render_server" > "$virgl_dir/render-server.sh"
+  printf '#!/bin/sh\nexport RENDER_SERVER_EXEC_PATH=%s\nexec %s --library-path %s %s --venus --no-virgl "$@"\n' \
+    "$virgl_dir/render-server.sh" "$ld" "$libs" "$virgl_dir/root/usr/bin/virgl_test_server" > "$virgl_dir/virgl-server.sh"
+  chmod +x "$virgl_dir/render-server.sh" "$virgl_dir/virgl-server.sh"
+  echo "setup: trixie's virglrenderer in $virgl_dir"
+}
+
 if [ ${#missing[@]} -ne 0 ] || [ $qemu_ok -ne 1 ] || [ ! -f "$venus_icd" ]; then
   if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
     echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/backports.list >/dev/null
@@ -68,3 +98,4 @@ else
 fi
 install_venus_icd
 install_pyvenv
+install_virgl_trixie

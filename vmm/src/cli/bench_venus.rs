@@ -75,33 +75,73 @@ fn start_server(record: &Path) -> Result<Server, VenusBenchError> {
     Ok(Server { child, socket })
 }
 
-fn run_workload(name: &str, venus: Option<(&Path, &Path)>) -> Result<f64, VenusBenchError> {
+/// Where a workload's Vulkan goes: the host driver, or venus to a vtest server.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    Native,
+    Venus { socket: &'a Path, icd: &'a Path },
+}
+
+impl Side<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Side::Native => "native",
+            Side::Venus { .. } => "venus",
+        }
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        if let Side::Venus { socket, icd } = self {
+            cmd.env("VN_DEBUG", "vtest")
+                .env("VTEST_SOCKET_NAME", socket)
+                .env("VK_DRIVER_FILES", icd);
+        }
+    }
+}
+
+/// Runs `cmd` to its end or for `limit`, whichever comes first: its stdout, or None when it was
+/// still running (and is killed).
+fn output_within(mut cmd: Command, limit: Duration) -> std::io::Result<Option<(bool, String)>> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let mut out = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                use std::io::Read;
+                o.read_to_string(&mut out)?;
+            }
+            return Ok(Some((status.success(), out)));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `bench venus-workload` run: its RESULT, or None if it ran past `limit` (virglrenderer
+/// hangs at the first host-visible mapping on lavapipe).
+fn run_workload(name: &str, side: Side, limit: Duration) -> Result<Option<f64>, VenusBenchError> {
     let exe = std::env::current_exe().map_err(|e| VenusBenchError::Io("current exe".into(), e))?;
     let mut cmd = Command::new(exe);
     cmd.args(["bench", "venus-workload", name]);
-    if let Some((socket, icd)) = venus {
-        cmd.env("VN_DEBUG", "vtest")
-            .env("VTEST_SOCKET_NAME", socket)
-            .env("VK_DRIVER_FILES", icd);
-    }
-    let side = if venus.is_some() { "venus" } else { "native" };
+    side.apply(&mut cmd);
     let fail = |detail: String| VenusBenchError::Workload {
         workload: name.into(),
-        side: side.into(),
+        side: side.name().into(),
         detail,
     };
-    let out = cmd.output().map_err(|e| fail(e.to_string()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some((_, stdout)) = output_within(cmd, limit).map_err(|e| fail(e.to_string()))? else {
+        return Ok(None);
+    };
     stdout
         .lines()
         .find_map(|l| l.strip_prefix("RESULT ")?.trim().parse().ok())
-        .ok_or_else(|| {
-            fail(format!(
-                "{}{}",
-                stdout,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        })
+        .map(Some)
+        .ok_or_else(|| fail(stdout.to_string()))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -109,9 +149,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// ncnn (PyPI) on a compute-bound convolution net: ms per inference, or None where
-/// scripts/setup.sh has not installed it.
-fn run_ncnn(venus: Option<(&Path, &Path)>) -> Result<Option<f64>, VenusBenchError> {
+/// ncnn (PyPI) on a compute-bound convolution net: ms per inference; None where it ran past
+/// `limit` or scripts/setup.sh has not installed it.
+fn run_ncnn(side: Side, limit: Duration) -> Result<Option<f64>, VenusBenchError> {
     let root = repo_root();
     let python = root.join(".cache/pyvenv/bin/python");
     if !python.is_file() {
@@ -120,24 +160,20 @@ fn run_ncnn(venus: Option<(&Path, &Path)>) -> Result<Option<f64>, VenusBenchErro
     let mut cmd = Command::new(python);
     cmd.arg(root.join("tests/clients/ncnn_nets.py"))
         .args(["--bench", "20"]);
-    if let Some((socket, icd)) = venus {
-        cmd.env("VN_DEBUG", "vtest")
-            .env("VTEST_SOCKET_NAME", socket)
-            .env("VK_DRIVER_FILES", icd);
-    }
-    let side = if venus.is_some() { "venus" } else { "native" };
+    side.apply(&mut cmd);
     let fail = |detail: String| VenusBenchError::Workload {
         workload: "ncnn".into(),
-        side: side.into(),
+        side: side.name().into(),
         detail,
     };
-    let out = cmd.output().map_err(|e| fail(e.to_string()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some((_, stdout)) = output_within(cmd, limit).map_err(|e| fail(e.to_string()))? else {
+        return Ok(None);
+    };
     serde_json::from_str::<serde_json::Value>(stdout.trim())
         .ok()
         .and_then(|v| v["ms_per_inference"].as_f64())
         .map(Some)
-        .ok_or_else(|| fail(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr))))
+        .ok_or_else(|| fail(stdout.to_string()))
 }
 
 /// Any id is an object: the decoder benchmark measures decoding, not lookups failing.
@@ -180,6 +216,55 @@ fn decoder_rate(record: &Path) -> Option<(f64, f64, usize)> {
     ))
 }
 
+/// Debian trixie's virglrenderer vtest server, as scripts/setup.sh extracts it (never installed:
+/// it needs trixie's glibc, which runs from the extracted tree).
+fn start_virgl() -> Option<Server> {
+    let script = repo_root().join(".cache/virgl-trixie/virgl-server.sh");
+    if !script.is_file() {
+        return None;
+    }
+    let socket = std::env::temp_dir().join(format!("vgpu-bench-virgl-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let child = Command::new(script)
+        .arg("--socket-path")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Server { child, socket })
+}
+
+struct Row {
+    label: String,
+    native: f64,
+    venus: f64,
+    /// The baseline's value and name (native Vulkan, or memcpy for buffer rows).
+    base: (f64, &'static str),
+    higher_better: bool,
+    goal: f64,
+    /// virglrenderer on the same workload: None = not set up, Some(None) = did not finish.
+    virgl: Option<Option<f64>>,
+}
+
+impl Row {
+    fn ratio(&self, ours: f64, other: f64) -> f64 {
+        if self.higher_better {
+            ours / other
+        } else {
+            other / ours
+        }
+    }
+}
+
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// virglrenderer gets this long per workload before it counts as hung.
+const VIRGL_LIMIT: Duration = Duration::from_secs(15);
+
 pub fn run(args: VenusBenchArgs) -> Result<(), VenusBenchError> {
     let icd = args.icd.unwrap_or_else(default_icd);
     if !icd.is_file() {
@@ -189,12 +274,29 @@ pub fn run(args: VenusBenchArgs) -> Result<(), VenusBenchError> {
     let _ = std::fs::remove_dir_all(&record);
     std::fs::create_dir_all(&record).map_err(|e| VenusBenchError::Io("record dir".into(), e))?;
     let server = start_server(&record)?;
-    let venus = Some((server.socket.as_path(), icd.as_path()));
+    let venus = Side::Venus {
+        socket: &server.socket,
+        icd: &icd,
+    };
+    let virgl_server = start_virgl();
+    let virgl = virgl_server.as_ref().map(|v| Side::Venus {
+        socket: &v.socket,
+        icd: &icd,
+    });
+    let timed_out = |what: &str| VenusBenchError::Workload {
+        workload: what.into(),
+        side: "native or venus".into(),
+        detail: format!("ran past {RUN_LIMIT:?}"),
+    };
 
     tracing::info!("bench venus: memcpy baseline");
-    let memcpy = run_workload("memcpy", None)?;
+    let memcpy =
+        run_workload("memcpy", Side::Native, RUN_LIMIT)?.ok_or_else(|| timed_out("memcpy"))?;
     let mut rows = Vec::new();
+    // Once virglrenderer hangs (its first host-visible mapping), the rows after it are not tried.
+    let mut virgl_hung = false;
     for (name, unit, higher_better, goal) in [
+        ("init", "ms", false, 0.0),
         ("compute", "ms", false, 0.9),
         ("roundtrip", "submits/s", true, 0.5),
         ("write", "GB/s", true, 0.8),
@@ -203,72 +305,104 @@ pub fn run(args: VenusBenchArgs) -> Result<(), VenusBenchError> {
         tracing::info!("bench venus: {name}");
         // Three runs a side, alternated, and the medians: one run of a round-trip loop on a
         // 2-CPU virtual machine varies by 1.5x.
-        let (mut natives, mut throughs) = (Vec::new(), Vec::new());
+        let (mut natives, mut ours) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            natives.push(run_workload(name, None)?);
-            throughs.push(run_workload(name, venus)?);
+            natives
+                .push(run_workload(name, Side::Native, RUN_LIMIT)?.ok_or_else(|| timed_out(name))?);
+            ours.push(run_workload(name, venus, RUN_LIMIT)?.ok_or_else(|| timed_out(name))?);
         }
-        let (native, through) = (median(natives), median(throughs));
-        // Buffers are measured against memcpy, the others against native Vulkan.
-        let base = if matches!(name, "write" | "read") {
-            memcpy
-        } else {
-            native
+        let native = median(natives);
+        let virgl = match virgl {
+            Some(side) if !virgl_hung => {
+                let v = run_workload(name, side, VIRGL_LIMIT)?;
+                virgl_hung = v.is_none();
+                Some(v)
+            }
+            Some(_) => Some(None),
+            None => None,
         };
-        let ratio = if higher_better {
-            through / base
-        } else {
-            base / through
-        };
-        rows.push((name, unit, native, through, base, ratio, goal));
+        rows.push(Row {
+            label: format!("{name} ({unit})"),
+            native,
+            venus: median(ours),
+            base: if matches!(name, "write" | "read") {
+                (memcpy, "memcpy")
+            } else {
+                (native, "native")
+            },
+            higher_better,
+            goal,
+            virgl,
+        });
     }
     tracing::info!("bench venus: ncnn");
-    let ncnn = match (run_ncnn(None)?, run_ncnn(venus)?) {
-        (Some(native), Some(through)) => Some((native, through)),
-        _ => None,
-    };
-    drop(server);
-
-    println!("venus: Mesa's venus driver -> vgpu vtest -> our renderer -> host Vulkan, against the host driver");
-    println!(
-        "{:<22} {:>14} {:>14} {:>14} {:>9} {:>6}",
-        "workload", "native", "venus", "baseline", "ratio", "goal"
-    );
-    for (name, unit, native, through, base, ratio, goal) in &rows {
-        let base_name = if matches!(*name, "write" | "read") {
-            "memcpy"
-        } else {
-            "native"
+    if let (Some(native), Some(ours)) = (
+        run_ncnn(Side::Native, RUN_LIMIT)?,
+        run_ncnn(venus, RUN_LIMIT)?,
+    ) {
+        let virgl = match virgl {
+            Some(side) if !virgl_hung => Some(run_ncnn(side, VIRGL_LIMIT)?),
+            Some(_) => Some(None),
+            None => None,
         };
-        println!(
-            "{:<22} {:>14} {:>14} {:>14} {:>8.2}x {:>5}x",
-            format!("{name} ({unit})"),
-            format!("{native:.2}"),
-            format!("{through:.2}"),
-            format!("{base:.2} {base_name}"),
-            ratio,
-            goal
-        );
+        rows.push(Row {
+            label: "ncnn conv net (ms)".into(),
+            native,
+            venus: ours,
+            base: (native, "native"),
+            higher_better: false,
+            goal: 0.9,
+            virgl,
+        });
+    } else {
+        println!("ncnn conv net: skipped (.cache/pyvenv missing: run scripts/setup.sh)");
     }
-    match ncnn {
-        Some((native, through)) => println!(
-            "{:<22} {:>14} {:>14} {:>14} {:>8.2}x {:>5}x",
-            "ncnn conv net (ms)",
-            format!("{native:.2}"),
-            format!("{through:.2}"),
-            format!("{native:.2} native"),
-            native / through,
-            0.9
-        ),
-        None => println!("ncnn conv net: skipped (.cache/pyvenv missing: run scripts/setup.sh)"),
-    }
+    let with_virgl = virgl.is_some();
+    drop(server);
+    drop(virgl_server);
+    print_table(&rows, with_virgl);
     match decoder_rate(&record) {
         Some((cmds, mbs, size)) => println!(
             "decoder: {cmds:.0} commands/s, {mbs:.0} MB/s over the {size} bytes the venus runs recorded"
         ),
         None => println!("decoder: no recorded stream"),
     }
-    println!("virglrenderer: not measured here yet (trixie's vtest server is not set up by scripts/setup.sh)");
     let _ = std::fs::remove_dir_all(&record);
     Ok(())
+}
+
+fn print_table(rows: &[Row], with_virgl: bool) {
+    println!("venus: Mesa's venus driver -> vgpu vtest -> our renderer -> host Vulkan, against the host driver");
+    println!(
+        "{:<22} {:>12} {:>12} {:>18} {:>7} {:>5} {:>12} {:>9}",
+        "workload", "native", "venus", "baseline", "ratio", "goal", "virgl", "vs virgl"
+    );
+    for r in rows {
+        let (virgl, vs) = match r.virgl {
+            Some(Some(v)) => (format!("{v:.2}"), format!("{:.2}x", r.ratio(r.venus, v))),
+            Some(None) => ("hangs".to_string(), "-".to_string()),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        let goal = if r.goal > 0.0 {
+            format!("{}x", r.goal)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<22} {:>12.2} {:>12.2} {:>18} {:>6.2}x {:>5} {:>12} {:>9}",
+            r.label,
+            r.native,
+            r.venus,
+            format!("{:.2} {}", r.base.0, r.base.1),
+            r.ratio(r.venus, r.base.0),
+            goal,
+            virgl,
+            vs
+        );
+    }
+    if !with_virgl {
+        println!("virglrenderer: not set up (scripts/setup.sh extracts Debian trixie's into .cache/virgl-trixie)");
+    } else if rows.iter().any(|r| r.virgl == Some(None)) {
+        println!("virglrenderer 1.1 (trixie) hangs at its first host-visible mapping on lavapipe (blob export of an opaque fd fails); later rows not tried");
+    }
 }

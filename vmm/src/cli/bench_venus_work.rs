@@ -424,10 +424,24 @@ fn copy_rate(gpu: Option<&Gpu>, write: bool) -> R<f64> {
     Ok(COPY_BYTES as f64 / best / 1e9)
 }
 
+/// Instance + device creation and teardown, what every application pays at start: ms, median
+/// of 5.
+fn init() -> R<f64> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        drop(Gpu::new()?);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// Runs one workload and prints `RESULT <number>`.
 pub fn run(name: &str) -> R<()> {
     let value = match name {
         "memcpy" => copy_rate(None, true)?,
+        "init" => init()?,
         _ => {
             let gpu = Gpu::new()?;
             match name {
