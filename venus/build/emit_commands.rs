@@ -430,6 +430,16 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
     )
     .unwrap();
     writeln!(o, "    fn device_commands(&self, objtype: i32, raw: u64) -> Result<std::sync::Arc<DeviceCommands>, Self::Error>;").unwrap();
+    writeln!(
+        o,
+        "    /// Held around every host call on a queue: Vulkan wants queues externally synchronized,\n    /// and the renderer submits on queues of its own accord too (timeline fences)."
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "    fn queue_lock(&self) -> std::sync::MutexGuard<'_, ()>;"
+    )
+    .unwrap();
     writeln!(o, "    /// Writes one command's reply to the reply stream.").unwrap();
     writeln!(
         o,

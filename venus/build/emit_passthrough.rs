@@ -108,8 +108,13 @@ pub fn arm(reg: &Registry, name: &str) -> String {
         objtype != 0,
         "{name}: a passthrough needs a handle as its first parameter"
     );
+    let lock = if reg.resolve(&first.ty) == "VkQueue" {
+        "let _queue = h.queue_lock(); "
+    } else {
+        ""
+    };
     format!(
-        "        command_type::{} => {{\n            let mut a = dec_{name}(&mut Decoder::new(stream, arena, h.objects()))?;\n            let t = h.device_commands({objtype}, a.{}.raw)?;\n            pass_{name}(&t, &mut a)?;\n            if wants_reply {{ let mut e = Encoder::default(); reply_{name}(&mut e, &a); h.reply(cx, e)?; }}\n        }}",
+        "        command_type::{} => {{\n            let mut a = dec_{name}(&mut Decoder::new(stream, arena, h.objects()))?;\n            let t = h.device_commands({objtype}, a.{}.raw)?;\n            {{ {lock}pass_{name}(&t, &mut a)?; }}\n            if wants_reply {{ let mut e = Encoder::default(); reply_{name}(&mut e, &a); h.reply(cx, e)?; }}\n        }}",
         name.trim_start_matches("vk"),
         first.name
     )

@@ -121,6 +121,9 @@ pub struct Context {
     /// Host-visible device memory by the driver's memory id: the memfd the memory was imported
     /// from, which becomes the blob when the driver maps it.
     pub(crate) memory_blobs: Mutex<HashMap<u64, Arc<SharedMemory>>>,
+    /// Held around every host call on a queue (see `Handlers::queue_lock`).
+    pub(crate) queue_lock: Mutex<()>,
+    pub(crate) timelines: crate::timeline::Timelines,
     fatal: AtomicBool,
     me: std::sync::Weak<Context>,
 }
@@ -135,6 +138,8 @@ impl Context {
             host,
             monitor: crate::ring::Monitor::default(),
             memory_blobs: Mutex::new(HashMap::new()),
+            queue_lock: Mutex::new(()),
+            timelines: Default::default(),
             fatal: AtomicBool::new(false),
             me: me.clone(),
         }))
@@ -224,6 +229,7 @@ impl Context {
             ring.stop();
         }
         self.monitor.stop();
+        self.timelines.stop();
         for device in self.host.device_handles() {
             crate::vk::device::destroy_device_and_children(self, device);
         }
@@ -250,6 +256,10 @@ macro_rules! handlers {
 
             fn device_commands(&self, objtype: i32, raw: u64) -> Result<Arc<DeviceCommands>, RenderError> {
                 self.host.device_commands(objtype, raw)
+            }
+
+            fn queue_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+                self.queue_lock.lock().unwrap()
             }
 
             fn reply(&self, cx: &mut StreamCx, reply: Encoder) -> Result<(), RenderError> {

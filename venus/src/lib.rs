@@ -7,6 +7,7 @@ pub mod objects;
 pub mod protocol;
 pub mod resource;
 pub mod ring;
+pub mod timeline;
 pub mod transport;
 pub mod vk;
 

@@ -121,8 +121,13 @@ pub(crate) fn destroy_device_and_children(ctx: &Context, raw: u64) {
     let Some(device) = ctx.host.remove_device(raw) else {
         return;
     };
-    // SAFETY: our device; its work must be done before anything it uses goes.
-    let _ = unsafe { device.device_wait_idle() };
+    {
+        let _queues = ctx.queue_lock.lock().unwrap();
+        // SAFETY: our device; its work must be done before anything it uses goes.
+        let _ = unsafe { device.device_wait_idle() };
+    }
+    // The timelines' fences of this device are signalled now; let them be destroyed first.
+    ctx.timelines.flush();
     let mut children = ctx.objects.take_owned(raw);
     if !children.is_empty() {
         tracing::debug!(
@@ -284,7 +289,8 @@ pub fn device_wait_idle(
     a: &mut vkDeviceWaitIdle_args,
 ) -> Result<(), RenderError> {
     let device = ctx.host.device(a.device.raw)?;
-    // SAFETY: a live device.
+    let _queues = ctx.queue_lock.lock().unwrap();
+    // SAFETY: a live device, its queues held.
     a.ret = unsafe { (device.fp_v1_0().device_wait_idle)(device.handle()) }.as_raw();
     Ok(())
 }

@@ -302,6 +302,16 @@ impl Host {
         self.queues.read().unwrap().get(&raw).copied()
     }
 
+    /// The queue the driver bound to ring index `ring_idx`, if any.
+    pub fn queue_for_ring(&self, ring_idx: u32) -> Option<(u64, QueueInfo)> {
+        self.queues
+            .read()
+            .unwrap()
+            .iter()
+            .find(|(_, q)| q.ring_idx == Some(ring_idx))
+            .map(|(&raw, &q)| (raw, q))
+    }
+
     /// Forgets the queues of `device`, returning them.
     pub(crate) fn take_queues(&self, device: u64) -> Vec<u64> {
         take_where(&self.queues, |q| q.device == device)

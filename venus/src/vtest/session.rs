@@ -274,10 +274,22 @@ impl Session {
                     );
                     // A malformed stream ends this client's context, and with it the worker.
                     ctx.execute(&mut self.cx, &b.commands)?;
-                    // The context stream runs synchronously, so its work is done here; queue
-                    // timelines (ring_idx > 0) signal the same way until queues are served.
-                    for (id, value) in b.syncs {
-                        self.syncs.signal(id, value);
+                    if b.ring_idx == 0 {
+                        // The context stream runs synchronously: its work is done here.
+                        for (id, value) in b.syncs {
+                            self.syncs.signal(id, value);
+                        }
+                    } else {
+                        // A queue timeline: done when the GPU is.
+                        let syncs = self.syncs.clone();
+                        ctx.submit_fence(
+                            b.ring_idx,
+                            Box::new(move || {
+                                for (id, value) in b.syncs {
+                                    syncs.signal(id, value);
+                                }
+                            }),
+                        )?;
                     }
                 }
             }

@@ -1,0 +1,153 @@
+//! Queue timelines. Work the driver marks with ring index N > 0 (a vtest batch's syncs; for
+//! guests, a virtio-gpu fence on ring N) is done when the GPU has finished what was submitted
+//! before it to the queue bound to ring N (VkDeviceQueueTimelineInfoMESA). We submit a fence to
+//! that queue and one thread per timeline waits for its fences in order, then runs the
+//! completion.
+
+use std::{
+    collections::HashMap,
+    sync::{mpsc, Arc, Condvar, Mutex},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use ash::vk::{self, Handle as _};
+use tracing::warn;
+
+use crate::context::{Context, RenderError};
+
+/// What runs when a timeline point is reached.
+pub type Completion = Box<dyn FnOnce() + Send>;
+
+struct Job {
+    device: Arc<ash::Device>,
+    fence: vk::Fence,
+    done: Completion,
+}
+
+struct Timeline {
+    jobs: mpsc::Sender<Job>,
+    thread: JoinHandle<()>,
+}
+
+/// The timelines of one context.
+#[derive(Default)]
+pub struct Timelines {
+    timelines: Mutex<HashMap<u32, Timeline>>,
+    /// Fences submitted and not yet waited for and destroyed.
+    pending: Arc<(Mutex<usize>, Condvar)>,
+}
+
+/// How long a timeline waits on one fence before it says so (and waits on).
+const STUCK_AFTER: Duration = Duration::from_secs(5);
+
+impl Timelines {
+    fn start(&self, ring_idx: u32) -> mpsc::Sender<Job> {
+        let mut t = self.timelines.lock().unwrap();
+        if let Some(tl) = t.get(&ring_idx) {
+            return tl.jobs.clone();
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let pending = self.pending.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("venus-timeline-{ring_idx}"))
+            .spawn(move || {
+                for job in rx {
+                    let wait = || {
+                        // SAFETY: a fence of this live device (devices are only destroyed after
+                        // `flush`), submitted once.
+                        unsafe {
+                            job.device.wait_for_fences(
+                                &[job.fence],
+                                true,
+                                STUCK_AFTER.as_nanos() as u64,
+                            )
+                        }
+                    };
+                    while wait() == Err(vk::Result::TIMEOUT) {
+                        warn!("venus: timeline {ring_idx} waits on its fence for over 5 s");
+                    }
+                    // SAFETY: signalled (or the device lost), and destroyed once.
+                    unsafe { job.device.destroy_fence(job.fence, None) };
+                    (job.done)();
+                    let (count, cond) = &*pending;
+                    *count.lock().unwrap() -= 1;
+                    cond.notify_all();
+                }
+            })
+            .expect("spawn timeline thread");
+        t.insert(
+            ring_idx,
+            Timeline {
+                jobs: tx.clone(),
+                thread,
+            },
+        );
+        tx
+    }
+
+    /// Waits until every fence submitted so far has been waited for and destroyed (before a
+    /// device goes).
+    pub fn flush(&self) {
+        let (count, cond) = &*self.pending;
+        let mut c = count.lock().unwrap();
+        while *c > 0 {
+            c = cond.wait(c).unwrap();
+        }
+    }
+
+    /// Ends every timeline thread once its fences are done.
+    pub fn stop(&self) {
+        let all: Vec<Timeline> = self
+            .timelines
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for t in all {
+            drop(t.jobs);
+            let _ = t.thread.join();
+        }
+    }
+}
+
+impl Context {
+    /// Runs `done` when the work submitted so far to the queue bound to `ring_idx` has finished
+    /// on the GPU. A ring index no queue is bound to is the driver's error.
+    pub fn submit_fence(&self, ring_idx: u32, done: Completion) -> Result<(), RenderError> {
+        let (queue, info) = self.host.queue_for_ring(ring_idx).ok_or_else(|| {
+            RenderError::Invalid(format!("no queue is bound to ring index {ring_idx}"))
+        })?;
+        let device = self.host.device(info.device)?;
+        // SAFETY: a valid create info on a live device.
+        let fence = unsafe { device.create_fence(&vk::FenceCreateInfo::default(), None) }
+            .map_err(|e| RenderError::Invalid(format!("timeline fence: {e}")))?;
+        let submitted = {
+            let _queue = self.queue_lock.lock().unwrap();
+            // SAFETY: an empty submission on a live queue of this device, under the queue lock.
+            unsafe { device.queue_submit(vk::Queue::from_raw(queue), &[], fence) }
+        };
+        if let Err(e) = submitted {
+            // SAFETY: the fence was never submitted.
+            unsafe { device.destroy_fence(fence, None) };
+            return Err(RenderError::Invalid(format!("timeline submit: {e}")));
+        }
+        *self.timelines.pending.0.lock().unwrap() += 1;
+        let jobs = self.timelines.start(ring_idx);
+        if let Err(mpsc::SendError(job)) = jobs.send(Job {
+            device,
+            fence,
+            done,
+        }) {
+            // The thread is gone (the context is stopping): wait here instead.
+            // SAFETY: as in the timeline thread.
+            let _ = unsafe { job.device.wait_for_fences(&[job.fence], true, u64::MAX) };
+            // SAFETY: as in the timeline thread.
+            unsafe { job.device.destroy_fence(job.fence, None) };
+            *self.timelines.pending.0.lock().unwrap() -= 1;
+            (job.done)();
+        }
+        Ok(())
+    }
+}
