@@ -358,6 +358,7 @@ handlers! {
     vkResetEvent(vkResetEvent_args) => sync::reset_event,
     vkAllocateMemory(vkAllocateMemory_args) => mem::allocate_memory,
     vkFreeMemory(vkFreeMemory_args) => mem::free_memory,
+    vkGetMemoryResourcePropertiesMESA(vkGetMemoryResourcePropertiesMESA_args) => mem::get_memory_resource_properties,
     vkGetDeviceMemoryCommitment(vkGetDeviceMemoryCommitment_args) => mem::get_device_memory_commitment,
     vkCreateBuffer(vkCreateBuffer_args) => buf::create_buffer,
     vkDestroyBuffer(vkDestroyBuffer_args) => buf::destroy_buffer,

@@ -7,6 +7,8 @@ pub mod objects;
 pub mod protocol;
 pub mod resource;
 pub mod ring;
+#[cfg(test)]
+mod testing;
 pub mod timeline;
 pub mod transport;
 pub mod vk;

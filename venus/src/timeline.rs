@@ -151,3 +151,31 @@ impl Context {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::testing::live_context;
+
+    #[test]
+    fn a_timeline_point_completes_after_the_gpu_and_only_on_a_bound_ring() {
+        let Some((ctx, _)) = live_context("timeline") else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel();
+        for point in 1..=3u32 {
+            let tx = tx.clone();
+            ctx.submit_fence(1, Box::new(move || tx.send(point).unwrap()))
+                .expect("ring 1 has a queue");
+        }
+        let got: Vec<u32> = (0..3)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).expect("completed"))
+            .collect();
+        assert_eq!(got, [1, 2, 3], "in submission order");
+        let err = ctx.submit_fence(2, Box::new(|| {})).unwrap_err();
+        assert!(err.to_string().contains("ring index 2"), "{err}");
+        ctx.shutdown();
+    }
+}

@@ -617,6 +617,8 @@ fn abandon(gpu: &Gpu) -> ! {
                 ),
                 "descriptor pool",
             )?;
+            // A synchronous call: everything above has reached the renderer before the exit.
+            vkr(d.device_wait_idle(), "device wait idle")?;
         }
         Ok(())
     })();
