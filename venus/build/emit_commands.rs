@@ -58,6 +58,9 @@ pub fn classify(reg: &Registry, cmd: &Command, p: &Member) -> Param {
             Kind::Char => Param::InString,
             Kind::Void => Param::InBlob(len.expect("void* with len")),
             Kind::Struct(s) if len.is_none() => Param::InStruct(s, !p.optional),
+            // One optional scalar by pointer (vkCmdDrawMultiIndexedEXT's pVertexOffset): on the
+            // wire, exactly an array of 0 or 1.
+            Kind::Scalar(_) if len.is_none() && p.optional => Param::InArray("1".into()),
             _ if len.is_some() => Param::InArray(len.unwrap()),
             _ => panic!("{}: parameter {} not supported", cmd.name, p.name),
         };
@@ -76,6 +79,9 @@ pub fn classify(reg: &Registry, cmd: &Command, p: &Member) -> Param {
 
 /// A command `len` in terms of decode-time locals.
 fn len_local(len: &str, cmd: &Command) -> String {
+    if len.parse::<usize>().is_ok() {
+        return format!("{len}usize");
+    }
     if let Some((ptr, field)) = len.split_once("->") {
         return format!("({ptr}_ref.map_or(0, |r| r.{field} as usize))");
     }
@@ -149,7 +155,9 @@ fn emit_decode(reg: &Registry, cmd: &Command, params: &[Param], o: &mut String) 
     for (p, k) in cmd.params.iter().zip(params) {
         let n = &p.name;
         let elem = rust_base(reg, &p.ty);
-        let lenient = p.optional;
+        // A strided draw array is noautovalidity in the registry, but the host reads drawCount
+        // elements of it: never absent when the count is not 0.
+        let lenient = p.optional && p.stride.is_none();
         match k {
             Param::Allocator => {
                 writeln!(o, "    if d.simple_pointer()? {{ return Err(d.fatal(\"pAllocator is not null\")); }}").unwrap();

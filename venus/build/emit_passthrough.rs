@@ -9,6 +9,7 @@ use crate::{
     emit_structs::objtype,
     registry::Registry,
     select::Selection,
+    types::rust_base,
 };
 
 pub fn emit(reg: &Registry, sel: &Selection) -> String {
@@ -20,8 +21,21 @@ pub fn emit(reg: &Registry, sel: &Selection) -> String {
         let params: Vec<Param> = cmd.params.iter().map(|p| classify(reg, cmd, p)).collect();
         let mut c_types = Vec::new();
         let mut call_args = Vec::new();
+        // A strided array (vkCmdDrawMulti*EXT) arrives packed, one element after another: the
+        // host gets the element size as its stride, whatever the driver says (Mesa's sends the
+        // element size; a hostile one's would have the host read past the decoded array).
+        let packed_strides: Vec<(String, String)> = cmd
+            .params
+            .iter()
+            .filter_map(|p| Some((p.stride.clone()?, rust_base(reg, &p.ty))))
+            .collect();
         for (p, k) in cmd.params.iter().zip(&params) {
             let n = &p.name;
+            if let Some((_, elem)) = packed_strides.iter().find(|(s, _)| s == n) {
+                c_types.push("u32".into());
+                call_args.push(format!("core::mem::size_of::<{elem}>() as u32"));
+                continue;
+            }
             let (ty, arg) = match k {
                 Param::Allocator => ("*const c_void".to_string(), "core::ptr::null()".to_string()),
                 Param::InHandle { .. } => ("u64".to_string(), format!("a.{n}.raw")),

@@ -20,6 +20,8 @@ pub struct Member {
     pub optional: bool,
     /// The sType value a struct's sType member must carry.
     pub stype_value: Option<String>,
+    /// `stride` attribute: the parameter giving this array's element stride.
+    pub stride: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +139,7 @@ fn parse_member(node: roxmltree::Node, constants: &HashMap<String, String>) -> M
             .is_some_and(|o| o.starts_with("true"))
             || node.attribute("noautovalidity") == Some("true"),
         stype_value: node.attribute("values").map(str::to_string),
+        stride: node.attribute("stride").map(str::to_string),
     }
 }
 

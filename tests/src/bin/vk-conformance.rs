@@ -29,6 +29,8 @@ struct Gpu {
     name: String,
     /// VK_KHR_push_descriptor, where the device has it.
     push: Option<ash::khr::push_descriptor::Device>,
+    /// VK_EXT_multi_draw with multiDraw, where the device has it.
+    multi_draw: Option<ash::ext::multi_draw::Device>,
 }
 
 fn vkr<T>(r: Result<T, vk::Result>, what: &str) -> Result<T, String> {
@@ -73,14 +75,26 @@ impl Gpu {
         // SAFETY: a live physical device.
         let exts =
             unsafe { instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
-        let has_push = exts
-            .iter()
-            .any(|e| e.extension_name_as_c_str() == Ok(ash::khr::push_descriptor::NAME));
-        let names = [ash::khr::push_descriptor::NAME.as_ptr()];
-        let dinfo = vk::DeviceCreateInfo::default()
+        let has =
+            |name: &std::ffi::CStr| exts.iter().any(|e| e.extension_name_as_c_str() == Ok(name));
+        let has_push = has(ash::khr::push_descriptor::NAME);
+        let has_multi_draw = has(ash::ext::multi_draw::NAME);
+        let names: Vec<*const i8> = [
+            (has_push, ash::khr::push_descriptor::NAME),
+            (has_multi_draw, ash::ext::multi_draw::NAME),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| n.as_ptr())
+        .collect();
+        let mut multi_draw = vk::PhysicalDeviceMultiDrawFeaturesEXT::default().multi_draw(true);
+        let mut dinfo = vk::DeviceCreateInfo::default()
             .queue_create_infos(&qinfo)
-            .enabled_extension_names(if has_push { &names } else { &[] })
+            .enabled_extension_names(&names)
             .push_next(&mut v12);
+        if has_multi_draw {
+            dinfo = dinfo.push_next(&mut multi_draw);
+        }
         // SAFETY: valid create info for a live physical device.
         let device = vkr(
             unsafe { instance.create_device(pd, &dinfo, None) },
@@ -91,8 +105,11 @@ impl Gpu {
         // SAFETY: a live physical device.
         let mem_props = unsafe { instance.get_physical_device_memory_properties(pd) };
         let push = has_push.then(|| ash::khr::push_descriptor::Device::new(&instance, &device));
+        let multi_draw =
+            has_multi_draw.then(|| ash::ext::multi_draw::Device::new(&instance, &device));
         Ok(Gpu {
             push,
+            multi_draw,
             _entry: entry,
             instance,
             device,
@@ -653,6 +670,7 @@ fn main() {
         ("image_copies_and_clears", checks::image_copies_and_clears),
         ("push_descriptors", checks::push_descriptors),
         ("offscreen_triangle", render::offscreen_triangle),
+        ("multi_draw", render::multi_draw),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in checks {

@@ -18,6 +18,19 @@ fn fs() -> @location(0) vec4<f32> {
 "#;
 
 pub fn offscreen_triangle(gpu: &Gpu) -> Check {
+    draw_triangle(gpu, false)
+}
+
+/// The same triangle through vkCmdDrawMultiEXT: a degenerate draw, then the triangle, with a stride
+/// of 16 bytes (twice the element), which the venus driver packs on the wire.
+pub fn multi_draw(gpu: &Gpu) -> Check {
+    if gpu.multi_draw.is_none() {
+        return Err("VK_EXT_multi_draw missing".into());
+    }
+    draw_triangle(gpu, true)
+}
+
+fn draw_triangle(gpu: &Gpu, multi: bool) -> Check {
     let d = &gpu.device;
     let (w, h) = (64u32, 64u32);
     let format = vk::Format::R8G8B8A8_UNORM;
@@ -170,7 +183,16 @@ pub fn offscreen_triangle(gpu: &Gpu) -> Check {
                 .clear_values(&clear);
             d.cmd_begin_render_pass(cmd, &begin, vk::SubpassContents::INLINE);
             d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::GRAPHICS, pipeline);
-            d.cmd_draw(cmd, 3, 1, 0, 0);
+            match gpu.multi_draw.as_ref().filter(|_| multi) {
+                Some(md) => {
+                    // Two VkMultiDrawInfoEXT {firstVertex, vertexCount}, each padded to 16 bytes:
+                    // vertices 3..5 (clamped to the last one by the shader: nothing drawn), then
+                    // the triangle. (lavapipe 22.3 draws nothing at all after a 0-vertex draw.)
+                    let draws: [[u32; 4]; 2] = [[3, 3, 0xdead, 0xdead], [0, 3, 0xdead, 0xdead]];
+                    (md.fp().cmd_draw_multi_ext)(cmd, 2, draws.as_ptr().cast(), 1, 0, 16);
+                }
+                None => d.cmd_draw(cmd, 3, 1, 0, 0),
+            }
             d.cmd_end_render_pass(cmd);
             d.cmd_copy_image_to_buffer(
                 cmd,
