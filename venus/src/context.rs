@@ -359,6 +359,7 @@ handlers! {
     vkAllocateMemory(vkAllocateMemory_args) => mem::allocate_memory,
     vkFreeMemory(vkFreeMemory_args) => mem::free_memory,
     vkGetMemoryResourcePropertiesMESA(vkGetMemoryResourcePropertiesMESA_args) => mem::get_memory_resource_properties,
+    vkGetPhysicalDeviceCalibrateableTimeDomainsEXT(vkGetPhysicalDeviceCalibrateableTimeDomainsEXT_args) => pd::get_calibrateable_time_domains,
     vkGetDeviceMemoryCommitment(vkGetDeviceMemoryCommitment_args) => mem::get_device_memory_commitment,
     vkCreateBuffer(vkCreateBuffer_args) => buf::create_buffer,
     vkDestroyBuffer(vkDestroyBuffer_args) => buf::destroy_buffer,

@@ -31,6 +31,12 @@ struct Gpu {
     push: Option<ash::khr::push_descriptor::Device>,
     /// VK_EXT_multi_draw with multiDraw, where the device has it.
     multi_draw: Option<ash::ext::multi_draw::Device>,
+    /// VK_EXT_calibrated_timestamps, where the device has it: (instance, device) functions.
+    calibrated: Option<(
+        ash::ext::calibrated_timestamps::Instance,
+        ash::ext::calibrated_timestamps::Device,
+        vk::PhysicalDevice,
+    )>,
 }
 
 fn vkr<T>(r: Result<T, vk::Result>, what: &str) -> Result<T, String> {
@@ -79,9 +85,11 @@ impl Gpu {
             |name: &std::ffi::CStr| exts.iter().any(|e| e.extension_name_as_c_str() == Ok(name));
         let has_push = has(ash::khr::push_descriptor::NAME);
         let has_multi_draw = has(ash::ext::multi_draw::NAME);
+        let has_calibrated = has(ash::ext::calibrated_timestamps::NAME);
         let names: Vec<*const i8> = [
             (has_push, ash::khr::push_descriptor::NAME),
             (has_multi_draw, ash::ext::multi_draw::NAME),
+            (has_calibrated, ash::ext::calibrated_timestamps::NAME),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -107,9 +115,17 @@ impl Gpu {
         let push = has_push.then(|| ash::khr::push_descriptor::Device::new(&instance, &device));
         let multi_draw =
             has_multi_draw.then(|| ash::ext::multi_draw::Device::new(&instance, &device));
+        let calibrated = has_calibrated.then(|| {
+            (
+                ash::ext::calibrated_timestamps::Instance::new(&entry, &instance),
+                ash::ext::calibrated_timestamps::Device::new(&instance, &device),
+                pd,
+            )
+        });
         Ok(Gpu {
             push,
             multi_draw,
+            calibrated,
             _entry: entry,
             instance,
             device,
@@ -671,6 +687,7 @@ fn main() {
         ("push_descriptors", checks::push_descriptors),
         ("offscreen_triangle", render::offscreen_triangle),
         ("multi_draw", render::multi_draw),
+        ("calibrated_timestamps", checks::calibrated_timestamps),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in checks {

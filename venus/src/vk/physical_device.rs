@@ -149,6 +149,29 @@ pub fn get_queue_family_properties(
     Ok(())
 }
 
+/// VK_EXT_calibrated_timestamps: the host's time domains for this device.
+pub fn get_calibrateable_time_domains(
+    ctx: &Context,
+    _: &mut StreamCx,
+    a: &mut vkGetPhysicalDeviceCalibrateableTimeDomainsEXT_args,
+) -> Result<(), RenderError> {
+    let (i, pd) = fns(ctx, a.physicalDevice)?;
+    let Some(count) = query_count(a.pTimeDomainCount, a.pTimeDomains) else {
+        return Ok(());
+    };
+    let ext = ash::ext::calibrated_timestamps::Instance::new(ctx.host.entry(), &i);
+    // SAFETY: see the note above; `count` is no more than the array the driver made room for.
+    a.ret = unsafe {
+        (ext.fp().get_physical_device_calibrateable_time_domains_ext)(
+            pd,
+            count,
+            mut_ptr_or_null(a.pTimeDomains).cast(),
+        )
+    }
+    .as_raw();
+    Ok(())
+}
+
 pub fn get_queue_family_properties2(
     ctx: &Context,
     _: &mut StreamCx,

@@ -430,3 +430,48 @@ pub fn push_descriptors(gpu: &Gpu) -> Check {
     }
     Ok("1024 words through a pushed storage buffer".into())
 }
+
+/// VK_EXT_calibrated_timestamps: the device's time domains include the device's own and a host
+/// clock, and two calibrated readings of both move forward.
+pub fn calibrated_timestamps(gpu: &Gpu) -> Check {
+    let (inst, dev, pd) = gpu
+        .calibrated
+        .as_ref()
+        .ok_or("VK_EXT_calibrated_timestamps missing")?;
+    // SAFETY: a live physical device of this instance.
+    let domains = vkr(
+        unsafe { inst.get_physical_device_calibrateable_time_domains(*pd) },
+        "time domains",
+    )?;
+    let host = [
+        vk::TimeDomainKHR::CLOCK_MONOTONIC,
+        vk::TimeDomainKHR::CLOCK_MONOTONIC_RAW,
+    ]
+    .into_iter()
+    .find(|d| domains.contains(d))
+    .ok_or(format!("no host clock among {domains:?}"))?;
+    if !domains.contains(&vk::TimeDomainKHR::DEVICE) {
+        return Err(format!("no device time domain among {domains:?}"));
+    }
+    let infos = [
+        vk::CalibratedTimestampInfoKHR::default().time_domain(vk::TimeDomainKHR::DEVICE),
+        vk::CalibratedTimestampInfoKHR::default().time_domain(host),
+    ];
+    // SAFETY: the extension is enabled on this device.
+    let read = || {
+        vkr(
+            unsafe { dev.get_calibrated_timestamps(&infos) },
+            "timestamps",
+        )
+    };
+    let (first, _) = read()?;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let (second, deviation) = read()?;
+    if second[0] <= first[0] || second[1] <= first[1] {
+        return Err(format!("timestamps {first:?} then {second:?}"));
+    }
+    Ok(format!(
+        "{} domains; device and host clocks advance (max deviation {deviation})",
+        domains.len()
+    ))
+}
