@@ -457,12 +457,10 @@ pub fn calibrated_timestamps(gpu: &Gpu) -> Check {
         vk::CalibratedTimestampInfoKHR::default().time_domain(vk::TimeDomainKHR::DEVICE),
         vk::CalibratedTimestampInfoKHR::default().time_domain(host),
     ];
-    // SAFETY: the extension is enabled on this device.
     let read = || {
-        vkr(
-            unsafe { dev.get_calibrated_timestamps(&infos) },
-            "timestamps",
-        )
+        // SAFETY: the extension is enabled on this device.
+        let r = unsafe { dev.get_calibrated_timestamps(&infos) };
+        vkr(r, "timestamps")
     };
     let (first, _) = read()?;
     std::thread::sleep(std::time::Duration::from_millis(2));
