@@ -3,12 +3,12 @@
 //! from vk.xml at build time), runs them on host Vulkan through ash, and encodes the replies.
 
 pub mod context;
+#[cfg(test)]
+mod driver_stream;
 pub mod objects;
 pub mod protocol;
 pub mod resource;
 pub mod ring;
-#[cfg(test)]
-mod testing;
 pub mod timeline;
 pub mod transport;
 pub mod vk;

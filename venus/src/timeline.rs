@@ -157,7 +157,7 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-    use crate::testing::live_context;
+    use crate::driver_stream::live_context;
 
     #[test]
     fn a_timeline_point_completes_after_the_gpu_and_only_on_a_bound_ring() {

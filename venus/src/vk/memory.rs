@@ -226,9 +226,9 @@ pub fn get_device_memory_commitment(
 mod tests {
     use std::sync::Arc;
 
+    use crate::driver_stream::{live_context, Stream, DEVICE};
     use crate::protocol::generated::stype;
     use crate::resource::SharedMemory;
-    use crate::testing::{live_context, Stream, DEVICE};
 
     const RESOURCE: u32 = 7;
     const REPLY: u32 = 8;

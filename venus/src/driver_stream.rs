@@ -1,10 +1,7 @@
-//! For the crate's tests: venus command streams as Mesa's driver encodes them, and a live
-//! context with an instance, a device and a queue bound to ring index 1.
-
-use std::sync::Arc;
+//! For the crate's tests: venus command streams as Mesa's driver encodes them, and the prologue
+//! that gives a context an instance, a device and a queue bound to ring index 1.
 
 use crate::protocol::generated::stype;
-use crate::{Context, DeviceSelector, StreamCx};
 
 /// A venus command stream, written as the driver's encoder writes it.
 #[derive(Default)]
@@ -42,7 +39,9 @@ pub const PHYSICAL_DEVICE: u64 = 0x200;
 pub const DEVICE: u64 = 0x300;
 pub const QUEUE: u64 = 0x400;
 
-fn device_with_queue_on_ring_1() -> Stream {
+/// vkCreateInstance, vkEnumeratePhysicalDevices, vkCreateDevice and vkGetDeviceQueue2 (bound
+/// to ring index 1), with the ids INSTANCE, PHYSICAL_DEVICE, DEVICE and QUEUE.
+pub fn device_with_queue_on_ring_1() -> Stream {
     let mut s = Stream::default();
     // vkCreateInstance(pCreateInfo, pAllocator, pInstance)
     s.command(0, false).some();
@@ -78,7 +77,8 @@ fn device_with_queue_on_ring_1() -> Stream {
 
 /// A context on the host's Vulkan with an instance, a device and a queue bound to ring 1; None
 /// (the test says it skipped) where the host has no Vulkan.
-pub fn live_context(test: &str) -> Option<(Arc<Context>, StreamCx)> {
+pub fn live_context(test: &str) -> Option<(std::sync::Arc<crate::Context>, crate::StreamCx)> {
+    use crate::{Context, DeviceSelector, StreamCx};
     let ctx = match Context::new(DeviceSelector::All) {
         Ok(c) => c,
         Err(e) => {
