@@ -150,10 +150,11 @@ impl Gpu {
 }
 
 impl Gpu {
-    /// Records with `record` into a fresh command buffer, submits it and waits for it.
-    fn one_shot(&self, record: impl FnOnce(vk::CommandBuffer)) -> Result<(), String> {
+    /// A command pool of the queue's family with one command buffer, begun; the caller destroys
+    /// the pool.
+    fn begun_command_buffer(&self) -> Result<(vk::CommandPool, vk::CommandBuffer), String> {
         let d = &self.device;
-        // SAFETY: fresh objects, destroyed after the fence says the GPU is done.
+        // SAFETY: fresh objects from valid infos.
         unsafe {
             let pool = vkr(
                 d.create_command_pool(
@@ -174,6 +175,16 @@ impl Gpu {
                 d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()),
                 "begin",
             )?;
+            Ok((pool, cmd))
+        }
+    }
+
+    /// Records with `record` into a fresh command buffer, submits it and waits for it.
+    fn one_shot(&self, record: impl FnOnce(vk::CommandBuffer)) -> Result<(), String> {
+        let d = &self.device;
+        let (pool, cmd) = self.begun_command_buffer()?;
+        // SAFETY: fresh objects, destroyed after the fence says the GPU is done.
+        unsafe {
             record(cmd);
             vkr(d.end_command_buffer(cmd), "end")?;
             let fence = vkr(
@@ -618,25 +629,7 @@ fn abandon(gpu: &Gpu) -> ! {
                 d.create_fence(&vk::FenceCreateInfo::default(), None),
                 "fence",
             )?;
-            let pool = vkr(
-                d.create_command_pool(
-                    &vk::CommandPoolCreateInfo::default().queue_family_index(gpu.family),
-                    None,
-                ),
-                "pool",
-            )?;
-            let cmd = vkr(
-                d.allocate_command_buffers(
-                    &vk::CommandBufferAllocateInfo::default()
-                        .command_pool(pool)
-                        .command_buffer_count(1),
-                ),
-                "cmd",
-            )?[0];
-            vkr(
-                d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()),
-                "begin",
-            )?;
+            let (_, cmd) = gpu.begun_command_buffer()?;
             vkr(d.end_command_buffer(cmd), "end")?;
             let sizes = [vk::DescriptorPoolSize::default()
                 .ty(vk::DescriptorType::STORAGE_BUFFER)
