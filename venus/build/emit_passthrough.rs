@@ -69,9 +69,26 @@ pub fn emit(reg: &Registry, sel: &Selection) -> String {
         )
         .unwrap();
         writeln!(fields, "    pub {name}: Option<PFN_{name}>,").unwrap();
+        // A device made for an older API version exports a promoted command only under its
+        // extension's name (vkCmdBeginRenderingKHR on a 1.2 device): try the aliases too.
+        let mut names = vec![name.clone()];
+        let mut aliases: Vec<&String> = reg
+            .aliases
+            .iter()
+            .filter(|(alias, target)| *target == name && alias.starts_with("vk"))
+            .map(|(alias, _)| alias)
+            .collect();
+        aliases.sort();
+        names.extend(aliases.into_iter().cloned());
+        let lookup = names
+            .iter()
+            .map(|n| format!("get(c\"{n}\")"))
+            .collect::<Vec<_>>()
+            .join(".or_else(|| ")
+            + &")".repeat(names.len() - 1);
         writeln!(
             loads,
-            "            {name}: get(c\"{name}\").map(|f| {{\n                // SAFETY: the loader returns the function of this name, whose C signature is\n                // PFN_{name} (generated from the registry with C-layout argument types).\n                unsafe {{ core::mem::transmute::<unsafe extern \"system\" fn(), PFN_{name}>(f) }}\n            }}),"
+            "            {name}: {lookup}.map(|f| {{\n                // SAFETY: the loader returns the function of this name, whose C signature is\n                // PFN_{name} (generated from the registry with C-layout argument types).\n                unsafe {{ core::mem::transmute::<unsafe extern \"system\" fn(), PFN_{name}>(f) }}\n            }}),"
         )
         .unwrap();
         writeln!(o, "#[allow(non_snake_case)]").unwrap();

@@ -13,6 +13,8 @@ use ash::vk;
 
 #[path = "vk_conformance/checks.rs"]
 mod checks;
+#[path = "vk_conformance/dynamic.rs"]
+mod dynamic;
 #[path = "vk_conformance/render.rs"]
 mod render;
 
@@ -29,6 +31,8 @@ struct Gpu {
     name: String,
     /// VK_KHR_push_descriptor, where the device has it.
     push: Option<ash::khr::push_descriptor::Device>,
+    /// VK_KHR_dynamic_rendering with dynamicRendering, where the device has it.
+    dynamic_rendering: Option<ash::khr::dynamic_rendering::Device>,
     /// VK_EXT_multi_draw with multiDraw, where the device has it.
     multi_draw: Option<ash::ext::multi_draw::Device>,
     /// VK_EXT_calibrated_timestamps, where the device has it: (instance, device) functions.
@@ -86,7 +90,9 @@ impl Gpu {
         let has_push = has(ash::khr::push_descriptor::NAME);
         let has_multi_draw = has(ash::ext::multi_draw::NAME);
         let has_calibrated = has(ash::ext::calibrated_timestamps::NAME);
+        let has_dynamic = has(ash::khr::dynamic_rendering::NAME);
         let names: Vec<*const i8> = [
+            (has_dynamic, ash::khr::dynamic_rendering::NAME),
             (has_push, ash::khr::push_descriptor::NAME),
             (has_multi_draw, ash::ext::multi_draw::NAME),
             (has_calibrated, ash::ext::calibrated_timestamps::NAME),
@@ -102,6 +108,11 @@ impl Gpu {
             .push_next(&mut v12);
         if has_multi_draw {
             dinfo = dinfo.push_next(&mut multi_draw);
+        }
+        let mut dynamic =
+            vk::PhysicalDeviceDynamicRenderingFeatures::default().dynamic_rendering(true);
+        if has_dynamic {
+            dinfo = dinfo.push_next(&mut dynamic);
         }
         // SAFETY: valid create info for a live physical device.
         let device = vkr(
@@ -122,8 +133,11 @@ impl Gpu {
                 pd,
             )
         });
+        let dynamic_rendering =
+            has_dynamic.then(|| ash::khr::dynamic_rendering::Device::new(&instance, &device));
         Ok(Gpu {
             push,
+            dynamic_rendering,
             multi_draw,
             calibrated,
             _entry: entry,
@@ -680,6 +694,10 @@ fn main() {
         ("push_descriptors", checks::push_descriptors),
         ("offscreen_triangle", render::offscreen_triangle),
         ("multi_draw", render::multi_draw),
+        (
+            "dynamic_rendering_blit_sample",
+            dynamic::dynamic_rendering_blit_sample,
+        ),
         ("calibrated_timestamps", checks::calibrated_timestamps),
     ];
     let (mut passed, mut failed) = (0, 0);

@@ -99,6 +99,18 @@ pub fn create_instance(
     info.ppEnabledLayerNames = std::ptr::null();
     info.enabledExtensionCount = 0;
     info.ppEnabledExtensionNames = std::ptr::null();
+    // The host instance asks for the highest version we serve, whatever the application asked
+    // the driver for: on a device of an older version the host exports a promoted command only
+    // under its extension's name (a 1.2 device has vkCmdBeginRenderingKHR, not
+    // vkCmdBeginRendering), and the driver names every command by its core number.
+    // SAFETY: null or the decoder's VkApplicationInfo in this command's arena.
+    let given = unsafe { info.pApplicationInfo.as_ref() };
+    let mut app = given.copied().unwrap_or_else(|| VkApplicationInfo {
+        sType: vk::StructureType::APPLICATION_INFO.as_raw(),
+        ..zeroed()
+    });
+    app.apiVersion = app.apiVersion.max(ctx.host.instance_version());
+    info.pApplicationInfo = &app;
     // SAFETY: VkInstanceCreateInfo mirrors vk::InstanceCreateInfo (layout asserted at build).
     let host_info =
         unsafe { &*(&info as *const VkInstanceCreateInfo).cast::<vk::InstanceCreateInfo<'_>>() };

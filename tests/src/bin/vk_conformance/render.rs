@@ -35,8 +35,6 @@ fn draw_triangle(gpu: &Gpu, multi: bool) -> Check {
     let (w, h) = (64u32, 64u32);
     let format = vk::Format::R8G8B8A8_UNORM;
     let out = HostBuffer::new(gpu, (w * h) as usize)?;
-    let vs = spirv_stage(TRIANGLE, naga::ShaderStage::Vertex, "vs")?;
-    let fs = spirv_stage(TRIANGLE, naga::ShaderStage::Fragment, "fs")?;
     // SAFETY: every object is fresh, used by one submission that is waited for,
     // then destroyed; create infos and their arrays outlive the calls.
     unsafe {
@@ -95,70 +93,9 @@ fn draw_triangle(gpu: &Gpu, multi: bool) -> Check {
             ),
             "framebuffer",
         )?;
-        let vsm = vkr(
-            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&vs), None),
-            "vs",
-        )?;
-        let fsm = vkr(
-            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&fs), None),
-            "fs",
-        )?;
-        let layout = vkr(
-            d.create_pipeline_layout(&vk::PipelineLayoutCreateInfo::default(), None),
-            "layout",
-        )?;
-        let stages = [
-            vk::PipelineShaderStageCreateInfo::default()
-                .stage(vk::ShaderStageFlags::VERTEX)
-                .module(vsm)
-                .name(c"vs"),
-            vk::PipelineShaderStageCreateInfo::default()
-                .stage(vk::ShaderStageFlags::FRAGMENT)
-                .module(fsm)
-                .name(c"fs"),
-        ];
-        let vi = vk::PipelineVertexInputStateCreateInfo::default();
-        let ia = vk::PipelineInputAssemblyStateCreateInfo::default()
-            .topology(vk::PrimitiveTopology::TRIANGLE_LIST);
-        let viewport = [vk::Viewport {
-            x: 0.0,
-            y: 0.0,
-            width: w as f32,
-            height: h as f32,
-            min_depth: 0.0,
-            max_depth: 1.0,
-        }];
-        let scissor = [vk::Rect2D {
-            offset: vk::Offset2D::default(),
-            extent: vk::Extent2D {
-                width: w,
-                height: h,
-            },
-        }];
-        let vp = vk::PipelineViewportStateCreateInfo::default()
-            .viewports(&viewport)
-            .scissors(&scissor);
-        let rs = vk::PipelineRasterizationStateCreateInfo::default()
-            .line_width(1.0)
-            .cull_mode(vk::CullModeFlags::NONE);
-        let ms = vk::PipelineMultisampleStateCreateInfo::default()
-            .rasterization_samples(vk::SampleCountFlags::TYPE_1);
-        let blend = [vk::PipelineColorBlendAttachmentState::default()
-            .color_write_mask(vk::ColorComponentFlags::RGBA)];
-        let cb = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend);
-        let info = [vk::GraphicsPipelineCreateInfo::default()
-            .stages(&stages)
-            .vertex_input_state(&vi)
-            .input_assembly_state(&ia)
-            .viewport_state(&vp)
-            .rasterization_state(&rs)
-            .multisample_state(&ms)
-            .color_blend_state(&cb)
-            .layout(layout)
-            .render_pass(rp)];
-        let pipeline = d
-            .create_graphics_pipelines(vk::PipelineCache::null(), &info, None)
-            .map_err(|(_, e)| format!("graphics pipeline: {e}"))?[0];
+        let tp = TrianglePipeline::new(gpu, w, h, Some(rp))?;
+        let pipeline = tp.pipeline;
+        let scissor = [tp.area];
         let clear = [vk::ClearValue {
             color: vk::ClearColorValue {
                 float32: [0.0, 0.0, 1.0, 1.0],
@@ -202,10 +139,7 @@ fn draw_triangle(gpu: &Gpu, multi: bool) -> Check {
                 &region,
             );
         });
-        d.destroy_pipeline(pipeline, None);
-        d.destroy_pipeline_layout(layout, None);
-        d.destroy_shader_module(vsm, None);
-        d.destroy_shader_module(fsm, None);
+        tp.destroy(gpu);
         d.destroy_framebuffer(fb, None);
         d.destroy_render_pass(rp, None);
         d.destroy_image_view(view, None);
@@ -225,4 +159,118 @@ fn draw_triangle(gpu: &Gpu, multi: bool) -> Check {
         "{green} of {} pixels green inside a blue clear",
         w * h
     ))
+}
+
+/// The green triangle's graphics pipeline for a w x h RGBA8 target: for `render_pass`, or for
+/// dynamic rendering (VkPipelineRenderingCreateInfo) without one.
+pub struct TrianglePipeline {
+    pub pipeline: vk::Pipeline,
+    layout: vk::PipelineLayout,
+    modules: [vk::ShaderModule; 2],
+    pub area: vk::Rect2D,
+}
+
+impl TrianglePipeline {
+    pub fn new(
+        gpu: &Gpu,
+        w: u32,
+        h: u32,
+        render_pass: Option<vk::RenderPass>,
+    ) -> Result<Self, String> {
+        let d = &gpu.device;
+        let vs = spirv_stage(TRIANGLE, naga::ShaderStage::Vertex, "vs")?;
+        let fs = spirv_stage(TRIANGLE, naga::ShaderStage::Fragment, "fs")?;
+        // SAFETY: valid create infos whose arrays outlive the calls; `destroy` frees the objects.
+        unsafe {
+            let vsm = vkr(
+                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&vs), None),
+                "vs",
+            )?;
+            let fsm = vkr(
+                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&fs), None),
+                "fs",
+            )?;
+            let layout = vkr(
+                d.create_pipeline_layout(&vk::PipelineLayoutCreateInfo::default(), None),
+                "layout",
+            )?;
+            let stages = [
+                vk::PipelineShaderStageCreateInfo::default()
+                    .stage(vk::ShaderStageFlags::VERTEX)
+                    .module(vsm)
+                    .name(c"vs"),
+                vk::PipelineShaderStageCreateInfo::default()
+                    .stage(vk::ShaderStageFlags::FRAGMENT)
+                    .module(fsm)
+                    .name(c"fs"),
+            ];
+            let vi = vk::PipelineVertexInputStateCreateInfo::default();
+            let ia = vk::PipelineInputAssemblyStateCreateInfo::default()
+                .topology(vk::PrimitiveTopology::TRIANGLE_LIST);
+            let viewport = [vk::Viewport {
+                x: 0.0,
+                y: 0.0,
+                width: w as f32,
+                height: h as f32,
+                min_depth: 0.0,
+                max_depth: 1.0,
+            }];
+            let scissor = [vk::Rect2D {
+                offset: vk::Offset2D::default(),
+                extent: vk::Extent2D {
+                    width: w,
+                    height: h,
+                },
+            }];
+            let vp = vk::PipelineViewportStateCreateInfo::default()
+                .viewports(&viewport)
+                .scissors(&scissor);
+            let rs = vk::PipelineRasterizationStateCreateInfo::default()
+                .line_width(1.0)
+                .cull_mode(vk::CullModeFlags::NONE);
+            let ms = vk::PipelineMultisampleStateCreateInfo::default()
+                .rasterization_samples(vk::SampleCountFlags::TYPE_1);
+            let blend = [vk::PipelineColorBlendAttachmentState::default()
+                .color_write_mask(vk::ColorComponentFlags::RGBA)];
+            let cb = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend);
+            let formats = [vk::Format::R8G8B8A8_UNORM];
+            let mut rendering =
+                vk::PipelineRenderingCreateInfo::default().color_attachment_formats(&formats);
+            let mut info = vk::GraphicsPipelineCreateInfo::default()
+                .stages(&stages)
+                .vertex_input_state(&vi)
+                .input_assembly_state(&ia)
+                .viewport_state(&vp)
+                .rasterization_state(&rs)
+                .multisample_state(&ms)
+                .color_blend_state(&cb)
+                .layout(layout);
+            info = match render_pass {
+                Some(rp) => info.render_pass(rp),
+                None => info.push_next(&mut rendering),
+            };
+            let pipeline = d
+                .create_graphics_pipelines(vk::PipelineCache::null(), &[info], None)
+                .map_err(|(_, e)| format!("graphics pipeline: {e}"))?[0];
+            Ok(TrianglePipeline {
+                pipeline,
+                layout,
+                modules: [vsm, fsm],
+                area: scissor[0],
+            })
+        }
+    }
+
+    /// SAFETY: the pipeline is not in use.
+    pub unsafe fn destroy(self, gpu: &Gpu) {
+        let d = &gpu.device;
+        // SAFETY: per this function's contract; each object destroyed once.
+        unsafe {
+            d.destroy_pipeline(self.pipeline, None);
+            d.destroy_pipeline_layout(self.layout, None);
+            for m in self.modules {
+                d.destroy_shader_module(m, None);
+            }
+        }
+    }
 }
