@@ -111,7 +111,9 @@ pub fn get_device_buffer_memory_requirements(
     _: &mut StreamCx,
     a: &mut vkGetDeviceBufferMemoryRequirements_args,
 ) -> Result<(), RenderError> {
-    let d = ctx.host.device(a.device.raw)?;
+    let d = ctx
+        .host
+        .device_of_version(a.device.raw, vk::API_VERSION_1_3)?;
     let info = a.pInfo.ok_or(RenderError::Fatal)?;
     if info.pCreateInfo.is_null() {
         return Err(RenderError::Invalid(

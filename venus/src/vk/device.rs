@@ -62,8 +62,19 @@ pub fn create_device(
         // SAFETY: a plain query on a live physical device.
         unsafe { instance.get_physical_device_properties2(pd, &mut props2) };
     }
+    // SAFETY: a plain query on a live physical device.
+    let device_version = unsafe { instance.get_physical_device_properties(pd) }.api_version;
+    // The renderer calls Vulkan 1.2 functions of every device (timeline semaphores, render
+    // passes 2); 1.3 ones only where the device has them (Host::device_of_version).
+    if device_version < vk::API_VERSION_1_2 {
+        warn!("venus: the host device is Vulkan {device_version:#x}, older than 1.2");
+        a.ret = vk::Result::ERROR_INCOMPATIBLE_DRIVER.as_raw();
+        return Ok(());
+    }
     let device_info = super::DeviceInfo {
         physical_device: a.physicalDevice.raw,
+        // The version of the functions the host device has: the instance asked for ours.
+        api_version: device_version.min(ctx.host.instance_version()),
         host_pointer_import: host_pointer,
         host_pointer_alignment: host_props.min_imported_host_pointer_alignment.max(4096),
     };

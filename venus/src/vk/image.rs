@@ -163,7 +163,9 @@ pub fn get_device_image_memory_requirements(
     _: &mut StreamCx,
     a: &mut vkGetDeviceImageMemoryRequirements_args,
 ) -> Result<(), RenderError> {
-    let d = ctx.host.device(a.device.raw)?;
+    let d = ctx
+        .host
+        .device_of_version(a.device.raw, vk::API_VERSION_1_3)?;
     let info = a.pInfo.ok_or(RenderError::Fatal)?;
     if info.pCreateInfo.is_null() {
         return Err(RenderError::Invalid(
@@ -231,7 +233,9 @@ pub fn get_device_image_sparse_memory_requirements(
     _: &mut StreamCx,
     a: &mut vkGetDeviceImageSparseMemoryRequirements_args,
 ) -> Result<(), RenderError> {
-    let d = ctx.host.device(a.device.raw)?;
+    let d = ctx
+        .host
+        .device_of_version(a.device.raw, vk::API_VERSION_1_3)?;
     let info = a.pInfo.ok_or(RenderError::Fatal)?;
     if info.pCreateInfo.is_null() {
         return Err(RenderError::Invalid(

@@ -63,6 +63,8 @@ pub struct Host {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DeviceInfo {
     pub physical_device: u64,
+    /// The API version of the host device's functions.
+    pub api_version: u32,
     /// VK_EXT_external_memory_host is enabled: host-visible memory is our memfd, imported.
     pub host_pointer_import: bool,
     pub host_pointer_alignment: u64,
@@ -200,6 +202,26 @@ impl Host {
             .unwrap()
             .retain(|_, (d, _)| *d != raw);
         self.devices.write().unwrap().remove(&raw)
+    }
+
+    /// The host device, if its functions include those of Vulkan `version` (ash would make a
+    /// missing one a function that panics; a hostile driver may name a command the host lacks).
+    pub fn device_of_version(
+        &self,
+        raw: u64,
+        version: u32,
+    ) -> Result<Arc<ash::Device>, RenderError> {
+        let have = self.device_info(raw)?.api_version;
+        if have < version {
+            return Err(RenderError::Invalid(format!(
+                "a Vulkan {}.{} command on a host device of {}.{}",
+                vk::api_version_major(version),
+                vk::api_version_minor(version),
+                vk::api_version_major(have),
+                vk::api_version_minor(have)
+            )));
+        }
+        self.device(raw)
     }
 
     pub fn device_info(&self, raw: u64) -> Result<DeviceInfo, RenderError> {

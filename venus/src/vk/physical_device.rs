@@ -159,16 +159,28 @@ pub fn get_calibrateable_time_domains(
     let Some(count) = query_count(a.pTimeDomainCount, a.pTimeDomains) else {
         return Ok(());
     };
-    let ext = ash::ext::calibrated_timestamps::Instance::new(ctx.host.entry(), &i);
-    // SAFETY: see the note above; `count` is no more than the array the driver made room for.
-    a.ret = unsafe {
-        (ext.fp().get_physical_device_calibrateable_time_domains_ext)(
-            pd,
-            count,
-            mut_ptr_or_null(a.pTimeDomains).cast(),
+    // Looked up by hand: ash would make a missing function one that panics, and a hostile
+    // driver may call this on a host without the extension.
+    // SAFETY: a live instance and a NUL-terminated name.
+    let f = unsafe {
+        ctx.host.entry().get_instance_proc_addr(
+            i.handle(),
+            c"vkGetPhysicalDeviceCalibrateableTimeDomainsEXT".as_ptr(),
         )
-    }
-    .as_raw();
+    };
+    let Some(f) = f else {
+        a.ret = vk::Result::ERROR_EXTENSION_NOT_PRESENT.as_raw();
+        return Ok(());
+    };
+    // SAFETY: the loader returned the function of this name, whose C signature this is.
+    let f = unsafe {
+        std::mem::transmute::<
+            unsafe extern "system" fn(),
+            vk::PFN_vkGetPhysicalDeviceCalibrateableTimeDomainsKHR,
+        >(f)
+    };
+    // SAFETY: see the note above; `count` is no more than the array the driver made room for.
+    a.ret = unsafe { f(pd, count, mut_ptr_or_null(a.pTimeDomains).cast()) }.as_raw();
     Ok(())
 }
 
