@@ -383,6 +383,15 @@ struct Compute<'a> {
 
 impl<'a> Compute<'a> {
     fn new(gpu: &'a Gpu, buffer: &HostBuffer) -> Result<Self, String> {
+        Self::with_cache(gpu, buffer, vk::PipelineCache::null())
+    }
+
+    /// As `new`, the pipeline made through `cache`.
+    fn with_cache(
+        gpu: &'a Gpu,
+        buffer: &HostBuffer,
+        cache: vk::PipelineCache,
+    ) -> Result<Self, String> {
         let d = &gpu.device;
         let code = spirv(DOUBLE_PLUS_INDEX)?;
         // SAFETY: every create info below is valid and its arrays outlive the call.
@@ -431,9 +440,8 @@ impl<'a> Compute<'a> {
             .stage(stage)
             .layout(layout)];
         // SAFETY: see above.
-        let pipeline =
-            unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &pinfo, None) }
-                .map_err(|(_, e)| format!("compute pipeline: {e}"))?[0];
+        let pipeline = unsafe { d.create_compute_pipelines(cache, &pinfo, None) }
+            .map_err(|(_, e)| format!("compute pipeline: {e}"))?[0];
         // SAFETY: the pipeline holds what it needs of the module.
         unsafe { d.destroy_shader_module(module, None) };
         let sizes = [vk::DescriptorPoolSize::default()
@@ -514,6 +522,11 @@ impl<'a> Compute<'a> {
 
     /// Records and runs `groups` workgroups with push constant `add`, waiting for the result.
     fn run(&self, groups: u32, add: u32) -> Result<(), String> {
+        self.run_after(groups, add, None)
+    }
+
+    /// As `run`, the submission first waiting for binary semaphore `wait`.
+    fn run_after(&self, groups: u32, add: u32, wait: Option<vk::Semaphore>) -> Result<(), String> {
         let d = &self.gpu.device;
         // SAFETY: the command buffer is not in flight (each run waits for its
         // fence) and every handle recorded is live.
@@ -557,7 +570,12 @@ impl<'a> Compute<'a> {
             );
             vkr(d.end_command_buffer(self.cmd), "end")?;
             let cmds = [self.cmd];
-            let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+            let waits: Vec<vk::Semaphore> = wait.into_iter().collect();
+            let stages = [vk::PipelineStageFlags::COMPUTE_SHADER];
+            let submit = [vk::SubmitInfo::default()
+                .command_buffers(&cmds)
+                .wait_semaphores(&waits)
+                .wait_dst_stage_mask(&stages[..waits.len()])];
             vkr(d.reset_fences(&[self.fence]), "reset fence")?;
             {
                 let q = self.gpu.queue.lock().unwrap();
@@ -699,6 +717,10 @@ fn main() {
             dynamic::dynamic_rendering_blit_sample,
         ),
         ("calibrated_timestamps", checks::calibrated_timestamps),
+        (
+            "pipeline_cache_binary_semaphore",
+            checks::pipeline_cache_binary_semaphore,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in checks {

@@ -473,3 +473,71 @@ pub fn calibrated_timestamps(gpu: &Gpu) -> Check {
         domains.len()
     ))
 }
+
+/// A pipeline made through a pipeline cache whose data round-trips (get, create from it,
+/// merge), run in a submission that waits for a binary semaphore another submission signals.
+pub fn pipeline_cache_binary_semaphore(gpu: &Gpu) -> Check {
+    let d = &gpu.device;
+    let words = 256usize;
+    let buf = HostBuffer::new(gpu, words)?;
+    buf.words().fill(1);
+    // SAFETY: fresh objects from valid infos, destroyed below once the GPU is done with them.
+    unsafe {
+        let cache = vkr(
+            d.create_pipeline_cache(&vk::PipelineCacheCreateInfo::default(), None),
+            "pipeline cache",
+        )?;
+        let job = super::Compute::with_cache(gpu, &buf, cache)?;
+        let data = vkr(d.get_pipeline_cache_data(cache), "cache data")?;
+        let copy = vkr(
+            d.create_pipeline_cache(
+                &vk::PipelineCacheCreateInfo::default().initial_data(&data),
+                None,
+            ),
+            "cache from data",
+        )?;
+        let merged = d.merge_pipeline_caches(cache, &[copy]);
+        let semaphore = vkr(
+            d.create_semaphore(&vk::SemaphoreCreateInfo::default(), None),
+            "semaphore",
+        )?;
+        let (pool, signaller) = gpu.begun_command_buffer()?;
+        vkr(d.end_command_buffer(signaller), "end")?;
+        let cmds = [signaller];
+        let signals = [semaphore];
+        let submit = [vk::SubmitInfo::default()
+            .command_buffers(&cmds)
+            .signal_semaphores(&signals)];
+        let submitted = {
+            let q = gpu.queue.lock().unwrap();
+            d.queue_submit(*q, &submit, vk::Fence::null())
+        };
+        let ran = submitted
+            .map_err(|e| format!("signalling submit: {e}"))
+            .and_then(|()| job.run_after((words / 64) as u32, 5, Some(semaphore)));
+        let _ = d.device_wait_idle();
+        drop(job);
+        d.destroy_command_pool(pool, None);
+        d.destroy_semaphore(semaphore, None);
+        d.destroy_pipeline_cache(copy, None);
+        d.destroy_pipeline_cache(cache, None);
+        ran?;
+        vkr(merged, "merge caches")?;
+        if data.len() < 16 {
+            return Err(format!("{} bytes of pipeline cache data", data.len()));
+        }
+    }
+    // x -> 2x + i + 5 from 1.
+    let bad = buf
+        .words()
+        .iter()
+        .enumerate()
+        .filter(|&(i, &w)| w != 7 + i as u32)
+        .count();
+    if bad != 0 {
+        return Err(format!(
+            "{bad} words wrong after the semaphore-ordered dispatch"
+        ));
+    }
+    Ok("cache data round-trips and merges; the dispatch waited on a binary semaphore".into())
+}
