@@ -25,6 +25,29 @@ struct Job {
     done: Completion,
 }
 
+impl Job {
+    /// Waits for the fence, destroys it, runs the completion and counts the job done.
+    fn finish(self, ring_idx: u32, pending: &(Mutex<usize>, Condvar)) {
+        let wait = || {
+            // SAFETY: a fence of this live device (devices are only destroyed after `flush`),
+            // submitted once.
+            unsafe {
+                self.device
+                    .wait_for_fences(&[self.fence], true, STUCK_AFTER.as_nanos() as u64)
+            }
+        };
+        while wait() == Err(vk::Result::TIMEOUT) {
+            warn!("venus: timeline {ring_idx} waits on its fence for over 5 s");
+        }
+        // SAFETY: signalled (or the device lost), and destroyed once.
+        unsafe { self.device.destroy_fence(self.fence, None) };
+        (self.done)();
+        let (count, cond) = pending;
+        *count.lock().unwrap() -= 1;
+        cond.notify_all();
+    }
+}
+
 struct Timeline {
     jobs: mpsc::Sender<Job>,
     thread: JoinHandle<()>,
@@ -53,26 +76,7 @@ impl Timelines {
             .name(format!("venus-timeline-{ring_idx}"))
             .spawn(move || {
                 for job in rx {
-                    let wait = || {
-                        // SAFETY: a fence of this live device (devices are only destroyed after
-                        // `flush`), submitted once.
-                        unsafe {
-                            job.device.wait_for_fences(
-                                &[job.fence],
-                                true,
-                                STUCK_AFTER.as_nanos() as u64,
-                            )
-                        }
-                    };
-                    while wait() == Err(vk::Result::TIMEOUT) {
-                        warn!("venus: timeline {ring_idx} waits on its fence for over 5 s");
-                    }
-                    // SAFETY: signalled (or the device lost), and destroyed once.
-                    unsafe { job.device.destroy_fence(job.fence, None) };
-                    (job.done)();
-                    let (count, cond) = &*pending;
-                    *count.lock().unwrap() -= 1;
-                    cond.notify_all();
+                    job.finish(ring_idx, &pending);
                 }
             })
             .expect("spawn timeline thread");
@@ -141,12 +145,7 @@ impl Context {
             done,
         }) {
             // The thread is gone (the context is stopping): wait here instead.
-            // SAFETY: as in the timeline thread.
-            let _ = unsafe { job.device.wait_for_fences(&[job.fence], true, u64::MAX) };
-            // SAFETY: as in the timeline thread.
-            unsafe { job.device.destroy_fence(job.fence, None) };
-            *self.timelines.pending.0.lock().unwrap() -= 1;
-            (job.done)();
+            job.finish(ring_idx, &self.timelines.pending);
         }
         Ok(())
     }

@@ -43,9 +43,9 @@ pub fn allocate_memory(
             ],
         )
     };
-    let mut shm = None;
-    let mut import = vk::ImportMemoryHostPointerInfoEXT::default();
-    if let Some(resource) = import_resource {
+    // The pages the memory is imported from: a context resource's, or for host-visible memory
+    // a memfd of ours.
+    let shm = if let Some(resource) = import_resource {
         // The resource's own pages become the memory: all of it, or the driver's error.
         let mem = match ctx.resource(resource) {
             Ok(m) if dev_info.host_pointer_import => m,
@@ -66,12 +66,7 @@ pub fn allocate_memory(
         info.allocationSize = info
             .allocationSize
             .next_multiple_of(dev_info.host_pointer_alignment);
-        import = import
-            .handle_type(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT)
-            .host_pointer(mem.host_pointer());
-        import.p_next = info.pNext;
-        info.pNext = (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast();
-        shm = Some(mem);
+        Some(mem)
     } else if flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) && dev_info.host_pointer_import
     {
         let align = dev_info.host_pointer_alignment;
@@ -90,13 +85,18 @@ pub fn allocate_memory(
                 return Ok(());
             }
         };
+        info.allocationSize = size;
+        Some(mem)
+    } else {
+        None
+    };
+    let mut import = vk::ImportMemoryHostPointerInfoEXT::default();
+    if let Some(mem) = &shm {
         import = import
             .handle_type(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT)
             .host_pointer(mem.host_pointer());
         import.p_next = info.pNext;
         info.pNext = (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast();
-        info.allocationSize = size;
-        shm = Some(mem);
     }
     let id = a.pMemory.first().copied().unwrap_or(0);
     create(
