@@ -193,6 +193,52 @@ impl Gpu {
         }
     }
 
+    /// A compute pipeline of SPIR-V `code` (entry `main`) with `layout`, made through `cache`;
+    /// its shader module is freed once the pipeline holds it.
+    fn compute_pipeline(
+        &self,
+        code: &[u32],
+        layout: vk::PipelineLayout,
+        cache: vk::PipelineCache,
+    ) -> Result<vk::Pipeline, String> {
+        let d = &self.device;
+        // SAFETY: valid create infos; the module is destroyed after the pipeline is made.
+        unsafe {
+            let module = vkr(
+                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(code), None),
+                "shader module",
+            )?;
+            let stage = vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::COMPUTE)
+                .module(module)
+                .name(c"main");
+            let info = [vk::ComputePipelineCreateInfo::default()
+                .stage(stage)
+                .layout(layout)];
+            let pipeline = d.create_compute_pipelines(cache, &info, None);
+            d.destroy_shader_module(module, None);
+            pipeline
+                .map(|p| p[0])
+                .map_err(|(_, e)| format!("compute pipeline: {e}"))
+        }
+    }
+
+    /// A descriptor pool for one set of one descriptor of each type.
+    fn descriptor_pool(&self, types: &[vk::DescriptorType]) -> Result<vk::DescriptorPool, String> {
+        let sizes: Vec<_> = types
+            .iter()
+            .map(|&t| vk::DescriptorPoolSize::default().ty(t).descriptor_count(1))
+            .collect();
+        let info = vk::DescriptorPoolCreateInfo::default()
+            .max_sets(1)
+            .pool_sizes(&sizes);
+        // SAFETY: a valid create info.
+        vkr(
+            unsafe { self.device.create_descriptor_pool(&info, None) },
+            "descriptor pool",
+        )
+    }
+
     /// Records with `record` into a fresh command buffer, submits it and waits for it.
     fn one_shot(&self, record: impl FnOnce(vk::CommandBuffer)) -> Result<(), String> {
         let d = &self.device;
@@ -394,19 +440,12 @@ impl<'a> Compute<'a> {
     ) -> Result<Self, String> {
         let d = &gpu.device;
         let code = spirv(DOUBLE_PLUS_INDEX)?;
-        // SAFETY: every create info below is valid and its arrays outlive the call.
-        let module = vkr(
-            unsafe {
-                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
-            },
-            "vkCreateShaderModule",
-        )?;
         let binding = [vk::DescriptorSetLayoutBinding::default()
             .binding(0)
             .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
             .descriptor_count(1)
             .stage_flags(vk::ShaderStageFlags::COMPUTE)];
-        // SAFETY: see above.
+        // SAFETY: every create info below is valid and its arrays outlive the call.
         let set_layout = vkr(
             unsafe {
                 d.create_descriptor_set_layout(
@@ -432,33 +471,8 @@ impl<'a> Compute<'a> {
             },
             "pipeline layout",
         )?;
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(module)
-            .name(c"main");
-        let pinfo = [vk::ComputePipelineCreateInfo::default()
-            .stage(stage)
-            .layout(layout)];
-        // SAFETY: see above.
-        let pipeline = unsafe { d.create_compute_pipelines(cache, &pinfo, None) }
-            .map_err(|(_, e)| format!("compute pipeline: {e}"))?[0];
-        // SAFETY: the pipeline holds what it needs of the module.
-        unsafe { d.destroy_shader_module(module, None) };
-        let sizes = [vk::DescriptorPoolSize::default()
-            .ty(vk::DescriptorType::STORAGE_BUFFER)
-            .descriptor_count(1)];
-        // SAFETY: see above.
-        let pool = vkr(
-            unsafe {
-                d.create_descriptor_pool(
-                    &vk::DescriptorPoolCreateInfo::default()
-                        .max_sets(1)
-                        .pool_sizes(&sizes),
-                    None,
-                )
-            },
-            "descriptor pool",
-        )?;
+        let pipeline = gpu.compute_pipeline(&code, layout, cache)?;
+        let pool = gpu.descriptor_pool(&[vk::DescriptorType::STORAGE_BUFFER])?;
         // SAFETY: see above.
         let set = vkr(
             unsafe {
@@ -663,18 +677,7 @@ fn abandon(gpu: &Gpu) -> ! {
             )?;
             let (_, cmd) = gpu.begun_command_buffer()?;
             vkr(d.end_command_buffer(cmd), "end")?;
-            let sizes = [vk::DescriptorPoolSize::default()
-                .ty(vk::DescriptorType::STORAGE_BUFFER)
-                .descriptor_count(1)];
-            vkr(
-                d.create_descriptor_pool(
-                    &vk::DescriptorPoolCreateInfo::default()
-                        .max_sets(1)
-                        .pool_sizes(&sizes),
-                    None,
-                ),
-                "descriptor pool",
-            )?;
+            gpu.descriptor_pool(&[vk::DescriptorType::STORAGE_BUFFER])?;
             // A synchronous call: everything above has reached the renderer before the exit.
             vkr(d.device_wait_idle(), "device wait idle")?;
         }

@@ -352,10 +352,6 @@ pub fn push_descriptors(gpu: &Gpu) -> Check {
     // SAFETY: fresh objects from valid create infos, used by one waited-for submission, then
     // destroyed.
     unsafe {
-        let module = vkr(
-            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None),
-            "module",
-        )?;
         let binding = [vk::DescriptorSetLayoutBinding::default()
             .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
             .descriptor_count(1)
@@ -382,19 +378,7 @@ pub fn push_descriptors(gpu: &Gpu) -> Check {
             ),
             "layout",
         )?;
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(module)
-            .name(c"main");
-        let pipeline = d
-            .create_compute_pipelines(
-                vk::PipelineCache::null(),
-                &[vk::ComputePipelineCreateInfo::default()
-                    .stage(stage)
-                    .layout(layout)],
-                None,
-            )
-            .map_err(|(_, e)| format!("pipeline: {e}"))?[0];
+        let pipeline = gpu.compute_pipeline(&code, layout, vk::PipelineCache::null())?;
         let info = [vk::DescriptorBufferInfo::default()
             .buffer(buf.buffer)
             .range(vk::WHOLE_SIZE)];
@@ -416,7 +400,6 @@ pub fn push_descriptors(gpu: &Gpu) -> Check {
         d.destroy_pipeline(pipeline, None);
         d.destroy_pipeline_layout(layout, None);
         d.destroy_descriptor_set_layout(set_layout, None);
-        d.destroy_shader_module(module, None);
         r?;
     }
     let bad = buf

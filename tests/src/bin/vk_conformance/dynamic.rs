@@ -115,19 +115,7 @@ pub fn dynamic_rendering_blit_sample(gpu: &Gpu) -> Check {
             ),
             "set layout",
         )?;
-        let sizes: Vec<_> = types
-            .iter()
-            .map(|&t| vk::DescriptorPoolSize::default().ty(t).descriptor_count(1))
-            .collect();
-        let pool = vkr(
-            d.create_descriptor_pool(
-                &vk::DescriptorPoolCreateInfo::default()
-                    .max_sets(1)
-                    .pool_sizes(&sizes),
-                None,
-            ),
-            "descriptor pool",
-        )?;
+        let pool = gpu.descriptor_pool(&types)?;
         let layouts = [set_layout];
         let set = vkr(
             d.allocate_descriptor_sets(
@@ -165,23 +153,7 @@ pub fn dynamic_rendering_blit_sample(gpu: &Gpu) -> Check {
             ),
             "layout",
         )?;
-        let module = vkr(
-            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None),
-            "module",
-        )?;
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(module)
-            .name(c"main");
-        let compute = d
-            .create_compute_pipelines(
-                vk::PipelineCache::null(),
-                &[vk::ComputePipelineCreateInfo::default()
-                    .stage(stage)
-                    .layout(layout)],
-                None,
-            )
-            .map_err(|(_, e)| format!("compute pipeline: {e}"))?[0];
+        let compute = gpu.compute_pipeline(&code, layout, vk::PipelineCache::null())?;
         let r = gpu.one_shot(|cmd| {
             use vk::{AccessFlags as A, ImageLayout as L};
             transition(
@@ -257,7 +229,6 @@ pub fn dynamic_rendering_blit_sample(gpu: &Gpu) -> Check {
             d.cmd_dispatch(cmd, 1, 1, 1);
         });
         d.destroy_pipeline(compute, None);
-        d.destroy_shader_module(module, None);
         d.destroy_pipeline_layout(layout, None);
         d.destroy_descriptor_pool(pool, None);
         d.destroy_descriptor_set_layout(set_layout, None);
