@@ -21,6 +21,17 @@ struct Tables {
     by_handle: HashMap<(i32, u64), u64>,
 }
 
+impl Tables {
+    /// Removes entry `id` and its handle index entry (if that names this id).
+    fn unlink(&mut self, id: u64) -> Option<Entry> {
+        let e = self.by_id.remove(&id)?;
+        if self.by_handle.get(&(e.objtype, e.raw)) == Some(&id) {
+            self.by_handle.remove(&(e.objtype, e.raw));
+        }
+        Some(e)
+    }
+}
+
 #[derive(Default)]
 pub struct ObjectTable {
     tables: RwLock<Tables>,
@@ -75,13 +86,7 @@ impl ObjectTable {
     pub fn remove(&self, id: u64, objtype: i32) -> Result<u64, ObjectError> {
         let mut t = self.tables.write().unwrap();
         match t.by_id.get(&id) {
-            Some(e) if e.objtype == objtype => {
-                let raw = t.by_id.remove(&id).unwrap().raw;
-                if t.by_handle.get(&(objtype, raw)) == Some(&id) {
-                    t.by_handle.remove(&(objtype, raw));
-                }
-                Ok(raw)
-            }
+            Some(e) if e.objtype == objtype => Ok(t.unlink(id).unwrap().raw),
             _ => Err(ObjectError::NotFound { id, objtype }),
         }
     }
@@ -116,10 +121,7 @@ impl ObjectTable {
             .collect();
         ids.into_iter()
             .map(|id| {
-                let e = t.by_id.remove(&id).unwrap();
-                if t.by_handle.get(&(e.objtype, e.raw)) == Some(&id) {
-                    t.by_handle.remove(&(e.objtype, e.raw));
-                }
+                let e = t.unlink(id).unwrap();
                 (id, e.objtype, e.raw)
             })
             .collect()
