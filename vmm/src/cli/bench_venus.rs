@@ -101,17 +101,17 @@ impl Side<'_> {
 
 /// Runs `cmd` to its end or for `limit`, whichever comes first: its stdout, or None when it was
 /// still running (and is killed).
-fn output_within(mut cmd: Command, limit: Duration) -> std::io::Result<Option<(bool, String)>> {
+fn output_within(mut cmd: Command, limit: Duration) -> std::io::Result<Option<String>> {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(status) = child.try_wait()? {
+        if child.try_wait()?.is_some() {
             let mut out = String::new();
             if let Some(mut o) = child.stdout.take() {
                 use std::io::Read;
                 o.read_to_string(&mut out)?;
             }
-            return Ok(Some((status.success(), out)));
+            return Ok(Some(out));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -122,26 +122,36 @@ fn output_within(mut cmd: Command, limit: Duration) -> std::io::Result<Option<(b
     }
 }
 
-/// One `bench venus-workload` run: its RESULT, or None if it ran past `limit` (virglrenderer
-/// hangs at the first host-visible mapping on lavapipe).
+/// Runs one measuring program on `side`: the figure `parse` finds in its output, or None if it
+/// ran past `limit` (virglrenderer hangs at the first host-visible mapping on lavapipe).
+fn measure(
+    mut cmd: Command,
+    workload: &str,
+    side: Side,
+    limit: Duration,
+    parse: impl Fn(&str) -> Option<f64>,
+) -> Result<Option<f64>, VenusBenchError> {
+    side.apply(&mut cmd);
+    let fail = |detail: String| VenusBenchError::Workload {
+        workload: workload.into(),
+        side: side.name().into(),
+        detail,
+    };
+    let Some(stdout) = output_within(cmd, limit).map_err(|e| fail(e.to_string()))? else {
+        return Ok(None);
+    };
+    parse(&stdout).map(Some).ok_or_else(|| fail(stdout))
+}
+
+/// One `bench venus-workload` run: its RESULT.
 fn run_workload(name: &str, side: Side, limit: Duration) -> Result<Option<f64>, VenusBenchError> {
     let exe = std::env::current_exe().map_err(|e| VenusBenchError::Io("current exe".into(), e))?;
     let mut cmd = Command::new(exe);
     cmd.args(["bench", "venus-workload", name]);
-    side.apply(&mut cmd);
-    let fail = |detail: String| VenusBenchError::Workload {
-        workload: name.into(),
-        side: side.name().into(),
-        detail,
-    };
-    let Some((_, stdout)) = output_within(cmd, limit).map_err(|e| fail(e.to_string()))? else {
-        return Ok(None);
-    };
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT ")?.trim().parse().ok())
-        .map(Some)
-        .ok_or_else(|| fail(stdout.to_string()))
+    measure(cmd, name, side, limit, |out| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("RESULT ")?.trim().parse().ok())
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -160,20 +170,9 @@ fn run_ncnn(side: Side, limit: Duration) -> Result<Option<f64>, VenusBenchError>
     let mut cmd = Command::new(python);
     cmd.arg(root.join("tests/clients/ncnn_nets.py"))
         .args(["--bench", "20"]);
-    side.apply(&mut cmd);
-    let fail = |detail: String| VenusBenchError::Workload {
-        workload: "ncnn".into(),
-        side: side.name().into(),
-        detail,
-    };
-    let Some((_, stdout)) = output_within(cmd, limit).map_err(|e| fail(e.to_string()))? else {
-        return Ok(None);
-    };
-    serde_json::from_str::<serde_json::Value>(stdout.trim())
-        .ok()
-        .and_then(|v| v["ms_per_inference"].as_f64())
-        .map(Some)
-        .ok_or_else(|| fail(stdout.to_string()))
+    measure(cmd, "ncnn", side, limit, |out| {
+        serde_json::from_str::<serde_json::Value>(out.trim()).ok()?["ms_per_inference"].as_f64()
+    })
 }
 
 /// Any id is an object: the decoder benchmark measures decoding, not lookups failing.
