@@ -1,5 +1,6 @@
-//! For the crate's tests: venus command streams as Mesa's driver encodes them, and the prologue
-//! that gives a context an instance, a device and a queue bound to ring index 1.
+//! For tests (this crate's, and those of devices that carry venus streams): venus command
+//! streams as Mesa's driver encodes them, and the prologue that gives a context an instance, a
+//! device and a queue bound to ring index 1.
 
 use crate::protocol::generated::stype;
 

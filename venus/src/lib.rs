@@ -3,8 +3,7 @@
 //! from vk.xml at build time), runs them on host Vulkan through ash, and encodes the replies.
 
 pub mod context;
-#[cfg(test)]
-mod driver_stream;
+pub mod driver_stream;
 pub mod objects;
 pub mod protocol;
 pub mod resource;

@@ -3,10 +3,8 @@
 mod common;
 
 use common::*;
-use gpu_interface::BlobMapping;
 use virtio_gpu::backend::software::stream::Command;
 use virtio_gpu::protocol::*;
-use virtio_gpu::{SharedMemoryMapper, ShmError};
 use vm_memory::{Bytes, GuestAddress};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -177,32 +175,6 @@ fn create_blob_rejects_hostile_descriptions() {
         VIRTIO_GPU_RESP_ERR_UNSPEC,
         "feature not negotiated"
     );
-}
-
-/// A host-visible region that records mappings and reads blobs through their fds.
-struct RecordingMapper {
-    size: u64,
-    maps: std::sync::Arc<std::sync::Mutex<Vec<(u64, BlobMapping)>>>,
-}
-
-impl SharedMemoryMapper for RecordingMapper {
-    fn region_size(&self) -> u64 {
-        self.size
-    }
-    fn map(&mut self, offset: u64, mapping: BlobMapping) -> Result<(), ShmError> {
-        self.maps.lock().unwrap().push((offset, mapping));
-        Ok(())
-    }
-    fn unmap(&mut self, offset: u64, _size: u64) -> Result<(), ShmError> {
-        let mut maps = self.maps.lock().unwrap();
-        let before = maps.len();
-        maps.retain(|(o, _)| *o != offset);
-        if maps.len() == before {
-            Err(ShmError::Unmap("not mapped".into()))
-        } else {
-            Ok(())
-        }
-    }
 }
 
 #[test]

@@ -57,9 +57,14 @@ impl Guest {
     }
 
     pub fn with_config(config: GpuConfig) -> Self {
+        Self::with_backend(Box::new(SoftwareBackend::new()), config)
+    }
+
+    #[allow(dead_code)] // not every test binary drives another backend
+    pub fn with_backend(backend: Box<dyn gpu_interface::GpuBackend>, config: GpuConfig) -> Self {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let mem: &'static GuestMemoryMmap<()> = Box::leak(Box::new(mem));
-        let dev = GpuDevice::new(Box::new(SoftwareBackend::new()), config);
+        let dev = GpuDevice::new(backend, config);
         let mocks = QUEUE_BASE.map(|base| MockSplitQueue::create(mem, GuestAddress(base), QSIZE));
         let queues = [0, 1].map(|i| mocks[i].create_queue::<Queue>().unwrap());
         let mut g = Guest {
@@ -412,4 +417,31 @@ pub fn setup_ctx(g: &mut Guest, ctx: u32) {
         g.cmd_type(&ctx_create(ctx, 0, "test")),
         VIRTIO_GPU_RESP_OK_NODATA
     );
+}
+
+/// A host-visible region that records mappings and reads blobs through their fds.
+#[allow(dead_code)] // used by the blob and venus tests
+pub struct RecordingMapper {
+    pub size: u64,
+    pub maps: std::sync::Arc<std::sync::Mutex<Vec<(u64, gpu_interface::BlobMapping)>>>,
+}
+
+impl virtio_gpu::SharedMemoryMapper for RecordingMapper {
+    fn region_size(&self) -> u64 {
+        self.size
+    }
+    fn map(&mut self, offset: u64, mapping: gpu_interface::BlobMapping) -> Result<(), virtio_gpu::ShmError> {
+        self.maps.lock().unwrap().push((offset, mapping));
+        Ok(())
+    }
+    fn unmap(&mut self, offset: u64, _size: u64) -> Result<(), virtio_gpu::ShmError> {
+        let mut maps = self.maps.lock().unwrap();
+        let before = maps.len();
+        maps.retain(|(o, _)| *o != offset);
+        if maps.len() == before {
+            Err(virtio_gpu::ShmError::Unmap("not mapped".into()))
+        } else {
+            Ok(())
+        }
+    }
 }

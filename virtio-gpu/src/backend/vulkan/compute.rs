@@ -10,9 +10,11 @@ use gpu_interface::{
     MapCache, Resource3dDesc, ResourceId, RingIdx, RowSink, RowSource, Transfer3d,
 };
 use tracing::warn;
+use ::venus::protocol::capset::CAPSET_ID_VENUS;
 
 use super::memory::ExportableMemory;
 use super::resources::{Blob, ImageShape, Resource, PIPE_BUFFER};
+use super::venus::{self, VenusContexts};
 use super::{Context, VulkanBackend};
 use crate::backend::contexts::{self, ContextResources, ContextTable};
 use crate::backend::software::stream;
@@ -29,32 +31,63 @@ impl ContextResources for Context {
 
 impl ComputeBackend for VulkanBackend {
     fn capsets(&self) -> Vec<CapsetInfo> {
-        vec![stream::capset_info()]
+        vec![stream::capset_info(), venus::capset_info()]
     }
 
     fn capset(&self, id: u32, version: u32) -> GpuResult<Vec<u8>> {
+        if id == CAPSET_ID_VENUS {
+            return VenusContexts::capset(version);
+        }
         stream::capset(id, version)
     }
 
-    fn create_context(&mut self, ctx_id: u32, capset_id: u32, _name: &str) -> GpuResult<()> {
+    fn create_context(&mut self, ctx_id: u32, capset_id: u32, name: &str) -> GpuResult<()> {
+        if capset_id == CAPSET_ID_VENUS {
+            if self.contexts.contains_key(&ctx_id) {
+                return Err(GpuError::InvalidContextId(ctx_id));
+            }
+            return self.venus.create_context(ctx_id, name);
+        }
+        if self.venus.owns_context(ctx_id) {
+            return Err(GpuError::InvalidContextId(ctx_id));
+        }
         self.contexts
             .create(ctx_id, capset_id, &[stream::CAPSET_ID], Context::default())
     }
 
     fn destroy_context(&mut self, ctx_id: u32) -> GpuResult<()> {
+        if self.venus.owns_context(ctx_id) {
+            return self.venus.destroy_context(ctx_id);
+        }
         self.contexts.destroy(ctx_id)
     }
 
     fn attach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
+        if self.venus.owns_context(ctx_id) {
+            return self.venus.attach_resource(ctx_id, id);
+        }
+        if self.venus.owns_resource(id) {
+            // A venus blob means nothing to a VG context.
+            return self.contexts.context(ctx_id).map(drop);
+        }
         let exists = self.resources.contains_key(&id);
         self.contexts.attach(ctx_id, id, exists)
     }
 
     fn detach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
+        if self.venus.owns_context(ctx_id) {
+            return self.venus.detach_resource(ctx_id, id);
+        }
+        if self.venus.owns_resource(id) {
+            return self.contexts.context(ctx_id).map(drop);
+        }
         self.contexts.detach(ctx_id, id)
     }
 
     fn submit(&mut self, ctx_id: u32, ring_idx: RingIdx, commands: &[u8]) -> GpuResult<()> {
+        if self.venus.owns_context(ctx_id) {
+            return self.venus.submit(ctx_id, ring_idx, commands);
+        }
         self.contexts.context(ctx_id)?;
         let cmds = stream::decode(commands).inspect_err(|e| {
             warn!(ctx_id, %e, "vulkan: malformed command stream");
@@ -64,7 +97,10 @@ impl ComputeBackend for VulkanBackend {
     }
 
     fn create_fence(&mut self, timeline: FenceTimeline, fence_id: u64) -> GpuResult<()> {
-        if let FenceTimeline::Ring { ctx_id, .. } = timeline {
+        if let FenceTimeline::Ring { ctx_id, ring_idx } = timeline {
+            if self.venus.owns_context(ctx_id) {
+                return self.venus.create_fence(ctx_id, ring_idx, fence_id);
+            }
             self.contexts.context(ctx_id)?;
         }
         // One queue serves everything, so a marker after all work submitted so far is what
@@ -75,13 +111,12 @@ impl ComputeBackend for VulkanBackend {
     }
 
     fn poll_fences(&mut self) -> Vec<(FenceTimeline, u64)> {
+        let mut signalled = self.venus.poll_fences();
         match self.submitter.completed_value() {
-            Ok(completed) => self.timelines.poll(|value| value <= completed),
-            Err(e) => {
-                warn!(%e, "vulkan: cannot read the fence timeline");
-                Vec::new()
-            }
+            Ok(completed) => signalled.extend(self.timelines.poll(|value| value <= completed)),
+            Err(e) => warn!(%e, "vulkan: cannot read the fence timeline"),
         }
+        signalled
     }
 
     fn create_resource_3d(
@@ -140,6 +175,15 @@ impl ComputeBackend for VulkanBackend {
     }
 
     fn create_blob(&mut self, ctx_id: u32, id: ResourceId, desc: BlobDesc) -> GpuResult<()> {
+        if self.venus.owns_context(ctx_id) {
+            if self.resources.contains_key(&id) {
+                return Err(GpuError::InvalidResourceId(id));
+            }
+            return self.venus.create_blob(ctx_id, id, desc);
+        }
+        if self.venus.owns_resource(id) {
+            return Err(GpuError::InvalidResourceId(id));
+        }
         if desc.mem != BlobMem::Host3d {
             return Err(GpuError::Unsupported(
                 "only HOST3D blobs in the Vulkan backend",
@@ -175,6 +219,9 @@ impl ComputeBackend for VulkanBackend {
     }
 
     fn map_blob(&mut self, id: ResourceId) -> GpuResult<BlobMapping> {
+        if self.venus.owns_resource(id) {
+            return self.venus.map_blob(id);
+        }
         let Some(Resource::Blob(blob)) = self.resources.get_mut(&id) else {
             return Err(GpuError::InvalidResourceId(id));
         };
@@ -189,6 +236,9 @@ impl ComputeBackend for VulkanBackend {
     }
 
     fn unmap_blob(&mut self, id: ResourceId) -> GpuResult<()> {
+        if self.venus.owns_resource(id) {
+            return self.venus.unmap_blob(id);
+        }
         match self.resources.get_mut(&id) {
             Some(Resource::Blob(blob)) if blob.mapped => {
                 blob.mapped = false;
@@ -200,7 +250,7 @@ impl ComputeBackend for VulkanBackend {
     }
 
     fn resource_uuid(&mut self, id: ResourceId) -> GpuResult<[u8; 16]> {
-        if !self.resources.contains_key(&id) {
+        if !self.resources.contains_key(&id) && !self.venus.owns_resource(id) {
             return Err(GpuError::InvalidResourceId(id));
         }
         Ok(contexts::resource_uuid(*b"vgpu-vk-", id))

@@ -173,6 +173,9 @@ impl DisplayBackend for VulkanBackend {
     }
 
     fn destroy_resource(&mut self, id: ResourceId) -> GpuResult<()> {
+        if self.venus.owns_resource(id) {
+            return self.venus.destroy_resource(id);
+        }
         let resource = self
             .resources
             .remove(&id)

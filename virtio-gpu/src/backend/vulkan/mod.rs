@@ -7,7 +7,8 @@
 //! blob memory), `resources` (images and blobs), `submit` (command recording, submission, the
 //! timeline semaphore), `transfer` (staging and row copies), [`shader`] and `pipeline` (the
 //! compose shader), `display` (the `DisplayBackend` half), `compute` (contexts, fences, 3D
-//! resources, host blobs), `stream` (the VG command stream) and `timeline` (fence ordering).
+//! resources, host blobs), `stream` (the VG command stream), `timeline` (fence ordering) and
+//! `venus` (capset VENUS contexts, served by the `venus` renderer).
 //!
 //! Every image is a linear `VkBuffer` (`stride = width * bytes per pixel`): composition then
 //! needs only buffer copies and one compute dispatch, and transfers are plain row copies.
@@ -23,6 +24,7 @@ mod stream;
 mod submit;
 mod timeline;
 mod transfer;
+mod venus;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,6 +108,7 @@ pub struct VulkanBackend {
     resources: HashMap<ResourceId, Resource>,
     scanouts: Scanouts,
     contexts: HashMap<u32, Context>,
+    venus: venus::VenusContexts,
     timelines: timeline::Timelines,
     memory_used: u64,
     staging: Staging,
@@ -132,6 +135,7 @@ impl VulkanBackend {
             resources: HashMap::new(),
             scanouts: Scanouts::default(),
             contexts: HashMap::new(),
+            venus: venus::VenusContexts::default(),
             timelines: timeline::Timelines::default(),
             memory_used: 0,
             staging: Staging::new(&dev),
