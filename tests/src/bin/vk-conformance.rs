@@ -691,6 +691,23 @@ fn abandon(gpu: &Gpu) -> ! {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // --check NAME (repeatable) runs only those checks; --list names them all, touching no GPU.
+    let wanted: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--check")
+        .map(|w| w[1].as_str())
+        .collect();
+    if let Some(unknown) = wanted.iter().find(|w| !CHECKS.iter().any(|(n, _)| n == *w)) {
+        eprintln!("vk-conformance: no check named {unknown}; --list names them");
+        std::process::exit(2);
+    }
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in CHECKS {
+            println!("{name}");
+        }
+        return;
+    }
     let gpu = match Gpu::new() {
         Ok(g) => g,
         Err(e) => {
@@ -700,10 +717,31 @@ fn main() {
         }
     };
     println!("DEVICE {}", gpu.name);
-    if std::env::args().any(|a| a == "--abandon") {
+    if args.iter().any(|a| a == "--abandon") {
         abandon(&gpu);
     }
-    let checks: &[(&str, CheckFn)] = &[
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in CHECKS {
+        if !wanted.is_empty() && !wanted.contains(name) {
+            continue;
+        }
+        match f(&gpu) {
+            Ok(detail) => {
+                passed += 1;
+                println!("CHECK {name} PASS {detail}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("CHECK {name} FAIL {e}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}
+
+/// Every check, in the order they run.
+const CHECKS: &[(&str, CheckFn)] = &[
         ("compute_dispatch", check_compute_dispatch),
         ("repeated_dispatches", check_repeated_dispatches),
         ("transfers", checks::transfers),
@@ -724,20 +762,4 @@ fn main() {
             "pipeline_cache_binary_semaphore",
             checks::pipeline_cache_binary_semaphore,
         ),
-    ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in checks {
-        match f(&gpu) {
-            Ok(detail) => {
-                passed += 1;
-                println!("CHECK {name} PASS {detail}");
-            }
-            Err(e) => {
-                failed += 1;
-                println!("CHECK {name} FAIL {e}");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    std::process::exit(if failed == 0 { 0 } else { 1 });
-}
+];
