@@ -3,7 +3,13 @@
 # gives /dev/kvm; there `vgpu run` boots a Debian kernel + initramfs (L2) with our virtio-gpu, the
 # inner virtio_gpu driver binds and draws colour bars, and the screenshot comes back to the host.
 #
-#   scripts/nested.sh [--qemu [N]] [--test] [--ci] [--record] [--out DIR] [--timeout SECONDS]
+#   scripts/nested.sh [--suite display|venus] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
+#                     [--timeout SECONDS] [--checks a+b+c]
+#
+# --suite venus (default: display): L2 runs on `--gpu virtio,backend=vulkan` (lavapipe in L1) with
+# Mesa's venus ICD; the guest lists its Vulkan devices, sends hostile venus streams, runs
+# vk-conformance (all checks, or --checks) and keeps the colour bars on screen. Results go to
+# target/nested-venus/ unless --out; --test then runs the nested_venus test.
 #
 # Writes DIR/l1.log (the whole L1 console), DIR/l2.png (the inner scanout) and DIR/times.txt, and
 # prints the timings. --qemu N (default 2) then boots the same L2 N more times each with QEMU
@@ -12,11 +18,15 @@
 # It takes minutes (everything in L1 is emulated): `cargo test -p vgpu-tests --test nested_kvm`
 # runs it only with VGPU_NESTED=1.
 #
-# CI runs it once per change to vmm/: --ci does nothing when the git tree hash of vmm/ equals the
-# one in guests/nested/verified-vmm-tree (written by --record after a passing run, and committed).
+# CI runs each suite once per change to the paths it covers: --ci does nothing when the git tree
+# hashes of those paths equal the ones in guests/nested/verified-<suite> (written by --record
+# after a passing run, and committed). display covers vmm/; venus covers vmm/, virtio-gpu/, venus/,
+# guests/ and the vk-conformance program.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=$root/target/nested
+out=
+suite=display
+checks=
 timeout_s=1500
 qemu_too=0
 rounds=2
@@ -34,30 +44,47 @@ while [ $# -gt 0 ]; do
     --record) record=1; shift ;;
     --out) out=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
+    --suite) suite=$2; shift 2 ;;
+    --checks) checks=$2; shift 2 ;;
     *) echo "nested.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+case "$suite" in
+  display) covered=(vmm); l1_mem=2G; l1_cpu=max; stamp_file=guests/nested/verified-vmm-tree
+           out=${out:-$root/target/nested} ;;
+  # TCG's max CPU says AMD family 6, which LLVM (lavapipe's JIT in L1) takes for a 32-bit Athlon
+  # ("64-bit code requested on a subtarget that doesn't support it"): say Zen instead.
+  venus) covered=(vmm virtio-gpu venus guests tests/src/bin); l1_mem=3G
+         l1_cpu=max,family=23,model=1,stepping=2
+         stamp_file=guests/nested/verified-venus-tree; out=${out:-$root/target/nested-venus} ;;
+  *) echo "nested.sh: unknown suite $suite (display, venus)" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
 cd "$root"
-stamp_file=guests/nested/verified-vmm-tree
-vmm_tree=$(git rev-parse HEAD:vmm 2>/dev/null || echo unknown)
-if [ $ci = 1 ] && [ -f $stamp_file ] && [ "$(cat $stamp_file)" = "$vmm_tree" ]; then
-  echo "nested: vmm/ unchanged since the last verified nested run ($vmm_tree); skipped"
+covered_tree=$(for p in "${covered[@]}"; do git rev-parse "HEAD:$p" 2>/dev/null || echo unknown; done | sha1sum | cut -c1-40)
+[ "$suite" = display ] && covered_tree=$(git rev-parse HEAD:vmm 2>/dev/null || echo unknown)
+if [ $ci = 1 ] && [ -f $stamp_file ] && [ "$(cat $stamp_file)" = "$covered_tree" ]; then
+  echo "nested $suite: ${covered[*]} unchanged since the last verified run ($covered_tree); skipped"
   exit 0
 fi
 t0=$(date +%s.%N)
 if [ ! -x "${VGPU_BIN:-target/debug/vgpu}" ]; then cargo build -q -p vmm --bin vgpu; fi
 build_args=()
 [ $qemu_too = 1 ] && build_args+=(--qemu)
+if [ "$suite" = venus ]; then
+  build_args+=(--venus)
+  [ -n "${VK_CONFORMANCE_BIN:-}" ] || cargo build -q --release -p vgpu-tests --bin vk-conformance
+fi
 [ -s guests/out/vmlinuz ] || guests/build-image.sh --quiet
 guests/nested/build.sh "${build_args[@]}" >/dev/null
 t1=$(date +%s.%N)
 
 append="console=ttyS0 panic=-1 quiet vgpu_run=l1-run"
 [ $qemu_too = 1 ] && append="$append vgpu_qemu=$rounds"
+[ "$suite" = venus ] && append="$append vgpu_suite=venus${checks:+ vgpu_checks=$checks}"
 rm -f "$out/l2.png" "$out/l1.log"
 set +e
-timeout "$timeout_s" qemu-system-x86_64 -accel tcg -M q35 -cpu max -smp 1 -m 2G \
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg -M q35 -cpu $l1_cpu -smp 1 -m $l1_mem \
   -nographic -no-reboot -kernel guests/out/vmlinuz -initrd guests/out/nested-l1.cpio.gz \
   -append "$append" > "$out/l1.log" 2>&1 < /dev/null
 rc=$?
@@ -91,7 +118,7 @@ read -r _ qemu_mean qemu_all < <(span qemu)
   echo "l2_qemu_kvm_boot_to_init_mean_s $qemu_mean ($qemu_all)"
 } > "$out/times.txt"
 cat "$out/times.txt"
-grep -a "VGPU-RESULT\|VGPU-L2 .* vgpu VGPU-\|VGPU-EXIT" "$out/l1.log" | tr -d '\r' | head -40 || true
+grep -a "VGPU-RESULT\|VGPU-L2 .* vgpu VGPU-\|VGPU-EXIT" "$out/l1.log" | tr -d '\r' | head -80 || true
 if [ -f "$out/l2.png" ]; then
   echo "nested: screenshot $out/l2.png"
 else
@@ -99,9 +126,11 @@ else
   exit 1
 fi
 if [ $record = 1 ]; then
-  echo "$vmm_tree" > $stamp_file
-  echo "nested: recorded vmm/ tree $vmm_tree in $stamp_file (commit it)"
+  echo "$covered_tree" > $stamp_file
+  echo "nested $suite: recorded tree $covered_tree of ${covered[*]} in $stamp_file (commit it)"
 fi
 if [ $run_test = 1 ]; then
-  VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test nested_kvm
+  test_name=nested_kvm
+  [ "$suite" = venus ] && test_name=nested_venus
+  VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test $test_name
 fi

@@ -5,17 +5,24 @@
 #   guests/out/nested-l1.cpio.gz  outer guest: kvm_amd, the vgpu binary (stripped, with its shared
 #                                 libraries), the inner kernel and initramfs, l1-run;
 #                                 with --qemu also qemu-system-x86_64 and its firmware.
-# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu]
+#   with --venus also:
+#   guests/out/nested-l2-venus.cpio.gz  inner guest for the venus suite: Mesa 25's venus ICD (from
+#                                 scripts/setup.sh's .cache/venus-icd), the Vulkan loader,
+#                                 vulkaninfo, vk-conformance, vgpu-venus-evil and l2-venus;
+#                                 and L1 gets lavapipe (the host's Mesa) for `backend=vulkan`.
+# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=$root/guests/out
 vgpu=${VGPU_BIN:-$root/target/debug/vgpu}
 with_qemu=0
+with_venus=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vgpu) vgpu=$2; shift 2 ;;
     --qemu) with_qemu=1; shift ;;
+    --venus) with_venus=1; shift ;;
     *) echo "nested/build.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -25,12 +32,50 @@ done
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
+# Shared libraries of every binary we bring, at the paths the dynamic loader looks them up.
+libs() { ldd "$1" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'; }
+# --file arguments for the shared libraries of binaries "$@".
+lib_files() {
+  local lib
+  for lib in $(for b in "$@"; do libs "$b"; done | sort -u); do
+    echo "--file"
+    echo "$(readlink -f "$lib"):$lib"
+  done
+}
+multiarch=/usr/lib/x86_64-linux-gnu
+vulkan_loader=$(readlink -f $multiarch/libvulkan.so.1)
+
+if [ $with_venus = 1 ]; then
+  icd_dir=$root/.cache/venus-icd
+  conformance=${VK_CONFORMANCE_BIN:-$root/target/release/vk-conformance}
+  [ -f "$icd_dir/libvulkan_virtio.so" ] || { echo "nested/build.sh: no venus ICD; run scripts/setup.sh" >&2; exit 1; }
+  [ -x "$conformance" ] || { echo "nested/build.sh: $conformance missing (cargo build --release -p vgpu-tests --bin vk-conformance)" >&2; exit 1; }
+  printf '{ "ICD": { "api_version": "1.3.305", "library_path": "%s/libvulkan_virtio.so" }, "file_format_version": "1.0.0" }\n' \
+    "$multiarch" > "$stage/virtio_icd.json"
+  strip -o "$stage/vk-conformance" "$conformance"
+  mapfile -t l2_libs < <(lib_files "$icd_dir/libvulkan_virtio.so" "$vulkan_loader" \
+    /usr/bin/vulkaninfo "$conformance")
+  "$root/guests/build-image.sh" --quiet --name nested-l2-venus \
+    --file "$here/l2-venus:/bin/l2-venus" \
+    --file "$icd_dir/libvulkan_virtio.so:$multiarch/libvulkan_virtio.so" \
+    --file "$stage/virtio_icd.json:/usr/share/vulkan/icd.d/virtio_icd.json" \
+    --file "$vulkan_loader:$multiarch/libvulkan.so.1" \
+    --file /usr/bin/vulkaninfo:/bin/vulkaninfo --file "$stage/vk-conformance:/bin/vk-conformance" \
+    "${l2_libs[@]}"
+fi
+
 strip -o "$stage/vgpu" "$vgpu"
 files=(--file "$stage/vgpu:/bin/vgpu" --file "$here/l1-run:/bin/l1-run"
        --file "$out/vmlinuz:/l2/vmlinuz" --file "$out/nested-l2.cpio.gz:/l2/nested-l2.cpio.gz")
-# Shared libraries of every binary we bring, at the paths the dynamic loader looks them up.
-libs() { ldd "$1" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'; }
 bins=("$vgpu")
+if [ $with_venus = 1 ]; then
+  # L1's Vulkan for `backend=vulkan`: the loader and lavapipe (dlopened, so ldd of vgpu misses them).
+  lvp=$multiarch/libvulkan_lvp.so
+  bins+=("$vulkan_loader" "$lvp")
+  files+=(--file "$out/nested-l2-venus.cpio.gz:/l2/nested-l2-venus.cpio.gz"
+          --file "$vulkan_loader:$multiarch/libvulkan.so.1" --file "$lvp:$lvp"
+          --file /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)
+fi
 if [ $with_qemu = 1 ]; then
   qemu=$(command -v qemu-system-x86_64)
   bins+=("$qemu")
@@ -42,8 +87,7 @@ if [ $with_qemu = 1 ]; then
     if [ -e "$f" ]; then files+=(--file "$(readlink -f "$f"):/usr/share/qemu/$(basename "$f")"); fi
   done
 fi
-for lib in $(for b in "${bins[@]}"; do libs "$b"; done | sort -u); do
-  files+=(--file "$(readlink -f "$lib"):$lib")
-done
+mapfile -t l1_libs < <(lib_files "${bins[@]}")
+files+=("${l1_libs[@]}")
 "$root/guests/build-image.sh" --quiet --name nested-l1 --module kvm_amd "${files[@]}"
-ls -la "$out/nested-l1.cpio.gz" "$out/nested-l2.cpio.gz"
+ls -la "$out"/nested-l*.cpio.gz

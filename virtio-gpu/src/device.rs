@@ -94,7 +94,8 @@ impl GpuDevice {
     }
 
     /// Device-specific feature bits (VIRTIO_GPU_F_*); transports add VIRTIO_F_VERSION_1 etc.
-    /// VIRGL is offered only when the backend has a virgl capset.
+    /// VIRGL (the guest kernel's 3D mode: CONTEXT_INIT and EXECBUFFER) is offered only when the
+    /// backend has a capset a guest's 3D driver speaks: virgl's, or venus's.
     pub fn device_features(&self) -> u64 {
         let mut f = (1u64 << VIRTIO_GPU_F_RESOURCE_UUID)
             | (1 << VIRTIO_GPU_F_RESOURCE_BLOB)
@@ -102,8 +103,12 @@ impl GpuDevice {
         if self.config.edid {
             f |= 1 << VIRTIO_GPU_F_EDID;
         }
-        let virgl = [VIRTIO_GPU_CAPSET_VIRGL, VIRTIO_GPU_CAPSET_VIRGL2];
-        if self.capsets.iter().any(|c| virgl.contains(&c.id)) {
+        let three_d = [
+            VIRTIO_GPU_CAPSET_VIRGL,
+            VIRTIO_GPU_CAPSET_VIRGL2,
+            VIRTIO_GPU_CAPSET_VENUS,
+        ];
+        if self.capsets.iter().any(|c| three_d.contains(&c.id)) {
             f |= 1 << VIRTIO_GPU_F_VIRGL;
         }
         f

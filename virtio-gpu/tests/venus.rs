@@ -139,6 +139,11 @@ fn capset_venus_is_offered_with_the_renderer_capset() {
     let mut buf = [0u8; 4];
     g.dev.read_config(12, &mut buf);
     assert_eq!(u32::from_le_bytes(buf), 2, "num_capsets: VG and venus");
+    assert_ne!(
+        g.dev.device_features() & (1 << VIRTIO_GPU_F_VIRGL),
+        0,
+        "venus contexts need the guest kernel's 3D mode"
+    );
     let info = GetCapsetInfo {
         hdr: hdr(VIRTIO_GPU_CMD_GET_CAPSET_INFO),
         capset_index: 1.into(),

@@ -4,6 +4,7 @@ pub mod boot;
 pub mod bus;
 pub mod cli;
 pub mod cmos;
+pub mod conformance;
 pub mod hypervisor;
 pub mod memory;
 pub mod pci;

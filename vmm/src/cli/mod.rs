@@ -9,6 +9,7 @@ mod bench_sched;
 mod bench_venus;
 mod bench_venus_work;
 mod bench_virtio_gpu;
+mod conformance;
 mod gpu_demo;
 mod run;
 mod vhost_user_gpu;
@@ -30,6 +31,8 @@ pub enum Command {
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run a Vulkan conformance suite through the venus renderer (results as deqp-runner's).
+    Conformance(conformance::ConformanceArgs),
     /// Drive a virtio-gpu device as a guest would and save its scanout as PNG.
     GpuDemo(gpu_demo::GpuDemoArgs),
     /// Serve our virtio-gpu device over vhost-user (drop-in for QEMU's vhost-user-gpu).
@@ -45,6 +48,8 @@ pub enum Command {
 pub enum CliError {
     #[error(transparent)]
     Bench(#[from] bench::BenchError),
+    #[error(transparent)]
+    Conformance(#[from] conformance::ConformanceCliError),
     #[error(transparent)]
     GpuDemo(#[from] gpu_demo::GpuDemoError),
     #[error(transparent)]
@@ -73,6 +78,7 @@ pub fn init_logging(verbose: u8) {
 pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Bench(b) => Ok(bench::run(b)?),
+        Command::Conformance(args) => Ok(conformance::run(args)?),
         Command::GpuDemo(args) => Ok(gpu_demo::run(args)?),
         Command::VhostUserGpu(args) => Ok(vhost_user_gpu::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
