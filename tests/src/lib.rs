@@ -7,6 +7,7 @@
 //! collects them as they arrive, takes screenshots through QMP and through our backend's scanout
 //! export, and cleans up every process it started.
 
+pub mod nested;
 pub mod venus;
 pub mod vmm;
 

@@ -1,0 +1,73 @@
+//! Vulkan in a guest, nested: `scripts/nested.sh --suite venus` runs L2 on our VMM with
+//! `--gpu virtio,backend=vulkan` (lavapipe in L1). Here the host checks what the guest reported:
+//! its kernel took the device's 3D features and capset VENUS, its Vulkan loader found a
+//! "Virtio-GPU Venus" device, every vk-conformance check passed inside the guest, each hostile
+//! venus stream was refused (and only ended its own context) with the guest's fences still
+//! signalled, and the display the guest drew before all that is still on screen.
+
+use std::process::Command;
+
+use vgpu_tests::nested::{read_png, results};
+use vgpu_tests::repo_root;
+
+/// Console lines of the inner guest that start with `prefix` (after the L1 stamp).
+fn guest_lines<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
+    log.lines()
+        .filter_map(|l| l.find(prefix).map(|i| &l[i + prefix.len()..]))
+        .map(str::trim)
+        .collect()
+}
+
+#[test]
+fn a_guest_runs_vulkan_through_venus_on_our_virtio_gpu() {
+    let Some((out, log)) = results("nested_venus", "venus", "target/nested-venus") else {
+        return;
+    };
+    assert!(log.contains("VGPU-RESULT nested-kvm PASS"), "no /dev/kvm in L1:\n{log}");
+
+    let dmesg = guest_lines(&log, "VGPU-DMESG ").join("\n");
+    for feature in ["+virgl", "+resource_blob", "+host_visible", "+context_init"] {
+        assert!(dmesg.contains(feature), "guest kernel lacks {feature}:\n{dmesg}");
+    }
+    assert!(
+        dmesg.lines().any(|l| l.contains("cap set") && l.contains("id 4,")),
+        "guest kernel saw no capset 4:\n{dmesg}"
+    );
+
+    let device = guest_lines(&log, "VGPU-VKINFO ")
+        .into_iter()
+        .find(|l| l.starts_with("deviceName"))
+        .unwrap_or_else(|| panic!("vulkaninfo listed no device:\n{log}"));
+    assert!(device.contains("= Virtio-GPU Venus ("), "{device}");
+
+    let evil = guest_lines(&log, "VGPU-TEST venus-evil-");
+    assert_eq!(evil.len(), 7, "every hostile case reported:\n{evil:#?}");
+    assert!(evil.iter().all(|l| l.contains(" PASS ")), "{evil:#?}");
+    let refused = log.matches("venus: malformed venus stream").count();
+    assert!(refused >= 5, "the renderer refused {refused} hostile streams");
+
+    // The same checks the host lists, each passed inside the guest.
+    let program = std::env::var_os("VK_CONFORMANCE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/vk-conformance"));
+    let listed = Command::new(&program).arg("--list").output().unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let checks = guest_lines(&log, "VGPU-VENUS CHECK ");
+    for name in listed.lines() {
+        let line = checks
+            .iter()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("check {name} did not run in the guest:\n{checks:#?}"));
+        assert!(line.contains(" PASS "), "in the guest: {line}");
+    }
+    assert!(
+        guest_lines(&log, "VGPU-VENUS DEVICE ")
+            .first()
+            .is_some_and(|d| d.starts_with("Virtio-GPU Venus")),
+        "vk-conformance ran on venus"
+    );
+
+    let image = read_png(&out.join("l2.png"));
+    assert_eq!((image.width, image.height), (1024, 768));
+    image.check_bars().unwrap();
+}
