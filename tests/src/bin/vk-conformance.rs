@@ -725,7 +725,12 @@ fn main() {
         if !wanted.is_empty() && !wanted.contains(name) {
             continue;
         }
-        match f(&gpu) {
+        // Marks the case in flight, so that a runner can tell which one a crash belongs to.
+        println!("CHECK-START {name}");
+        let start = std::time::Instant::now();
+        let outcome = f(&gpu);
+        println!("CHECK-TIME {name} {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+        match outcome {
             Ok(detail) => {
                 passed += 1;
                 println!("CHECK {name} PASS {detail}");

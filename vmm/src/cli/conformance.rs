@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 
 use crate::conformance::expectations::Expectations;
+use crate::conformance::guest::GuestVm;
 use crate::conformance::runner::{self, Renderer, RunConfig, Target};
 use crate::conformance::suite::Suite;
 use crate::conformance::{report, ConformanceError};
@@ -34,6 +35,9 @@ pub enum TargetKind {
     Vtest,
     /// The host's own Vulkan driver, no venus: the baseline to compare with.
     Native,
+    /// Inside a VM of ours (`--kernel`, `--initrd`: an image with the test program and Mesa's
+    /// venus ICD, as guests/nested/build.sh --venus makes), on `--gpu virtio,backend=vulkan`.
+    Guest,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +56,18 @@ pub struct ConformanceArgs {
     pub deqp_args: Vec<String>,
     #[arg(long, value_enum, default_value = "vtest")]
     pub target: TargetKind,
+    /// The guest target's kernel.
+    #[arg(long, required_if_eq("target", "guest"))]
+    pub kernel: Option<PathBuf>,
+    /// The guest target's initramfs.
+    #[arg(long, required_if_eq("target", "guest"))]
+    pub initrd: Option<PathBuf>,
+    /// The guest target's memory.
+    #[arg(long, default_value = "1G")]
+    pub mem: String,
+    /// Seconds a guest may take to boot before its first case.
+    #[arg(long, default_value_t = 300.0)]
+    pub boot_timeout: f64,
     /// Parallel clients (default: one per core).
     #[arg(short, long)]
     pub jobs: Option<usize>,
@@ -159,7 +175,31 @@ fn target(args: &ConformanceArgs, exe: &Path, root: &Path) -> Result<Target, Con
             name: "native".into(),
             env: Vec::new(),
             renderer: None,
+            guest: None,
         }),
+        TargetKind::Guest => {
+            if !matches!(args.suite, BuiltinSuite::Builtin) || args.deqp.is_some() {
+                return Err(ConformanceCliError::Setup(
+                    "the guest target runs the builtin suite (its image carries vk-conformance)"
+                        .into(),
+                ));
+            }
+            let (Some(kernel), Some(initrd)) = (&args.kernel, &args.initrd) else {
+                return Err(ConformanceCliError::Setup("--kernel and --initrd".into()));
+            };
+            Ok(Target {
+                name: "guest".into(),
+                env: Vec::new(),
+                renderer: None,
+                guest: Some(GuestVm {
+                    vgpu: exe.into(),
+                    kernel: existing(kernel.clone(), "guest kernel")?,
+                    initrd: existing(initrd.clone(), "guest initramfs")?,
+                    mem: args.mem.clone(),
+                    gpu: "virtio,backend=vulkan".into(),
+                }),
+            })
+        }
         TargetKind::Vtest => {
             let icd = args
                 .icd
@@ -187,6 +227,7 @@ fn target(args: &ConformanceArgs, exe: &Path, root: &Path) -> Result<Target, Con
                     socket,
                     args.output.join("renderer.log"),
                 )),
+                guest: None,
             })
         }
     }
@@ -216,6 +257,10 @@ pub fn run(args: ConformanceArgs) -> Result<(), ConformanceCliError> {
         jobs,
         timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
         retry_failures: !args.no_retry,
+        startup: match args.target {
+            TargetKind::Guest => Duration::from_secs_f64(args.boot_timeout.max(0.0)),
+            _ => Duration::ZERO,
+        },
         scratch: args.output.join("logs"),
     };
     let _ = std::fs::remove_dir_all(&cfg.scratch);

@@ -3,13 +3,14 @@
 //! timeouts, crash recovery, expectation files in the form Mesa CI keeps, and results as
 //! deqp-runner writes them (CSV), as JUnit XML and as a summary table.
 //!
-//! Layout: [`suite`] (which cases exist and the process that runs a batch of them), [`deqp`]
-//! (dEQP's console output), [`expectations`] (fails, flakes, skips), [`runner`] (parallel
+//! Layout: [`suite`] (which cases exist and the process that runs a batch of them), [`caselog`]
+//! (per-case progress in dEQP's and vk-conformance's output), [`expectations`] (fails, flakes, skips), [`guest`] (a VM per batch), [`runner`] (parallel
 //! workers, timeouts, the renderer's restarts, retries of failures) and [`report`] (CSV, JUnit,
 //! summary).
 
-pub mod deqp;
+pub mod caselog;
 pub mod expectations;
+pub mod guest;
 pub mod report;
 pub mod runner;
 pub mod suite;

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::deqp::DeqpLog;
+use super::caselog::CaseLog;
+use super::guest::GuestVm;
 use super::expectations::Expectations;
 use super::suite::Suite;
 use super::{CaseResult, ConformanceError, Status};
@@ -104,11 +105,23 @@ impl Drop for Renderer {
     }
 }
 
-/// Where the tests' Vulkan comes from: environment for every test process, and a renderer.
+/// Where the tests' Vulkan comes from: environment for every test process and a renderer (the
+/// host), or a VM each batch runs in (a guest).
 pub struct Target {
     pub name: String,
     pub env: Vec<(OsString, OsString)>,
     pub renderer: Option<Renderer>,
+    pub guest: Option<GuestVm>,
+}
+
+impl Target {
+    /// Cases per process: a VM runs all of them (a boot costs more than any case).
+    fn batch_size(&self, suite: &Suite) -> usize {
+        match self.guest {
+            Some(_) => usize::MAX,
+            None => suite.batch_size(),
+        }
+    }
 }
 
 pub struct RunConfig {
@@ -116,6 +129,8 @@ pub struct RunConfig {
     /// Per case.
     pub timeout: Duration,
     pub retry_failures: bool,
+    /// Extra time before a batch's first case (a guest's boot).
+    pub startup: Duration,
     /// Each batch gets a directory under here (dEQP's logs, the tests' stderr).
     pub scratch: PathBuf,
 }
@@ -188,6 +203,10 @@ fn run_batch(
     let started = std::fs::create_dir_all(&scratch)
         .map_err(ConformanceError::io(&scratch))
         .and_then(|()| suite.command(cases, &scratch))
+        .and_then(|c| match &target.guest {
+            Some(vm) => vm.wrap(&c),
+            None => Ok(c),
+        })
         .and_then(|mut c| {
             let stderr = std::fs::File::create(scratch.join("stderr.txt"))
                 .map_err(ConformanceError::io(&scratch))?;
@@ -214,10 +233,10 @@ fn run_batch(
             }
         }
     });
-    let mut log = DeqpLog::default();
+    let mut log = CaseLog::default();
     let mut results = Vec::new();
     let mut case_start = Instant::now();
-    let mut deadline = case_start + cfg.timeout;
+    let mut deadline = case_start + cfg.startup + cfg.timeout;
     let mut ended = Ended {
         status: None,
         timed_out: false,
@@ -227,7 +246,7 @@ fn run_batch(
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => {
                 if suite.reports_per_case() {
-                    if log.line(&line) {
+                    if suite.parse_line(&mut log, &line) {
                         case_start = Instant::now();
                         deadline = case_start + cfg.timeout;
                     }
@@ -239,10 +258,7 @@ fn run_batch(
                             detail,
                         });
                     }
-                } else if !line.trim().is_empty() && !ended.last_line.starts_with("CHECK ")
-                    || line.starts_with("CHECK ")
-                {
-                    // vk-conformance's own verdict line says more than its closing count.
+                } else if !line.trim().is_empty() {
                     ended.last_line = line;
                 }
             }
@@ -376,7 +392,7 @@ pub fn run(
     };
     let queue: Mutex<VecDeque<Vec<String>>> = Mutex::new(
         to_run
-            .chunks(suite.batch_size().max(1))
+            .chunks(target.batch_size(suite).max(1))
             .map(<[String]>::to_vec)
             .collect(),
     );

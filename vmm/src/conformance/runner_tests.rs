@@ -64,6 +64,7 @@ fn crashes_hangs_flakes_and_expectations_get_their_statuses_and_the_run_goes_on(
         name: "test".into(),
         env: vec![("FLAKY_MARK".into(), dir.join("flaky-mark").into())],
         renderer: None,
+        guest: None,
     };
     let expectations = Expectations::load(
         Some(&dir.join("fails.txt")),
@@ -75,6 +76,7 @@ fn crashes_hangs_flakes_and_expectations_get_their_statuses_and_the_run_goes_on(
         jobs: 2,
         timeout: Duration::from_millis(1500),
         retry_failures: true,
+        startup: Duration::ZERO,
         scratch: dir.join("logs"),
     };
     let results = run(&suite, &target, &expectations, &cfg, None).unwrap();

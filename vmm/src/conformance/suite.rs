@@ -1,6 +1,7 @@
 //! The suites `vgpu conformance` runs: which cases exist and the process that runs a batch.
 //!
-//! * built-in: the project's `vk-conformance` checks, one process per check (`--check NAME`);
+//! * built-in: the project's `vk-conformance` checks (`--check NAME`), one process per check on
+//!   the host, all of them in one VM on a guest target;
 //! * ncnn, wgpu: the renderer issue's framework checks (`tests/clients/*.py`), one case each;
 //! * dEQP: a VK-GL-CTS build the user made (`deqp-vk`), batches of cases from a case list, its
 //!   console output read as deqp-runner reads it.
@@ -9,6 +10,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::caselog::CaseLog;
 use super::ConformanceError;
 
 #[derive(Clone, Debug)]
@@ -86,9 +88,18 @@ impl Suite {
         }
     }
 
-    /// Reads dEQP's console output for per-case results (others pass by exit status).
+    /// Reads the program's output for per-case results (the Python clients pass by exit status).
     pub fn reports_per_case(&self) -> bool {
-        matches!(self, Suite::Deqp { .. })
+        !matches!(self, Suite::Python { .. })
+    }
+
+    /// Takes a line of a batch's output; true when it started a case.
+    pub fn parse_line(&self, log: &mut CaseLog, line: &str) -> bool {
+        match self {
+            Suite::Builtin { .. } => log.check_line(BUILTIN_PREFIX, line),
+            Suite::Deqp { .. } => log.deqp_line(line),
+            Suite::Python { .. } => false,
+        }
     }
 
     /// The process that runs `cases`; `scratch` is a directory of this batch's own.

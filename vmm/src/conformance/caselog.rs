@@ -1,12 +1,16 @@
-//! dEQP's console output: `Test case 'NAME'..` when a case starts, then an indented status line
-//! (`  Pass (detail)`, `  Fail (detail)`, `  NotSupported (detail)`, ...) when it ends.
+//! Per-case progress in a test program's console output, as two kinds of program print it:
+//!
+//! * dEQP: `Test case 'NAME'..` when a case starts, then an indented status line (`  Pass
+//!   (detail)`, `  Fail (detail)`, `  NotSupported (detail)`, ...) when it ends;
+//! * vk-conformance: `CHECK-START NAME`, then `CHECK NAME PASS|FAIL|SKIP detail`, anywhere in a
+//!   line (a guest's serial console mixes them with kernel messages).
 
 use super::Status;
 
-/// What a dEQP process printed so far.
+/// What a test process printed so far.
 #[derive(Debug, Default, PartialEq)]
-pub struct DeqpLog {
-    /// Cases that finished, in order, with dEQP's detail text.
+pub struct CaseLog {
+    /// Cases that finished, in order, with the program's detail text.
     pub finished: Vec<(String, Status, String)>,
     /// The case that started and has not finished (the one a crash or hang belongs to).
     pub running: Option<String>,
@@ -24,9 +28,36 @@ fn status_of(code: &str) -> Option<Status> {
     })
 }
 
-impl DeqpLog {
+impl CaseLog {
+    /// Takes one line of vk-conformance's output (`prefix` names its cases here); true when it
+    /// started a case.
+    pub fn check_line(&mut self, prefix: &str, line: &str) -> bool {
+        if let Some(i) = line.find("CHECK-START ") {
+            let name = line[i + "CHECK-START ".len()..].trim();
+            self.running = Some(format!("{prefix}{name}"));
+            return true;
+        }
+        let Some(i) = line.find("CHECK ") else {
+            return false;
+        };
+        let mut words = line[i + "CHECK ".len()..].splitn(3, ' ');
+        let (Some(name), Some(verdict)) = (words.next(), words.next()) else {
+            return false;
+        };
+        let status = match verdict {
+            "PASS" => Status::Pass,
+            "FAIL" => Status::Fail,
+            "SKIP" => Status::Skip,
+            _ => return false,
+        };
+        let detail = words.next().unwrap_or("").trim().to_string();
+        self.finished.push((format!("{prefix}{name}"), status, detail));
+        self.running = None;
+        false
+    }
+
     /// Takes one line of dEQP's stdout; true when it started a case.
-    pub fn line(&mut self, line: &str) -> bool {
+    pub fn deqp_line(&mut self, line: &str) -> bool {
         if let Some(rest) = line.strip_prefix("Test case '") {
             if let Some(name) = rest.strip_suffix("'..") {
                 self.running = Some(name.to_string());
@@ -69,8 +100,8 @@ mod tests {
             \x20 QualityWarning (slow)\n\
             Test case 'dEQP-VK.memory.huge'..\n\
             Pass not indented: ignored\n";
-        let mut log = DeqpLog::default();
-        let started = out.lines().filter(|l| log.line(l)).count();
+        let mut log = CaseLog::default();
+        let started = out.lines().filter(|l| log.deqp_line(l)).count();
         assert_eq!(started, 5);
         let got: Vec<(&str, Status)> = log
             .finished
@@ -88,5 +119,28 @@ mod tests {
         );
         assert_eq!(log.finished[1].2, "Image comparison failed");
         assert_eq!(log.running.as_deref(), Some("dEQP-VK.memory.huge"));
+    }
+
+    #[test]
+    fn checks_are_read_from_vk_conformance_output_among_kernel_messages() {
+        let out = "VGPU-RUN vk-conformance --check a\n\
+            DEVICE Virtio-GPU Venus (llvmpipe)\n\
+            CHECK-START compute\n\
+            CHECK compute PASS 65536 words\n\
+            [   12.5] virtio_gpu: something\n\
+            VGPU-L2 3.2 vgpu CHECK-START render\n\
+            VGPU-L2 3.9 vgpu CHECK render FAIL 12 pixels wrong\n\
+            CHECK-START crashes\n";
+        let mut log = CaseLog::default();
+        let started = out.lines().filter(|l| log.check_line("vk.", l)).count();
+        assert_eq!(started, 3);
+        assert_eq!(
+            log.finished,
+            [
+                ("vk.compute".into(), Status::Pass, "65536 words".into()),
+                ("vk.render".into(), Status::Fail, "12 pixels wrong".into()),
+            ]
+        );
+        assert_eq!(log.running.as_deref(), Some("vk.crashes"));
     }
 }
