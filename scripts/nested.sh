@@ -19,9 +19,10 @@
 # runs it only with VGPU_NESTED=1.
 #
 # CI runs each suite once per change to the paths it covers: --ci does nothing when the git tree
-# hashes of those paths equal the ones in guests/nested/verified-<suite> (written by --record
-# after a passing run, and committed). display covers vmm/; venus covers vmm/, virtio-gpu/, venus/,
-# guests/ and the vk-conformance program.
+# hashes of those paths equal the ones in the suite's stamp file (written by --record after a
+# passing run, and committed): display covers vmm/ (guests/nested/verified-vmm-tree); venus covers
+# vmm/, virtio-gpu/, venus/, the vk-conformance program, the guest programs and image scripts and
+# this script (.ci/verified-nested-venus).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=
@@ -54,9 +55,10 @@ case "$suite" in
            out=${out:-$root/target/nested} ;;
   # TCG's max CPU says AMD family 6, which LLVM (lavapipe's JIT in L1) takes for a 32-bit Athlon
   # ("64-bit code requested on a subtarget that doesn't support it"): say Zen instead.
-  venus) covered=(vmm virtio-gpu venus guests tests/src/bin); l1_mem=3G
-         l1_cpu=max,family=23,model=1,stepping=2
-         stamp_file=guests/nested/verified-venus-tree; out=${out:-$root/target/nested-venus} ;;
+  venus) covered=(vmm virtio-gpu venus tests/src/bin guests/programs guests/lib guests/build-image.sh
+                  guests/nested/build.sh guests/nested/l1-run guests/nested/l2-venus scripts/nested.sh)
+         l1_mem=3G; l1_cpu=max,family=23,model=1,stepping=2
+         stamp_file=.ci/verified-nested-venus; out=${out:-$root/target/nested-venus} ;;
   *) echo "nested.sh: unknown suite $suite (display, venus)" >&2; exit 2 ;;
 esac
 mkdir -p "$out"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what is missing, builds guest images and `vgpu`, runs the
-# nested real-KVM harness (once per change to vmm/), a bounded fuzz run, then every cargo test.
+# nested real-KVM harness's suites (each once per change to what it covers), a bounded fuzz run,
+# then every cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,6 +9,7 @@ bash scripts/setup.sh
 bash guests/build-image.sh --quiet
 cargo build -p vmm --bin vgpu
 bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
+bash scripts/nested.sh --suite venus --ci --test  # Vulkan in a nested guest, once per change to its paths
 bash scripts/fuzz.sh 60             # every fuzz target of the repo, a bounded run each
 # In CI the e2e tests must run: a missing QEMU 10, image or binary fails them instead of skipping.
 VGPU_E2E_REQUIRED=1 cargo test --workspace --all-targets 2>&1

@@ -9,7 +9,8 @@
 #   guests/out/nested-l2-venus.cpio.gz  inner guest for the venus suite: Mesa 25's venus ICD (from
 #                                 scripts/setup.sh's .cache/venus-icd), the Vulkan loader,
 #                                 vulkaninfo, vk-conformance, vgpu-venus-evil and l2-venus;
-#                                 and L1 gets lavapipe (the host's Mesa) for `backend=vulkan`.
+#                                 and L1 gets lavapipe (the host's Mesa) for `backend=vulkan`
+#                                 and vk-conformance (the native baseline).
 # Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,8 +72,10 @@ bins=("$vgpu")
 if [ $with_venus = 1 ]; then
   # L1's Vulkan for `backend=vulkan`: the loader and lavapipe (dlopened, so ldd of vgpu misses them).
   lvp=$multiarch/libvulkan_lvp.so
-  bins+=("$vulkan_loader" "$lvp")
-  files+=(--file "$out/nested-l2-venus.cpio.gz:/l2/nested-l2-venus.cpio.gz"
+  bins+=("$vulkan_loader" "$lvp" "$conformance")
+  # vk-conformance in L1 too: the native baseline, and the case list of `vgpu conformance`.
+  files+=(--file "$stage/vk-conformance:/bin/vk-conformance"
+          --file "$out/nested-l2-venus.cpio.gz:/l2/nested-l2-venus.cpio.gz"
           --file "$vulkan_loader:$multiarch/libvulkan.so.1" --file "$lvp:$lvp"
           --file /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)
 fi

@@ -54,7 +54,10 @@ pub fn results(test: &str, suite: &str, default_out: &str) -> Option<(PathBuf, S
             .status()
             .unwrap();
         let log = std::fs::read_to_string(out.join("l1.log")).unwrap_or_default();
-        assert!(status.success(), "scripts/nested.sh failed; L1 console:\n{log}");
+        assert!(
+            status.success(),
+            "scripts/nested.sh failed; L1 console:\n{log}"
+        );
     }
     let log = std::fs::read(out.join("l1.log")).unwrap();
     // The console carries carriage returns and the VMM's coloured log lines.

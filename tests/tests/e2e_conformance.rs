@@ -19,12 +19,15 @@ fn conformance(
         let root = repo_root();
         let icd = root.join(".cache/venus-icd/virtio_icd.json");
         if !icd.exists() {
-            return Err(E2eError::Skip(format!("{} (scripts/setup.sh)", icd.display())));
+            return Err(E2eError::Skip(format!(
+                "{} (scripts/setup.sh)",
+                icd.display()
+            )));
         }
         let vgpu = vgpu_bin()?;
         let expectations = root.join("tests/expectations");
         let list = |kind: &str| expectations.join(format!("venus-lavapipe-{kind}.txt"));
-        Ok(Command::new(vgpu)
+        Command::new(vgpu)
             .arg("conformance")
             .arg("--output")
             .arg(out)
@@ -39,7 +42,7 @@ fn conformance(
             .map_err(|source| E2eError::Io {
                 what: "vgpu conformance".into(),
                 source,
-            })?)
+            })
     })();
     match r {
         Ok(o) => Some(o),
@@ -71,8 +74,12 @@ fn csv(out: &Path) -> Vec<(String, String)> {
 fn e2e_builtin_suites_pass_through_venus_with_the_committed_expectations() {
     for (suite, jobs) in [("builtin", "2"), ("ncnn", "1"), ("wgpu", "1")] {
         let out = out_dir(suite);
-        let Some(o) = conformance("e2e_conformance", &out, None, &["--suite", suite, "--jobs", jobs])
-        else {
+        let Some(o) = conformance(
+            "e2e_conformance",
+            &out,
+            None,
+            &["--suite", suite, "--jobs", jobs],
+        ) else {
             return;
         };
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -85,10 +92,16 @@ fn e2e_builtin_suites_pass_through_venus_with_the_committed_expectations() {
         let results = csv(&out);
         assert!(!results.is_empty(), "{suite}: no results");
         for (name, status) in &results {
-            assert!(status == "Pass" || status == "ExpectedFail", "{name},{status}");
+            assert!(
+                status == "Pass" || status == "ExpectedFail",
+                "{name},{status}"
+            );
         }
         if suite == "builtin" {
-            assert!(results.len() >= 14, "every vk-conformance check: {results:?}");
+            assert!(
+                results.len() >= 14,
+                "every vk-conformance check: {results:?}"
+            );
         }
         let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
         assert!(junit.contains(&format!("tests=\"{}\" failures=\"0\"", results.len())));
@@ -111,7 +124,10 @@ fn e2e_a_fails_list_that_no_longer_holds_fails_the_run() {
         return;
     };
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(!o.status.success(), "a new pass must fail the run:\n{stdout}");
+    assert!(
+        !o.status.success(),
+        "a new pass must fail the run:\n{stdout}"
+    );
     assert!(
         stdout.contains("New passes (take them off the fails list) (1):\n  vk-conformance.compute_dispatch,UnexpectedPass"),
         "{stdout}"
@@ -120,7 +136,10 @@ fn e2e_a_fails_list_that_no_longer_holds_fails_the_run() {
     assert_eq!(
         results,
         [
-            ("vk-conformance.compute_dispatch".into(), "UnexpectedPass".into()),
+            (
+                "vk-conformance.compute_dispatch".into(),
+                "UnexpectedPass".into()
+            ),
             ("vk-conformance.transfers".into(), "Pass".into()),
         ]
     );

@@ -3,7 +3,8 @@
 //! its kernel took the device's 3D features and capset VENUS, its Vulkan loader found a
 //! "Virtio-GPU Venus" device, every vk-conformance check passed inside the guest, each hostile
 //! venus stream was refused (and only ended its own context) with the guest's fences still
-//! signalled, and the display the guest drew before all that is still on screen.
+//! signalled, the display the guest drew before all that is still on screen, and `vgpu
+//! conformance --target guest` ran the same checks in a VM of its own.
 
 use std::process::Command;
 
@@ -23,14 +24,22 @@ fn a_guest_runs_vulkan_through_venus_on_our_virtio_gpu() {
     let Some((out, log)) = results("nested_venus", "venus", "target/nested-venus") else {
         return;
     };
-    assert!(log.contains("VGPU-RESULT nested-kvm PASS"), "no /dev/kvm in L1:\n{log}");
+    assert!(
+        log.contains("VGPU-RESULT nested-kvm PASS"),
+        "no /dev/kvm in L1:\n{log}"
+    );
 
     let dmesg = guest_lines(&log, "VGPU-DMESG ").join("\n");
     for feature in ["+virgl", "+resource_blob", "+host_visible", "+context_init"] {
-        assert!(dmesg.contains(feature), "guest kernel lacks {feature}:\n{dmesg}");
+        assert!(
+            dmesg.contains(feature),
+            "guest kernel lacks {feature}:\n{dmesg}"
+        );
     }
     assert!(
-        dmesg.lines().any(|l| l.contains("cap set") && l.contains("id 4,")),
+        dmesg
+            .lines()
+            .any(|l| l.contains("cap set") && l.contains("id 4,")),
         "guest kernel saw no capset 4:\n{dmesg}"
     );
 
@@ -44,7 +53,10 @@ fn a_guest_runs_vulkan_through_venus_on_our_virtio_gpu() {
     assert_eq!(evil.len(), 7, "every hostile case reported:\n{evil:#?}");
     assert!(evil.iter().all(|l| l.contains(" PASS ")), "{evil:#?}");
     let refused = log.matches("venus: malformed venus stream").count();
-    assert!(refused >= 5, "the renderer refused {refused} hostile streams");
+    assert!(
+        refused >= 5,
+        "the renderer refused {refused} hostile streams"
+    );
 
     // The same checks the host lists, each passed inside the guest.
     let program = std::env::var_os("VK_CONFORMANCE_BIN")
@@ -66,6 +78,16 @@ fn a_guest_runs_vulkan_through_venus_on_our_virtio_gpu() {
             .is_some_and(|d| d.starts_with("Virtio-GPU Venus")),
         "vk-conformance ran on venus"
     );
+
+    // `vgpu conformance --target guest` in L1: a VM of ours ran the suite, results over its console.
+    let csv = guest_lines(&log, "VGPU-CONFORMANCE ");
+    for name in listed.lines() {
+        let row = format!("vk-conformance.{name},Pass,");
+        assert!(
+            csv.iter().any(|l| l.starts_with(&row)),
+            "{name} did not pass under vgpu conformance --target guest:\n{csv:#?}"
+        );
+    }
 
     let image = read_png(&out.join("l2.png"));
     assert_eq!((image.width, image.height), (1024, 768));

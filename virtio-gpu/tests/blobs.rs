@@ -181,22 +181,12 @@ fn create_blob_rejects_hostile_descriptions() {
 fn host3d_blob_is_filled_by_a_context_and_mapped_through_the_transport() {
     use std::os::unix::fs::FileExt;
     let mut g = Guest::new();
-    let map = |id: u32, offset: u64| {
-        ResourceMapBlob {
-            hdr: hdr(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB),
-            resource_id: id.into(),
-            padding: 0.into(),
-            offset: offset.into(),
-        }
-        .as_bytes()
-        .to_vec()
-    };
     setup_ctx(&mut g, 1);
     let host = VIRTIO_GPU_BLOB_MEM_HOST3D;
     let flags = VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE;
     assert_eq!(g.cmd_type(&create_blob(1, 4, host, flags, 8192, &[])), OK);
     assert_eq!(
-        g.cmd_type(&map(4, 0)),
+        g.cmd_type(&map_blob(4, 0)),
         VIRTIO_GPU_RESP_ERR_UNSPEC,
         "no region yet"
     );
@@ -216,15 +206,15 @@ fn host3d_blob_is_filled_by_a_context_and_mapped_through_the_transport() {
         OK
     );
     assert_eq!(
-        g.cmd_type(&map(4, (1 << 20) - 4096)),
+        g.cmd_type(&map_blob(4, (1 << 20) - 4096)),
         VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
         "past region"
     );
     assert_eq!(
-        g.cmd_type(&map(4, u64::MAX - 10)),
+        g.cmd_type(&map_blob(4, u64::MAX - 10)),
         VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER
     );
-    let resp = g.cmd(&map(4, 0x10000));
+    let resp = g.cmd(&map_blob(4, 0x10000));
     let (info, _) = RespMapInfo::read_from_prefix(&resp).unwrap();
     assert_eq!(info.hdr.type_.get(), VIRTIO_GPU_RESP_OK_MAP_INFO);
     assert_eq!(
@@ -241,19 +231,19 @@ fn host3d_blob_is_filled_by_a_context_and_mapped_through_the_transport() {
         assert_eq!(buf, [0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0]);
     }
     assert_eq!(
-        g.cmd_type(&map(4, 0x20000)),
+        g.cmd_type(&map_blob(4, 0x20000)),
         VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
         "already mapped"
     );
     assert_eq!(g.cmd_type(&create_blob(1, 5, host, flags, 8192, &[])), OK);
     assert_eq!(
-        g.cmd_type(&map(5, 0x11000)),
+        g.cmd_type(&map_blob(5, 0x11000)),
         VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
         "overlap"
     );
     assert_eq!(g.cmd_type(&create_blob(1, 6, host, 0, 4096, &[])), OK);
     assert_eq!(
-        g.cmd_type(&map(6, 0x40000)),
+        g.cmd_type(&map_blob(6, 0x40000)),
         VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
         "not mappable"
     );
@@ -266,7 +256,10 @@ fn host3d_blob_is_filled_by_a_context_and_mapped_through_the_transport() {
         VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID
     );
     // Unref of a mapped blob unmaps it.
-    assert_eq!(g.cmd_type(&map(5, 0x11000)), VIRTIO_GPU_RESP_OK_MAP_INFO);
+    assert_eq!(
+        g.cmd_type(&map_blob(5, 0x11000)),
+        VIRTIO_GPU_RESP_OK_MAP_INFO
+    );
     assert_eq!(g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, 5)), OK);
     assert!(maps.lock().unwrap().is_empty());
 }

@@ -69,33 +69,14 @@ fn ctx_resource_attach(ctx: u32, id: u32) -> Vec<u8> {
     .to_vec()
 }
 
-fn map_blob(id: u32, offset: u64) -> Vec<u8> {
-    ResourceMapBlob {
-        hdr: hdr(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB),
-        resource_id: id.into(),
-        padding: 0.into(),
-        offset: offset.into(),
-    }
-    .as_bytes()
-    .to_vec()
-}
-
-fn submit_venus(h: CtrlHeader, stream: &[u8]) -> Vec<u8> {
-    let mut v = CmdSubmit {
-        hdr: h,
-        size: (stream.len() as u32).into(),
-        padding: 0.into(),
-    }
-    .as_bytes()
-    .to_vec();
-    v.extend_from_slice(stream);
-    v
-}
-
 /// Replies go to blob `reply`; then vkEnumerateInstanceVersion asks for one.
 fn ask_instance_version(reply: u32) -> Vec<u8> {
     let mut s = Stream::default();
-    s.command(SET_REPLY, false).some().u32(reply).u64(0).u64(4096);
+    s.command(SET_REPLY, false)
+        .some()
+        .u32(reply)
+        .u64(0)
+        .u64(4096);
     s.command(ENUMERATE_INSTANCE_VERSION, true).some();
     s.0
 }
@@ -123,12 +104,23 @@ fn venus_context_with_reply(g: &mut Guest, maps: &Maps, ctx: u32, reply: u32, at
         VIRTIO_GPU_MAP_CACHE_CACHED
     );
     let h = ctx_hdr(VIRTIO_GPU_CMD_SUBMIT_3D, ctx);
-    assert_eq!(g.cmd_type(&submit_venus(h, &ask_instance_version(reply))), OK);
+    assert_eq!(
+        g.cmd_type(&submit_bytes(h, &ask_instance_version(reply))),
+        OK
+    );
     let r = read_mapped(maps, at, 0, 20);
     let word = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().unwrap());
-    assert_eq!(word(0), ENUMERATE_INSTANCE_VERSION, "the reply's command type");
+    assert_eq!(
+        word(0),
+        ENUMERATE_INSTANCE_VERSION,
+        "the reply's command type"
+    );
     assert_eq!(word(4), 0, "VK_SUCCESS");
-    assert!(word(16) >= (1 << 22) | (1 << 12), "apiVersion >= 1.1: {:#x}", word(16));
+    assert!(
+        word(16) >= (1 << 22) | (1 << 12),
+        "apiVersion >= 1.1: {:#x}",
+        word(16)
+    );
 }
 
 #[test]
@@ -186,14 +178,14 @@ fn venus_streams_run_with_replies_in_mapped_blobs_and_fences_per_ring() {
     // the GPU is done, one on ring 0 at once (the stream ran synchronously).
     let h = ctx_hdr(VIRTIO_GPU_CMD_SUBMIT_3D, 1);
     assert_eq!(
-        g.cmd_type(&submit_venus(h, &device_with_queue_on_ring_1().0)),
+        g.cmd_type(&submit_bytes(h, &device_with_queue_on_ring_1().0)),
         OK
     );
     let mut heads = Vec::new();
     for (fence, ring) in [(1u64, 1u8), (2, 0), (3, 1)] {
         let p = g.post(
             QueueKind::Control,
-            &submit_venus(fenced(h, fence, Some(ring)), &[]),
+            &submit_bytes(fenced(h, fence, Some(ring)), &[]),
             RESP_LEN,
         );
         heads.push(u32::from(p.head));
@@ -215,14 +207,20 @@ fn venus_streams_run_with_replies_in_mapped_blobs_and_fences_per_ring() {
     s.command(ALLOCATE_MEMORY, false).u64(DEVICE).some();
     s.u32(5).none().u64(64 << 10).u32(0); // VkMemoryAllocateInfo: 64 KiB of type 0
     s.none().some().u64(0x600);
-    assert_eq!(g.cmd_type(&submit_venus(h, &s.0)), OK);
+    assert_eq!(g.cmd_type(&submit_bytes(h, &s.0)), OK);
     assert_eq!(g.cmd_type(&host3d_blob(1, 11, 64 << 10, 0x600)), OK);
     assert_eq!(
         g.cmd_type(&map_blob(11, 1 << 20)),
         VIRTIO_GPU_RESP_OK_MAP_INFO
     );
     assert_eq!(
-        maps.lock().unwrap().iter().find(|m| m.0 == 1 << 20).unwrap().1.size,
+        maps.lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.0 == 1 << 20)
+            .unwrap()
+            .1
+            .size,
         64 << 10
     );
     assert_eq!(
@@ -242,7 +240,10 @@ fn venus_streams_run_with_replies_in_mapped_blobs_and_fences_per_ring() {
     );
 
     // Teardown: the context goes, then its blobs, unmapped on unref.
-    assert_eq!(g.cmd_type(ctx_hdr(VIRTIO_GPU_CMD_CTX_DESTROY, 1).as_bytes()), OK);
+    assert_eq!(
+        g.cmd_type(ctx_hdr(VIRTIO_GPU_CMD_CTX_DESTROY, 1).as_bytes()),
+        OK
+    );
     for id in [10, 11] {
         assert_eq!(g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, id)), OK);
     }
@@ -262,7 +263,12 @@ fn a_hostile_stream_ends_its_context_only() {
 
     let h1 = ctx_hdr(VIRTIO_GPU_CMD_SUBMIT_3D, 1);
     let mut no_resource = Stream::default();
-    no_resource.command(SET_REPLY, false).some().u32(999).u64(0).u64(8);
+    no_resource
+        .command(SET_REPLY, false)
+        .some()
+        .u32(999)
+        .u64(0)
+        .u64(8);
     let hostile: [&[u8]; 3] = [
         &[0xff; 64],                          // unknown command types
         &[137, 0, 0, 0, 1, 0, 0, 0, 9, 9, 9], // a truncated pointer
@@ -274,25 +280,35 @@ fn a_hostile_stream_ends_its_context_only() {
         let h = ctx_hdr(VIRTIO_GPU_CMD_SUBMIT_3D, ctx);
         let ask = ask_instance_version(10);
         assert_eq!(g.cmd_type(&ctx_resource_attach(ctx, 10)), OK);
-        assert_eq!(g.cmd_type(&submit_venus(h, &ask)), OK, "context {ctx} works");
         assert_eq!(
-            g.cmd_type(&submit_venus(h, stream)),
+            g.cmd_type(&submit_bytes(h, &ask)),
+            OK,
+            "context {ctx} works"
+        );
+        assert_eq!(
+            g.cmd_type(&submit_bytes(h, stream)),
             VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER
         );
         assert_eq!(
-            g.cmd_type(&submit_venus(h, &ask)),
+            g.cmd_type(&submit_bytes(h, &ask)),
             VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
             "context {ctx} is dead"
         );
     }
-    assert_eq!(g.cmd_type(&submit_venus(h1, &ask_instance_version(10))), OK);
+    assert_eq!(g.cmd_type(&submit_bytes(h1, &ask_instance_version(10))), OK);
     // Context 2 and the display go on.
     let h2 = ctx_hdr(VIRTIO_GPU_CMD_SUBMIT_3D, 2);
-    assert_eq!(g.cmd_type(&submit_venus(h2, &ask_instance_version(20))), OK);
+    assert_eq!(g.cmd_type(&submit_bytes(h2, &ask_instance_version(20))), OK);
     assert_eq!(g.cmd_type(&flush(30, rect(0, 0, 64, 64))), OK);
     let frame = g.dev.screenshot(0).expect("scanout 0 shows resource 30");
-    assert_eq!(frame.pixel_rgba(5, 9).map(|p| p[..3].to_vec()), Some(vec![5, 9, 7]));
+    assert_eq!(
+        frame.pixel_rgba(5, 9).map(|p| p[..3].to_vec()),
+        Some(vec![5, 9, 7])
+    );
     // The dead context can still be destroyed, and a new one takes its id.
-    assert_eq!(g.cmd_type(ctx_hdr(VIRTIO_GPU_CMD_CTX_DESTROY, 1).as_bytes()), OK);
+    assert_eq!(
+        g.cmd_type(ctx_hdr(VIRTIO_GPU_CMD_CTX_DESTROY, 1).as_bytes()),
+        OK
+    );
     assert_eq!(g.cmd_type(&ctx_create(1, CAPSET_VENUS, "again")), OK);
 }

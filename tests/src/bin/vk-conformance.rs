@@ -257,7 +257,7 @@ impl Gpu {
                 let q = self.queue.lock().unwrap();
                 d.queue_submit(*q, &submit, fence)
             };
-            let r = r.and_then(|()| d.wait_for_fences(&[fence], true, 10_000_000_000));
+            let r = r.and_then(|()| d.wait_for_fences(&[fence], true, 60_000_000_000));
             d.destroy_fence(fence, None);
             d.destroy_command_pool(pool, None);
             vkr(r, "submit and wait")
@@ -596,7 +596,7 @@ impl<'a> Compute<'a> {
                 vkr(d.queue_submit(*q, &submit, self.fence), "vkQueueSubmit")?;
             }
             vkr(
-                d.wait_for_fences(&[self.fence], true, 10_000_000_000),
+                d.wait_for_fences(&[self.fence], true, 60_000_000_000),
                 "vkWaitForFences",
             )?;
         }
@@ -729,7 +729,10 @@ fn main() {
         println!("CHECK-START {name}");
         let start = std::time::Instant::now();
         let outcome = f(&gpu);
-        println!("CHECK-TIME {name} {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "CHECK-TIME {name} {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
         match outcome {
             Ok(detail) => {
                 passed += 1;
@@ -747,24 +750,24 @@ fn main() {
 
 /// Every check, in the order they run.
 const CHECKS: &[(&str, CheckFn)] = &[
-        ("compute_dispatch", check_compute_dispatch),
-        ("repeated_dispatches", check_repeated_dispatches),
-        ("transfers", checks::transfers),
-        ("timeline_semaphores", checks::timeline_semaphores),
-        ("timestamps", checks::timestamps),
-        ("events", checks::events),
-        ("two_threads", checks::two_threads),
-        ("image_copies_and_clears", checks::image_copies_and_clears),
-        ("push_descriptors", checks::push_descriptors),
-        ("offscreen_triangle", render::offscreen_triangle),
-        ("multi_draw", render::multi_draw),
-        (
-            "dynamic_rendering_blit_sample",
-            dynamic::dynamic_rendering_blit_sample,
-        ),
-        ("calibrated_timestamps", checks::calibrated_timestamps),
-        (
-            "pipeline_cache_binary_semaphore",
-            checks::pipeline_cache_binary_semaphore,
-        ),
+    ("compute_dispatch", check_compute_dispatch),
+    ("repeated_dispatches", check_repeated_dispatches),
+    ("transfers", checks::transfers),
+    ("timeline_semaphores", checks::timeline_semaphores),
+    ("timestamps", checks::timestamps),
+    ("events", checks::events),
+    ("two_threads", checks::two_threads),
+    ("image_copies_and_clears", checks::image_copies_and_clears),
+    ("push_descriptors", checks::push_descriptors),
+    ("offscreen_triangle", render::offscreen_triangle),
+    ("multi_draw", render::multi_draw),
+    (
+        "dynamic_rendering_blit_sample",
+        dynamic::dynamic_rendering_blit_sample,
+    ),
+    ("calibrated_timestamps", checks::calibrated_timestamps),
+    (
+        "pipeline_cache_binary_semaphore",
+        checks::pipeline_cache_binary_semaphore,
+    ),
 ];

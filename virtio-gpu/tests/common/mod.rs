@@ -401,15 +401,32 @@ pub fn submit(h: CtrlHeader, cmds: &[Command]) -> Vec<u8> {
     for c in cmds {
         stream::encode(c, &mut stream_bytes);
     }
+    submit_bytes(h, &stream_bytes)
+}
+
+/// SUBMIT_3D carrying `stream` as it is.
+pub fn submit_bytes(h: CtrlHeader, stream: &[u8]) -> Vec<u8> {
     let mut v = CmdSubmit {
         hdr: h,
-        size: (stream_bytes.len() as u32).into(),
+        size: (stream.len() as u32).into(),
         padding: 0.into(),
     }
     .as_bytes()
     .to_vec();
-    v.extend_from_slice(&stream_bytes);
+    v.extend_from_slice(stream);
     v
+}
+
+#[allow(dead_code)] // used by the blob and venus tests
+pub fn map_blob(id: u32, offset: u64) -> Vec<u8> {
+    ResourceMapBlob {
+        hdr: hdr(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB),
+        resource_id: id.into(),
+        padding: 0.into(),
+        offset: offset.into(),
+    }
+    .as_bytes()
+    .to_vec()
 }
 
 pub fn setup_ctx(g: &mut Guest, ctx: u32) {
@@ -430,7 +447,11 @@ impl virtio_gpu::SharedMemoryMapper for RecordingMapper {
     fn region_size(&self) -> u64 {
         self.size
     }
-    fn map(&mut self, offset: u64, mapping: gpu_interface::BlobMapping) -> Result<(), virtio_gpu::ShmError> {
+    fn map(
+        &mut self,
+        offset: u64,
+        mapping: gpu_interface::BlobMapping,
+    ) -> Result<(), virtio_gpu::ShmError> {
         self.maps.lock().unwrap().push((offset, mapping));
         Ok(())
     }

@@ -51,7 +51,8 @@ impl CaseLog {
             _ => return false,
         };
         let detail = words.next().unwrap_or("").trim().to_string();
-        self.finished.push((format!("{prefix}{name}"), status, detail));
+        self.finished
+            .push((format!("{prefix}{name}"), status, detail));
         self.running = None;
         false
     }

@@ -113,7 +113,11 @@ mod tests {
         let skips = file(&dir, "skips.txt", "vk\\.slow.*\n");
         let e = Expectations::load(Some(&fails), Some(&flakes), Some(&skips)).unwrap();
         assert_eq!(e.classify("vk.a", Status::Fail), Status::ExpectedFail);
-        assert_eq!(e.classify("vk.b", Status::Fail), Status::Fail, "not the known failure");
+        assert_eq!(
+            e.classify("vk.b", Status::Fail),
+            Status::Fail,
+            "not the known failure"
+        );
         assert_eq!(e.classify("vk.b", Status::Crash), Status::ExpectedFail);
         assert_eq!(e.classify("vk.a", Status::Pass), Status::UnexpectedPass);
         assert_eq!(e.classify("vk.a", Status::Skip), Status::Skip);

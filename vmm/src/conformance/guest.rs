@@ -33,7 +33,10 @@ impl GuestVm {
             .ok_or_else(|| ConformanceError::Suite("test program without a name".into()))?;
         let mut words = vec![program.to_string_lossy().into_owned()];
         words.extend(inner.get_args().map(|a| a.to_string_lossy().into_owned()));
-        if let Some(w) = words.iter().find(|w| w.contains([' ', ',', '+']) || w.is_empty()) {
+        if let Some(w) = words
+            .iter()
+            .find(|w| w.contains([' ', ',', '+']) || w.is_empty())
+        {
             return Err(ConformanceError::Suite(format!(
                 "{w:?} cannot be passed on a guest's kernel command line"
             )));
@@ -71,12 +74,23 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(&args[..5], ["run", "--kernel", "/l2/vmlinuz", "--initrd", "/l2/venus.cpio.gz"]);
+        assert_eq!(
+            &args[..5],
+            [
+                "run",
+                "--kernel",
+                "/l2/vmlinuz",
+                "--initrd",
+                "/l2/venus.cpio.gz"
+            ]
+        );
         assert!(args
             .last()
             .unwrap()
             .ends_with(" vgpu_run=vk-conformance+--check+compute_dispatch+--check+events"));
-        assert!(args.windows(2).any(|w| w == ["--gpu", "virtio,backend=vulkan"]));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["--gpu", "virtio,backend=vulkan"]));
         let mut bad = Command::new("vk-conformance");
         bad.arg("a b");
         assert!(vm.wrap(&bad).is_err());

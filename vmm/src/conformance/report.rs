@@ -9,7 +9,12 @@ use std::time::Duration;
 use super::{CaseResult, ConformanceError, Status};
 
 fn csv_line(r: &CaseResult) -> String {
-    format!("{},{},{:.3}\n", r.name, r.status.as_str(), r.duration.as_secs_f64())
+    format!(
+        "{},{},{:.3}\n",
+        r.name,
+        r.status.as_str(),
+        r.duration.as_secs_f64()
+    )
 }
 
 pub fn csv(results: &[CaseResult]) -> String {
@@ -153,13 +158,22 @@ mod tests {
             "deqp-runner's form"
         );
         let x = junit("builtin", &results);
-        assert!(x.contains("tests=\"5\" failures=\"2\" skipped=\"1\""), "{x}");
+        assert!(
+            x.contains("tests=\"5\" failures=\"2\" skipped=\"1\""),
+            "{x}"
+        );
         assert!(x.contains("classname=\"vk\" name=\"b\""), "{x}");
         assert!(x.contains("want &lt;1&gt; &amp; got &quot;2&quot;"), "{x}");
         assert!(!x.contains("want <1>"), "escaped");
         let s = summary(&results, Duration::from_secs(30), 2);
-        assert!(s.contains("| Fail | 1 |") && s.contains("| total | 5 |"), "{s}");
-        assert!(s.contains("4 cases run in 30.0 s with 2 parallel clients: 8.0 cases/min"), "{s}");
+        assert!(
+            s.contains("| Fail | 1 |") && s.contains("| total | 5 |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("4 cases run in 30.0 s with 2 parallel clients: 8.0 cases/min"),
+            "{s}"
+        );
         let new_failures = s.split("New failures (1):").nth(1).unwrap();
         assert!(new_failures.contains("vk.b,Fail"), "{s}");
         assert!(s.contains("New passes (take them off the fails list) (1):\n  vk.c,UnexpectedPass"));

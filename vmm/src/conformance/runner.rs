@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::caselog::CaseLog;
-use super::guest::GuestVm;
 use super::expectations::Expectations;
+use super::guest::GuestVm;
 use super::suite::Suite;
 use super::{CaseResult, ConformanceError, Status};
 
@@ -73,7 +73,9 @@ impl Renderer {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| ConformanceError::Renderer(format!("{}: {e}", program.to_string_lossy())))?;
+            .map_err(|e| {
+                ConformanceError::Renderer(format!("{}: {e}", program.to_string_lossy()))
+            })?;
         *child = Some(started);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.socket.exists() {
@@ -147,7 +149,9 @@ struct Progress {
 impl Progress {
     fn case_done(&self, failed: bool) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let fails = self.failed.fetch_add(usize::from(failed), Ordering::Relaxed)
+        let fails = self
+            .failed
+            .fetch_add(usize::from(failed), Ordering::Relaxed)
             + usize::from(failed);
         let secs = self.start.elapsed().as_secs_f64();
         let line = format!(
@@ -161,7 +165,7 @@ impl Progress {
             if done == self.total {
                 eprintln!();
             }
-        } else if done == self.total || done % (self.total / 10).max(1) == 0 {
+        } else if done == self.total || done.is_multiple_of((self.total / 10).max(1)) {
             eprintln!("{line}");
         }
     }
@@ -313,8 +317,7 @@ fn settle(
             Some(s) if s.code().is_some() => Status::Fail,
             _ => Status::Crash,
         };
-        let detail = if status == Status::Pass || ended.status.is_some_and(|s| s.code().is_some())
-        {
+        let detail = if status == Status::Pass || ended.status.is_some_and(|s| s.code().is_some()) {
             ended.last_line
         } else {
             format!("{abnormal}; last output: {}", ended.last_line)
@@ -372,8 +375,10 @@ pub fn run(
         .into_iter()
         .filter(|c| include.is_none_or(|r| r.is_match(c)))
         .collect();
-    let (skipped, to_run): (Vec<String>, Vec<String>) =
-        selected.iter().cloned().partition(|c| expectations.skips(c));
+    let (skipped, to_run): (Vec<String>, Vec<String>) = selected
+        .iter()
+        .cloned()
+        .partition(|c| expectations.skips(c));
     info!(
         suite = suite.name(),
         target = target.name,
@@ -444,10 +449,19 @@ pub fn run(
 }
 
 /// Runs a failed case once more on its own; a pass makes it a Flake.
-fn retry(suite: &Suite, target: &Target, cfg: &RunConfig, batches: &AtomicUsize, r: &mut CaseResult) {
+fn retry(
+    suite: &Suite,
+    target: &Target,
+    cfg: &RunConfig,
+    batches: &AtomicUsize,
+    r: &mut CaseResult,
+) {
     let n = batches.fetch_add(1, Ordering::Relaxed);
     let (again, _) = run_batch(suite, target, cfg, std::slice::from_ref(&r.name), n);
-    if again.iter().any(|a| a.name == r.name && a.status == Status::Pass) {
+    if again
+        .iter()
+        .any(|a| a.name == r.name && a.status == Status::Pass)
+    {
         r.status = Status::Flake;
         r.detail = format!("passed when run again; first run: {}", r.detail);
     }

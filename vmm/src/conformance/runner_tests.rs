@@ -80,7 +80,10 @@ fn crashes_hangs_flakes_and_expectations_get_their_statuses_and_the_run_goes_on(
         scratch: dir.join("logs"),
     };
     let results = run(&suite, &target, &expectations, &cfg, None).unwrap();
-    let got: Vec<(&str, Status)> = results.iter().map(|r| (r.name.as_str(), r.status)).collect();
+    let got: Vec<(&str, Status)> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
     assert_eq!(
         got,
         [
@@ -112,9 +115,14 @@ fn a_renderer_that_died_is_started_again() {
     let dir = scratch("renderer");
     let socket = dir.join("sock");
     // Makes its "socket", then exits after a moment, as a crashing renderer would.
-    let command = ["sh", "-c", "touch \"$0\"; sleep 0.2", socket.to_str().unwrap()]
-        .map(Into::into)
-        .to_vec();
+    let command = [
+        "sh",
+        "-c",
+        "touch \"$0\"; sleep 0.2",
+        socket.to_str().unwrap(),
+    ]
+    .map(Into::into)
+    .to_vec();
     let r = Renderer::new(command, socket.clone(), dir.join("renderer.log"));
     r.ensure_running().unwrap();
     assert!(socket.exists());
@@ -122,7 +130,11 @@ fn a_renderer_that_died_is_started_again() {
     assert_eq!(r.restarts.load(Ordering::Relaxed), 0, "still running");
     std::thread::sleep(Duration::from_millis(500));
     r.ensure_running().unwrap();
-    assert_eq!(r.restarts.load(Ordering::Relaxed), 1, "found dead, started again");
+    assert_eq!(
+        r.restarts.load(Ordering::Relaxed),
+        1,
+        "found dead, started again"
+    );
     let never = Renderer::new(vec!["true".into()], dir.join("none"), dir.join("log2"));
     let err = never.ensure_running().unwrap_err();
     assert!(err.to_string().contains("no socket"), "{err}");

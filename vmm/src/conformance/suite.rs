@@ -169,7 +169,10 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let list = format!("--deqp-caselist-file={}", dir.join("caselist.txt").display());
+        let list = format!(
+            "--deqp-caselist-file={}",
+            dir.join("caselist.txt").display()
+        );
         assert!(args.contains(&list), "{args:?}");
         assert_eq!(args.last().unwrap(), "--deqp-vk-device-id=1");
         assert_eq!(

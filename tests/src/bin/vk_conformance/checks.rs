@@ -83,7 +83,7 @@ pub fn timeline_semaphores(gpu: &Gpu) -> Check {
             &vk::SemaphoreWaitInfo::default()
                 .semaphores(&sems)
                 .values(&values),
-            10_000_000_000,
+            60_000_000_000,
         );
         let end = d.get_semaphore_counter_value(sem);
         d.destroy_semaphore(sem, None);

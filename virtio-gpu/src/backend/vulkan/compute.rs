@@ -5,12 +5,12 @@
 
 use std::collections::HashSet;
 
+use ::venus::protocol::capset::CAPSET_ID_VENUS;
 use gpu_interface::{
     BlobDesc, BlobMapping, BlobMem, CapsetInfo, ComputeBackend, FenceTimeline, GpuError, GpuResult,
     MapCache, Resource3dDesc, ResourceId, RingIdx, RowSink, RowSource, Transfer3d,
 };
 use tracing::warn;
-use ::venus::protocol::capset::CAPSET_ID_VENUS;
 
 use super::memory::ExportableMemory;
 use super::resources::{Blob, ImageShape, Resource, PIPE_BUFFER};

@@ -11,14 +11,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use ::venus::protocol::capset::{VenusCapset, CAPSET_ID_VENUS};
+use ::venus::resource::{SharedMemory, MAX_BLOB_SIZE};
+use ::venus::{Context, DeviceSelector, RenderError, StreamCx};
 use gpu_interface::{
     BlobDesc, BlobMapping, BlobMem, CapsetInfo, FenceTimeline, GpuError, GpuResult, MapCache,
     ResourceId, RingIdx,
 };
 use tracing::{debug, warn};
-use ::venus::protocol::capset::{VenusCapset, CAPSET_ID_VENUS};
-use ::venus::resource::{SharedMemory, MAX_BLOB_SIZE};
-use ::venus::{Context, DeviceSelector, RenderError, StreamCx};
 
 /// Shared memory (blob id 0) all venus contexts of a device may hold at once.
 pub const SHMEM_LIMIT: u64 = 1 << 30;
@@ -199,7 +199,12 @@ impl VenusContexts {
                 .memory_blob(desc.blob_id)
                 .map_err(render_error(ctx_id, "blob id names no host-visible memory"))?;
             if size > memory.size() {
-                warn!(ctx_id, size, have = memory.size(), "venus: blob larger than its memory");
+                warn!(
+                    ctx_id,
+                    size,
+                    have = memory.size(),
+                    "venus: blob larger than its memory"
+                );
                 return Err(GpuError::InvalidParameter("blob larger than its memory"));
             }
             (memory, 0)
