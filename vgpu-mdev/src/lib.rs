@@ -1,3 +1,19 @@
-//! vGPU slice management: SR-IOV VFs, mdev instances and software slices with memory quotas.
+//! vGPU slice management (the model so far; the `vgpu mdev` and `vgpu sriov` commands come with
+//! the slices issue): the host's slicing as the kernel shows it in sysfs (mediated-device
+//! parents, their types and instances; SR-IOV physical functions and their virtual functions),
+//! and mdevctl's persistent definitions (`/etc/mdevctl.d/<parent>/<uuid>`), so a slice defined
+//! by either tool is seen by the other.
 //!
-//! Nothing is implemented yet; the crate holds the place in the workspace.
+//! Every path is taken under an injectable root ([`sysfs::Sysfs`], [`mdevctl::ConfigStore`]):
+//! unit tests run against fake trees, the nested tests against the real one.
+//!
+//! Layout: [`sysfs`] (reading and writing attributes), [`mdev`] (parents, types, instances),
+//! [`mdevctl`] (definitions) and [`sriov`] (PFs and VFs).
+
+pub mod mdev;
+pub mod mdevctl;
+pub mod sriov;
+pub mod sysfs;
+
+#[cfg(test)]
+mod fake;
