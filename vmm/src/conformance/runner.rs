@@ -178,13 +178,15 @@ struct Ended {
     last_line: String,
 }
 
-/// Runs `cases` in one process; returns their results and the cases it never reached.
+/// Runs `cases` in one process; returns their results and the cases it never reached. `seen`
+/// hears of each result as it comes (a guest's batch is the whole suite: progress is per case).
 fn run_batch(
     suite: &Suite,
     target: &Target,
     cfg: &RunConfig,
     cases: &[String],
     batch: usize,
+    seen: &dyn Fn(&CaseResult),
 ) -> (Vec<CaseResult>, Vec<String>) {
     let fail_all = |why: String| {
         let r = cases
@@ -195,7 +197,8 @@ fn run_batch(
                 duration: Duration::ZERO,
                 detail: why.clone(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        r.iter().for_each(seen);
         (r, Vec::new())
     };
     if let Some(r) = &target.renderer {
@@ -255,12 +258,14 @@ fn run_batch(
                         deadline = case_start + cfg.timeout;
                     }
                     for (name, status, detail) in log.finished.drain(..) {
-                        results.push(CaseResult {
+                        let r = CaseResult {
                             name,
                             status,
                             duration: case_start.elapsed(),
                             detail,
-                        });
+                        };
+                        seen(&r);
+                        results.push(r);
                     }
                 } else if !line.trim().is_empty() {
                     ended.last_line = line;
@@ -278,7 +283,10 @@ fn run_batch(
     // Whatever the test left running in its group goes too (and lets go of the pipe).
     kill_group(&mut child);
     let _ = reader.join();
-    settle(suite, cases, results, log.running, ended, case_start)
+    let live = results.len();
+    let (results, leftover) = settle(suite, cases, results, log.running, ended, case_start);
+    results[live..].iter().for_each(seen);
+    (results, leftover)
 }
 
 fn kill_group(child: &mut Child) {
@@ -413,14 +421,17 @@ pub fn run(
                         continue;
                     };
                     let n = batches.fetch_add(1, Ordering::Relaxed);
-                    let (mut done, leftover) = run_batch(suite, target, cfg, &batch, n);
+                    // Failing so far: before the retries that may make some a Flake.
+                    let seen = |r: &CaseResult| {
+                        progress.case_done(expectations.classify(&r.name, r.status).is_unexpected())
+                    };
+                    let (mut done, leftover) = run_batch(suite, target, cfg, &batch, n, &seen);
                     for r in &mut done {
                         r.status = expectations.classify(&r.name, r.status);
                         if cfg.retry_failures && r.status.is_failure() {
                             retry(suite, target, cfg, &batches, r);
                             r.status = expectations.classify(&r.name, r.status);
                         }
-                        progress.case_done(r.status.is_unexpected());
                     }
                     results.lock().unwrap().extend(done);
                     if !leftover.is_empty() {
@@ -457,7 +468,14 @@ fn retry(
     r: &mut CaseResult,
 ) {
     let n = batches.fetch_add(1, Ordering::Relaxed);
-    let (again, _) = run_batch(suite, target, cfg, std::slice::from_ref(&r.name), n);
+    let (again, _) = run_batch(
+        suite,
+        target,
+        cfg,
+        std::slice::from_ref(&r.name),
+        n,
+        &|_| {},
+    );
     if again
         .iter()
         .any(|a| a.name == r.name && a.status == Status::Pass)
