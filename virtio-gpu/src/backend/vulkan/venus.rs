@@ -8,7 +8,7 @@
 //! fence on ring N > 0 waits for the GPU on the queue the driver bound to ring N. A malformed
 //! stream ends that context (its rings report FATAL to the driver); others go on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ::venus::protocol::capset::{VenusCapset, CAPSET_ID_VENUS};
@@ -32,11 +32,11 @@ pub fn capset_info() -> CapsetInfo {
     }
 }
 
+/// A renderer context; the blobs it can see (created in, or attached to, it) are its
+/// renderer's resources.
 struct VenusContext {
     renderer: Arc<Context>,
     stream: StreamCx,
-    /// Resources the renderer can see (created in, or attached to, this context).
-    attached: HashSet<ResourceId>,
 }
 
 struct VenusBlob {
@@ -98,7 +98,6 @@ impl VenusContexts {
             VenusContext {
                 renderer,
                 stream: StreamCx::default(),
-                attached: HashSet::new(),
             },
         );
         Ok(())
@@ -128,16 +127,12 @@ impl VenusContexts {
         let ctx = self.context(ctx_id)?;
         if let Some(memory) = memory {
             ctx.renderer.add_resource(id, memory);
-            ctx.attached.insert(id);
         }
         Ok(())
     }
 
     pub fn detach_resource(&mut self, ctx_id: u32, id: ResourceId) -> GpuResult<()> {
-        let ctx = self.context(ctx_id)?;
-        if ctx.attached.remove(&id) {
-            ctx.renderer.remove_resource(id);
-        }
+        self.context(ctx_id)?.renderer.remove_resource(id);
         Ok(())
     }
 
@@ -178,6 +173,7 @@ impl VenusContexts {
         if id == 0 || self.blobs.contains_key(&id) {
             return Err(GpuError::InvalidResourceId(id));
         }
+        let renderer = self.context(ctx_id)?.renderer.clone();
         let size = usize::try_from(desc.size)
             .ok()
             .filter(|&s| s > 0 && s <= MAX_BLOB_SIZE)
@@ -193,9 +189,7 @@ impl VenusContexts {
             })?;
             (Arc::new(memory), desc.size)
         } else {
-            let memory = self
-                .context(ctx_id)?
-                .renderer
+            let memory = renderer
                 .memory_blob(desc.blob_id)
                 .map_err(render_error(ctx_id, "blob id names no host-visible memory"))?;
             if size > memory.size() {
@@ -209,9 +203,7 @@ impl VenusContexts {
             }
             (memory, 0)
         };
-        let ctx = self.context(ctx_id)?;
-        ctx.renderer.add_resource(id, memory.clone());
-        ctx.attached.insert(id);
+        renderer.add_resource(id, memory.clone());
         self.shmem_used += charged;
         self.blobs.insert(
             id,
@@ -261,10 +253,8 @@ impl VenusContexts {
             .remove(&id)
             .ok_or(GpuError::InvalidResourceId(id))?;
         self.shmem_used -= blob.charged;
-        for ctx in self.contexts.values_mut() {
-            if ctx.attached.remove(&id) {
-                ctx.renderer.remove_resource(id);
-            }
+        for ctx in self.contexts.values() {
+            ctx.renderer.remove_resource(id);
         }
         Ok(())
     }
