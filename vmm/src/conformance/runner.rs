@@ -90,19 +90,15 @@ impl Renderer {
         }
         Ok(())
     }
+}
 
-    /// Kills the renderer (a test of crash recovery, or the end of the run).
-    pub fn kill(&self) {
+/// The run is over: the renderer goes, and its socket with it.
+impl Drop for Renderer {
+    fn drop(&mut self) {
         if let Some(mut c) = self.child.lock().unwrap().take() {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-impl Drop for Renderer {
-    fn drop(&mut self) {
-        self.kill();
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -356,8 +352,7 @@ fn settle(
         .collect();
     if running.is_some() || !clean {
         // The process went down under a case: the rest runs in a new process.
-        let leftover = unreached;
-        return (results, leftover);
+        return (results, unreached);
     }
     // A clean exit that left cases without results: dEQP did not know them.
     let missing = unreached.into_iter().map(|name| CaseResult {
@@ -430,7 +425,6 @@ pub fn run(
                         r.status = expectations.classify(&r.name, r.status);
                         if cfg.retry_failures && r.status.is_failure() {
                             retry(suite, target, cfg, &batches, r);
-                            r.status = expectations.classify(&r.name, r.status);
                         }
                     }
                     results.lock().unwrap().extend(done);
