@@ -48,6 +48,20 @@ impl Rect {
         matches!((self.right(), self.bottom()), (Some(r), Some(b)) if r <= width && b <= height)
     }
 
+    /// The smallest rectangle holding both (edges saturate rather than overflow).
+    pub fn bounding_box(&self, other: &Rect) -> Rect {
+        let (x0, y0) = (self.x.min(other.x), self.y.min(other.y));
+        let x1 = self
+            .x
+            .saturating_add(self.width)
+            .max(other.x.saturating_add(other.width));
+        let y1 = self
+            .y
+            .saturating_add(self.height)
+            .max(other.y.saturating_add(other.height));
+        Rect::new(x0, y0, x1 - x0, y1 - y0)
+    }
+
     /// The overlap of two rectangles, or `None` if they do not overlap.
     pub fn intersect(&self, other: &Rect) -> Option<Rect> {
         let x0 = self.x.max(other.x);
@@ -68,6 +82,15 @@ mod tests {
         assert!(!Rect::new(1, 0, 64, 64).fits_in(64, 64));
         assert!(!Rect::new(u32::MAX, 0, 2, 1).fits_in(u32::MAX, 1));
         assert!(!Rect::new(0, u32::MAX - 1, 1, 5).fits_in(10, u32::MAX));
+    }
+
+    #[test]
+    fn bounding_box_holds_both() {
+        let (a, b) = (Rect::new(2, 3, 4, 5), Rect::new(10, 1, 2, 2));
+        assert_eq!(a.bounding_box(&b), Rect::new(2, 1, 10, 7));
+        assert_eq!(b.bounding_box(&a), Rect::new(2, 1, 10, 7));
+        let edge = Rect::new(u32::MAX - 1, 0, 5, 1);
+        assert_eq!(edge.bounding_box(&a), Rect::new(2, 0, u32::MAX - 2, 8));
     }
 
     #[test]

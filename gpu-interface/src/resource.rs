@@ -120,6 +120,12 @@ impl<F: FnMut(u32, &mut [u8]) -> GpuResult<()>> RowSource for F {
     }
 }
 
+impl<F: FnMut(u32, &[u8]) -> GpuResult<()>> RowSink for F {
+    fn take_row(&mut self, row: u32, src: &[u8]) -> GpuResult<()> {
+        self(row, src)
+    }
+}
+
 /// The bytes of one rectangle of an image: rows of `width * bpp` bytes, `stride` apart.
 pub fn rect_row_len(rect: &Rect, format: PixelFormat) -> Option<usize> {
     usize::try_from(rect.width.checked_mul(format.bytes_per_pixel())?).ok()

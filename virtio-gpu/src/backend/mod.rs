@@ -3,6 +3,7 @@
 pub mod compose;
 pub(crate) mod contexts;
 pub(crate) mod fence_timeline;
+pub(crate) mod host_display;
 #[cfg(feature = "rutabaga")]
 pub mod rutabaga;
 pub(crate) mod scanouts;

@@ -26,27 +26,25 @@ pub(crate) struct Cursor<P> {
     pub pixels: P,
 }
 
-/// One scanout: what it shows, its cursor, and `extra` state of the backend's own.
+/// One scanout: what it shows and its cursor.
 #[derive(Debug)]
-pub(crate) struct Scanout<F, P, X = ()> {
+pub(crate) struct Scanout<F, P> {
     pub shown: Option<Shown<F>>,
     pub cursor: Option<Cursor<P>>,
     pub cursor_pos: (u32, u32),
-    pub extra: X,
 }
 
-impl<F, P, X: Default> Default for Scanout<F, P, X> {
+impl<F, P> Default for Scanout<F, P> {
     fn default() -> Self {
         Scanout {
             shown: None,
             cursor: None,
             cursor_pos: (0, 0),
-            extra: X::default(),
         }
     }
 }
 
-impl<F, P, X> Scanout<F, P, X> {
+impl<F, P> Scanout<F, P> {
     /// What the scanout shows, or an error if it is disabled.
     pub fn shown(&self) -> GpuResult<&Shown<F>> {
         self.shown
@@ -71,15 +69,15 @@ impl<F, P, X> Scanout<F, P, X> {
 
 /// The [`MAX_SCANOUTS`] scanouts of a device; indexes like a slice.
 #[derive(Debug)]
-pub(crate) struct Scanouts<F, P, X = ()>(Vec<Scanout<F, P, X>>);
+pub(crate) struct Scanouts<F, P>(Vec<Scanout<F, P>>);
 
-impl<F, P, X: Default> Default for Scanouts<F, P, X> {
+impl<F, P> Default for Scanouts<F, P> {
     fn default() -> Self {
         Scanouts((0..MAX_SCANOUTS).map(|_| Scanout::default()).collect())
     }
 }
 
-impl<F, P, X> Scanouts<F, P, X> {
+impl<F, P> Scanouts<F, P> {
     /// The index of guest-given `scanout`, or `InvalidScanoutId`.
     pub fn index(&self, scanout: ScanoutId) -> GpuResult<usize> {
         usize::try_from(scanout)
@@ -89,12 +87,12 @@ impl<F, P, X> Scanouts<F, P, X> {
     }
 
     /// Scanout `scanout`, or `InvalidScanoutId`.
-    pub fn get(&self, scanout: ScanoutId) -> GpuResult<&Scanout<F, P, X>> {
+    pub fn get(&self, scanout: ScanoutId) -> GpuResult<&Scanout<F, P>> {
         Ok(&self.0[self.index(scanout)?])
     }
 
     /// Scanout `scanout`, or `InvalidScanoutId`.
-    pub fn get_mut(&mut self, scanout: ScanoutId) -> GpuResult<&mut Scanout<F, P, X>> {
+    pub fn get_mut(&mut self, scanout: ScanoutId) -> GpuResult<&mut Scanout<F, P>> {
         let index = self.index(scanout)?;
         Ok(&mut self.0[index])
     }
@@ -158,14 +156,14 @@ pub(crate) fn lend_rect(
     Ok(())
 }
 
-impl<F, P, X> Deref for Scanouts<F, P, X> {
-    type Target = [Scanout<F, P, X>];
+impl<F, P> Deref for Scanouts<F, P> {
+    type Target = [Scanout<F, P>];
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-impl<F, P, X> DerefMut for Scanouts<F, P, X> {
+impl<F, P> DerefMut for Scanouts<F, P> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0
     }

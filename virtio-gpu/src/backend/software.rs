@@ -9,7 +9,7 @@
 //! transfers and HOST3D blobs (memfd-backed, so `map_blob` returns a real fd) all do real work.
 
 mod compute;
-mod resources;
+pub(crate) mod resources;
 pub mod stream;
 mod timeline;
 
@@ -21,9 +21,8 @@ use gpu_interface::{
     ResourceId, RowSink, RowSource, ScanoutId,
 };
 
-use super::compose::{self, ImageRef};
 use super::contexts::ContextTable;
-use super::scanouts::{self, Cursor, Scanouts, Shown};
+use super::host_display::HostDisplay;
 use resources::{Image, Resource, Storage};
 
 /// Host memory the software backend lets resources use in all by default, so a guest cannot
@@ -34,8 +33,7 @@ pub const MEMORY_LIMIT: u64 = 1 << 30;
 #[derive(Debug)]
 pub struct SoftwareBackend {
     resources: HashMap<ResourceId, Resource>,
-    /// Front buffers as images; cursors as 64x64 ARGB8888, taken at UPDATE_CURSOR time.
-    scanouts: Scanouts<Image, Vec<u8>>,
+    display: HostDisplay,
     contexts: HashMap<u32, compute::Context>,
     timelines: timeline::Timelines,
     memory_used: u64,
@@ -54,7 +52,7 @@ impl SoftwareBackend {
     pub fn new() -> Self {
         SoftwareBackend {
             resources: HashMap::new(),
-            scanouts: Scanouts::default(),
+            display: HostDisplay::default(),
             contexts: HashMap::new(),
             timelines: timeline::Timelines::default(),
             memory_used: 0,
@@ -92,11 +90,7 @@ impl SoftwareBackend {
     }
 
     fn image(&self, id: ResourceId) -> GpuResult<&Image> {
-        match self.resources.get(&id).map(|r| &r.storage) {
-            Some(Storage::Image(img)) => Ok(img),
-            Some(Storage::Blob(_)) => Err(GpuError::InvalidParameter("resource is a blob")),
-            None => Err(GpuError::InvalidResourceId(id)),
-        }
+        image_in(&self.resources, id)
     }
 
     fn image_mut(&mut self, id: ResourceId) -> GpuResult<&mut Image> {
@@ -105,6 +99,15 @@ impl SoftwareBackend {
             Some(Storage::Blob(_)) => Err(GpuError::InvalidParameter("resource is a blob")),
             None => Err(GpuError::InvalidResourceId(id)),
         }
+    }
+}
+
+/// Image `id` of `resources` (a function of the map, so the display can be borrowed beside it).
+fn image_in(resources: &HashMap<ResourceId, Resource>, id: ResourceId) -> GpuResult<&Image> {
+    match resources.get(&id).map(|r| &r.storage) {
+        Some(Storage::Image(img)) => Ok(img),
+        Some(Storage::Blob(_)) => Err(GpuError::InvalidParameter("resource is a blob")),
+        None => Err(GpuError::InvalidResourceId(id)),
     }
 }
 
@@ -126,7 +129,7 @@ impl DisplayBackend for SoftwareBackend {
             .remove(&id)
             .ok_or(GpuError::InvalidResourceId(id))?;
         self.memory_used = self.memory_used.saturating_sub(resource.bytes());
-        self.scanouts.forget_resource(id);
+        self.display.forget_resource(id);
         self.contexts.forget_resource(id);
         Ok(())
     }
@@ -155,31 +158,13 @@ impl DisplayBackend for SoftwareBackend {
         id: Option<ResourceId>,
         rect: Rect,
     ) -> GpuResult<()> {
-        self.scanouts.get_mut(scanout)?;
-        let Some(id) = id else {
-            self.scanouts.get_mut(scanout)?.shown = None;
-            return Ok(());
+        self.display.check_scanout(scanout)?;
+        let shown = match id {
+            Some(id) => Some((id, image_in(&self.resources, id)?)),
+            None => None,
         };
-        let image = self.image(id)?;
-        let format = image
-            .format
-            .ok_or(GpuError::InvalidParameter("resource has no 2D format"))?;
-        scanouts::check_scanout_rect(rect, image.width, image.height)?;
-        let desc = Resource2dDesc {
-            width: rect.width,
-            height: rect.height,
-            format,
-        };
-        let mut front = Image::new_2d(desc, self.memory_limit)?;
-        // What the resource holds now is shown at once; later changes appear on flush.
-        image.copy_to(rect, &mut front, 0, 0)?;
-        self.scanouts.get_mut(scanout)?.shown = Some(Shown {
-            resource: id,
-            rect,
-            format,
-            front,
-        });
-        Ok(())
+        self.display
+            .set_scanout(scanout, shown, rect, self.memory_limit)
     }
 
     fn flush(&mut self, id: ResourceId, rect: Rect) -> GpuResult<()> {
@@ -187,76 +172,28 @@ impl DisplayBackend for SoftwareBackend {
     }
 
     fn flush_changed(&mut self, id: ResourceId, rect: Rect) -> GpuResult<Option<Rect>> {
-        let image = match self.resources.get_mut(&id).map(|r| &mut r.storage) {
-            Some(Storage::Image(img)) => img,
-            Some(Storage::Blob(_)) => return Ok(None),
-            None => return Err(GpuError::InvalidResourceId(id)),
-        };
-        scanouts::check_flush_rect(rect, image.width, image.height)?;
-        // Pixels outside `changed` already are on every front buffer showing them.
-        let Some(changed) = image.changed.and_then(|c| c.intersect(&rect)) else {
-            return Ok(None);
-        };
-        for scanout in self.scanouts.iter_mut() {
-            let Some(shown) = scanout.shown.as_mut().filter(|s| s.resource == id) else {
-                continue;
-            };
-            let Some(damage) = changed.intersect(&shown.rect) else {
-                continue;
-            };
-            let (dx, dy) = (damage.x - shown.rect.x, damage.y - shown.rect.y);
-            image.copy_to(damage, &mut shown.front, dx, dy)?;
+        match self.resources.get_mut(&id).map(|r| &mut r.storage) {
+            Some(Storage::Image(image)) => self.display.flush_changed(id, image, rect),
+            Some(Storage::Blob(_)) => Ok(None),
+            None => Err(GpuError::InvalidResourceId(id)),
         }
-        image.presented(rect);
-        Ok(Some(changed))
     }
 
     fn set_cursor(&mut self, scanout: ScanoutId, image: Option<CursorImage>) -> GpuResult<()> {
-        self.scanouts.get_mut(scanout)?;
+        self.display.check_scanout(scanout)?;
         let cursor = match image {
+            Some(c) => Some((c, image_in(&self.resources, c.resource)?)),
             None => None,
-            Some(cursor_image) => {
-                let img = self.image(cursor_image.resource)?;
-                let format = img
-                    .format
-                    .ok_or(GpuError::InvalidParameter("cursor has no 2D format"))?;
-                let argb = compose::cursor_to_argb(&ImageRef {
-                    width: img.width,
-                    height: img.height,
-                    stride: img.stride,
-                    format,
-                    data: &img.data,
-                })?;
-                Some(Cursor {
-                    image: cursor_image,
-                    pixels: argb,
-                })
-            }
         };
-        self.scanouts.get_mut(scanout)?.cursor = cursor;
-        Ok(())
+        self.display.set_cursor(scanout, cursor)
     }
 
     fn move_cursor(&mut self, scanout: ScanoutId, x: u32, y: u32) -> GpuResult<()> {
-        self.scanouts.move_cursor(scanout, x, y)
+        self.display.move_cursor(scanout, x, y)
     }
 
     fn read_scanout(&mut self, scanout: ScanoutId) -> GpuResult<Frame> {
-        let s = self.scanouts.get_mut(scanout)?;
-        let shown = s.shown()?;
-        let front = &shown.front;
-        let format = front
-            .format
-            .ok_or(GpuError::InvalidParameter("scanout has no format"))?;
-        let primary = ImageRef {
-            width: front.width,
-            height: front.height,
-            stride: front.stride,
-            format,
-            data: &front.data,
-        };
-        let cursor = s.cursor_plane(|argb| argb);
-        compose::compose(&primary, cursor)
+        self.display.read_scanout(scanout)
     }
 
     fn read_scanout_rect(
@@ -265,14 +202,7 @@ impl DisplayBackend for SoftwareBackend {
         rect: Rect,
         f: &mut dyn FnMut(&RectView<'_>),
     ) -> GpuResult<()> {
-        let s = self.scanouts.get_mut(scanout)?;
-        let front = &s.shown()?.front;
-        let format = front
-            .format
-            .ok_or(GpuError::InvalidParameter("scanout has no format"))?;
-        // The front buffer itself is lent: no copy, no composition.
-        let size = (front.width, front.height);
-        scanouts::lend_rect(&front.data, size, front.stride, format, rect, f)
+        self.display.read_scanout_rect(scanout, rect, f)
     }
 }
 

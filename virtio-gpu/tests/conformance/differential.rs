@@ -197,8 +197,10 @@ fn compute_step(b: &mut dyn GpuBackend, rng: &mut Rng) -> Outcome {
     let id = rng.id();
     let done = |_| Outcome::Done;
     // 0 create_context, 1-2 attach, 11 detach, 3 create 2D, 4 and 12 create 3D, 5 blob,
-    // 6 destroy, 7-9 and 13 submit, 10 and 14 3D read-back, 15 2D read-back.
-    match rng.below(16) {
+    // 6 destroy, 7-9 and 13 submit, 10 and 14 3D read-back, 15 2D read-back, 16 2D write,
+    // 17 show and flush, 18 the scanout's frame: the GPU's and the guest's writes to one
+    // resource must reach each other and the screen in order.
+    match rng.below(19) {
         0 => {
             let capset = [0, stream::CAPSET_ID, 7][rng.below(3) as usize];
             outcome(b.create_context(ctx, capset, "differential"), done)
@@ -270,6 +272,22 @@ fn compute_step(b: &mut dyn GpuBackend, rng: &mut Rng) -> Outcome {
                 Outcome::Rows(rows.0)
             })
         }
+        16 => {
+            let (rect, seed) = (rng.small_rect(), rng.below(256) as u8);
+            let r = fill(b, id, rect, PixelFormat::ABGR8888, |x, y| {
+                pattern(x, y, seed)
+            });
+            outcome(r, done)
+        }
+        17 => {
+            if rng.below(3) == 0 {
+                let rect = rng.small_rect();
+                outcome(b.set_scanout(0, Some(id), rect), done)
+            } else {
+                outcome(b.flush(id, rng.small_rect()), done)
+            }
+        }
+        18 => outcome(b.read_scanout(0), Outcome::Frame),
         _ => outcome(read(b, id, rng.small_rect()), Outcome::Rows),
     }
 }

@@ -56,16 +56,12 @@ pub struct Image {
     pub changed: Option<Rect>,
 }
 
-/// The smallest rectangle holding `a` and `b`.
+/// `a` grown to hold `b` (an empty `b` adds nothing).
 fn union(a: Option<Rect>, b: Rect) -> Option<Rect> {
     if b.is_empty() {
         return a;
     }
-    let Some(a) = a else { return Some(b) };
-    let (x0, y0) = (a.x.min(b.x), a.y.min(b.y));
-    let x1 = (a.x + a.width).max(b.x + b.width);
-    let y1 = (a.y + a.height).max(b.y + b.height);
-    Some(Rect::new(x0, y0, x1 - x0, y1 - y0))
+    Some(a.map_or(b, |a| a.bounding_box(&b)))
 }
 
 /// One page of image storage.
@@ -170,7 +166,7 @@ impl Image {
     }
 
     /// Byte range of row `y` (absolute) of `layer`, columns `x..x + width`, checked.
-    fn row(&self, layer: u32, y: u32, x: u32, width: u32) -> GpuResult<Range<usize>> {
+    pub fn row(&self, layer: u32, y: u32, x: u32, width: u32) -> GpuResult<Range<usize>> {
         let bad = GpuError::InvalidParameter("box outside the resource");
         if layer >= self.layers || y >= self.height {
             return Err(bad);

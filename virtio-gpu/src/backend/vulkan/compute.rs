@@ -139,7 +139,6 @@ impl ComputeBackend for VulkanBackend {
             height: desc.height.max(1),
             layers: layers.ok_or(GpuError::InvalidParameter("too many layers"))?,
             bpp: if desc.target == PIPE_BUFFER { 1 } else { 4 },
-            format: None,
         };
         self.insert_image(id, shape)?;
         self.contexts.adopt(ctx_id, id);
@@ -153,9 +152,17 @@ impl ComputeBackend for VulkanBackend {
         transfer: Transfer3d,
         source: &mut dyn RowSource,
     ) -> GpuResult<()> {
-        let img = self.image(id)?;
-        let (rect, layer, depth) = img.transfer_box(&transfer)?;
-        let dst = img.linear();
+        let (rect, layer, depth) = self.image(id)?.transfer_box(&transfer)?;
+        if self.image(id)?.host.is_some() {
+            // A 2D resource: its host copy is the one transfers and displays use.
+            self.on_host(id)?;
+            if let Some(host) = self.image_mut(id)?.host.as_mut() {
+                host.write_box(rect, layer, depth, source)?;
+            }
+            self.host_wrote(id, rect);
+            return Ok(());
+        }
+        let dst = self.image(id)?.linear()?;
         self.staging
             .upload(&mut self.submitter, dst, rect, (layer, depth), source)
     }
@@ -167,9 +174,14 @@ impl ComputeBackend for VulkanBackend {
         transfer: Transfer3d,
         sink: &mut dyn RowSink,
     ) -> GpuResult<()> {
-        let img = self.image(id)?;
-        let (rect, layer, depth) = img.transfer_box(&transfer)?;
-        let src = img.linear();
+        let (rect, layer, depth) = self.image(id)?.transfer_box(&transfer)?;
+        if self.image(id)?.host.is_some() {
+            self.on_host(id)?;
+            if let Some(host) = self.image(id)?.host.as_ref() {
+                return host.read_box(rect, layer, depth, sink);
+            }
+        }
+        let src = self.image(id)?.linear()?;
         self.staging
             .download(&mut self.submitter, src, rect, (layer, depth), sink)
     }

@@ -1,25 +1,23 @@
-//! The Vulkan backend: resources live in Vulkan memory, transfers go through a host-visible
-//! staging buffer with one queue submission per transfer, scanouts are composed by a compute
-//! shader, the private "VG" capset's command stream runs as GPU copies and fills, and fences are
-//! markers on a timeline semaphore.
+//! The Vulkan backend: 3D resources live in Vulkan memory (transfers go through a host-visible
+//! staging buffer with one queue submission per transfer), 2D resources in host memory with a
+//! device copy made when the GPU first uses one, scanouts in host memory where display listeners
+//! read them, the private "VG" capset's command stream runs as GPU copies and fills, and fences
+//! are markers on a timeline semaphore.
 //!
 //! Layout: [`device`] (loader, physical device choice, queue), [`memory`] (buffers and exportable
 //! blob memory), `resources` (images and blobs), `submit` (command recording, submission, the
-//! timeline semaphore), `transfer` (staging and row copies), [`shader`] and `pipeline` (the
-//! compose shader), `display` (the `DisplayBackend` half), `compute` (contexts, fences, 3D
+//! timeline semaphore), `transfer` (staging and row copies), `display` (the `DisplayBackend` half), `compute` (contexts, fences, 3D
 //! resources, host blobs), `stream` (the VG command stream), `timeline` (fence ordering) and
 //! `venus` (capset VENUS contexts, served by the `venus` renderer).
 //!
-//! Every image is a linear `VkBuffer` (`stride = width * bytes per pixel`): composition then
-//! needs only buffer copies and one compute dispatch, and transfers are plain row copies.
+//! Every device image is a linear `VkBuffer` (`stride = width * bytes per pixel`): transfers and
+//! the VG commands are then plain buffer copies and fills.
 
 mod compute;
 pub mod device;
 mod display;
 pub mod memory;
-mod pipeline;
 mod resources;
-pub mod shader;
 mod stream;
 mod submit;
 mod timeline;
@@ -32,10 +30,8 @@ use std::sync::Arc;
 use ash::vk;
 use gpu_interface::{GpuBackend, GpuError, ResourceId};
 
+use super::host_display::HostDisplay;
 use device::GpuDevice;
-use display::Scanouts;
-use memory::{GpuBuffer, MemoryUse};
-use pipeline::ComposePipeline;
 use resources::Resource;
 use submit::Submitter;
 use transfer::Staging;
@@ -63,8 +59,6 @@ pub enum VulkanError {
     OutOfRange,
     #[error("the device lacks VK_EXT_external_memory_host")]
     NoExternalMemory,
-    #[error("compose shader: {0}")]
-    Shader(String),
     #[error("{0}")]
     Other(String),
 }
@@ -106,17 +100,14 @@ struct Context {
 /// A [`GpuBackend`] on host Vulkan.
 pub struct VulkanBackend {
     resources: HashMap<ResourceId, Resource>,
-    scanouts: Scanouts,
+    display: HostDisplay,
     contexts: HashMap<u32, Context>,
     venus: venus::VenusContexts,
     timelines: timeline::Timelines,
     memory_used: u64,
     staging: Staging,
-    compose: ComposePipeline,
-    /// Parameters of the compose shader, rewritten before each dispatch.
-    params: GpuBuffer,
-    /// Bound as the cursor when a scanout has none (a binding must name a live buffer).
-    no_cursor: GpuBuffer,
+    /// One row of a 2D transfer, compared with the resource before it is written.
+    scratch: Vec<u8>,
     submitter: Submitter,
     dev: Arc<GpuDevice>,
 }
@@ -130,23 +121,15 @@ impl VulkanBackend {
     /// Opens the device `selector` names (index or name substring), or the best one if `None`.
     pub fn with_device(selector: Option<&str>) -> Result<Self, VulkanError> {
         let dev = Arc::new(GpuDevice::open(selector)?);
-        let storage = vk::BufferUsageFlags::STORAGE_BUFFER;
         Ok(VulkanBackend {
             resources: HashMap::new(),
-            scanouts: Scanouts::default(),
+            display: HostDisplay::default(),
             contexts: HashMap::new(),
             venus: venus::VenusContexts::default(),
             timelines: timeline::Timelines::default(),
             memory_used: 0,
             staging: Staging::new(&dev),
-            compose: ComposePipeline::new(&dev)?,
-            params: GpuBuffer::new(
-                &dev,
-                shader::ComposeParams::BYTES as u64,
-                storage,
-                MemoryUse::Upload,
-            )?,
-            no_cursor: GpuBuffer::new(&dev, 256, storage, MemoryUse::DeviceLocal)?,
+            scratch: Vec::new(),
             submitter: Submitter::new(&dev)?,
             dev,
         })

@@ -110,9 +110,11 @@ impl VulkanBackend {
                 value,
             } => {
                 self.check_attached(ctx_id, resource)?;
+                self.image(resource)?.check_box(&rect, 0, 1)?;
+                self.on_gpu(resource)?;
+                self.gpu_wrote(resource, rect);
                 let img = self.image(resource)?;
-                img.check_box(&rect, 0, 1)?;
-                let dst = img.linear();
+                let dst = img.linear()?;
                 if img.bpp == 4 {
                     let row = u64::from(rect.width) * 4;
                     let ranges = (0..rect.height)
@@ -150,7 +152,10 @@ impl VulkanBackend {
                 s.check_box(&src_rect, 0, 1)?;
                 let dst_rect = Rect::new(dst_x, dst_y, src_rect.width, src_rect.height);
                 d.check_box(&dst_rect, 0, 1)?;
-                let (s, d) = (s.linear(), d.linear());
+                self.on_gpu(src)?;
+                self.on_gpu(dst)?;
+                self.gpu_wrote(dst, dst_rect);
+                let (s, d) = (self.image(src)?.linear()?, self.image(dst)?.linear()?);
                 let (w, h) = (src_rect.width, src_rect.height);
                 let (from, to) = (At::xy(src_rect.x, src_rect.y), At::xy(dst_x, dst_y));
                 if src != dst {

@@ -27,16 +27,6 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A tightly packed 4-byte-per-pixel image `width` pixels wide.
-    pub fn packed(buffer: vk::Buffer, width: u32, rows: u32) -> Self {
-        Linear {
-            buffer,
-            stride: width * 4,
-            bpp: 4,
-            rows,
-        }
-    }
-
     /// Byte offset of pixel (`x`, `y`) of `layer`.
     pub fn offset(&self, layer: u32, y: u32, x: u32) -> u64 {
         (u64::from(layer) * u64::from(self.rows) + u64::from(y)) * u64::from(self.stride)
@@ -99,12 +89,6 @@ pub fn box_regions(
         }
     }
     regions
-}
-
-/// Regions copying `rect` (layer 0) of `src` to (`dx`, `dy`) of `dst`.
-pub fn rect_regions(src: Linear, rect: Rect, dst: Linear, dx: u32, dy: u32) -> Vec<vk::BufferCopy> {
-    let (from, to) = (At::xy(rect.x, rect.y), At::xy(dx, dy));
-    box_regions(src, from, dst, to, rect.width, rect.height, 1)
 }
 
 /// The staging buffers, grown on demand up to [`STAGING_MAX`].
@@ -304,11 +288,11 @@ mod tests {
             bpp: 4,
             rows: 8,
         };
-        let regions = rect_regions(a, Rect::new(0, 2, 16, 3), a, 0, 5);
+        let regions = box_regions(a, At::xy(0, 2), a, At::xy(0, 5), 16, 3, 1);
         assert_eq!(regions.len(), 1);
         let r = regions[0];
         assert_eq!((r.src_offset, r.dst_offset, r.size), (128, 320, 192));
-        let regions = rect_regions(a, Rect::new(1, 2, 4, 3), a, 2, 0);
+        let regions = box_regions(a, At::xy(1, 2), a, At::xy(2, 0), 4, 3, 1);
         assert_eq!(regions.len(), 3);
         let r = regions[2];
         assert_eq!(
