@@ -153,12 +153,9 @@ impl ComputeBackend for VulkanBackend {
         source: &mut dyn RowSource,
     ) -> GpuResult<()> {
         let (rect, layer, depth) = self.image(id)?.transfer_box(&transfer)?;
-        if self.image(id)?.host.is_some() {
+        if let Some(host) = self.host_copy(id)? {
             // A 2D resource: its host copy is the one transfers and displays use.
-            self.on_host(id)?;
-            if let Some(host) = self.image_mut(id)?.host.as_mut() {
-                host.write_box(rect, layer, depth, source)?;
-            }
+            host.write_box(rect, layer, depth, source)?;
             self.host_wrote(id, rect);
             return Ok(());
         }
@@ -175,11 +172,8 @@ impl ComputeBackend for VulkanBackend {
         sink: &mut dyn RowSink,
     ) -> GpuResult<()> {
         let (rect, layer, depth) = self.image(id)?.transfer_box(&transfer)?;
-        if self.image(id)?.host.is_some() {
-            self.on_host(id)?;
-            if let Some(host) = self.image(id)?.host.as_ref() {
-                return host.read_box(rect, layer, depth, sink);
-            }
+        if let Some(host) = self.host_copy(id)? {
+            return host.read_box(rect, layer, depth, sink);
         }
         let src = self.image(id)?.linear()?;
         self.staging

@@ -65,19 +65,14 @@ impl DisplayBackend for VulkanBackend {
     }
 
     fn read_rect(&mut self, id: ResourceId, rect: Rect, sink: &mut dyn RowSink) -> GpuResult<()> {
-        let img = self.image(id)?;
-        img.check_box(&rect, 0, 1)?;
-        if img.host.is_none() {
-            let src = img.linear()?;
-            return self
-                .staging
-                .download(&mut self.submitter, src, rect, (0, 1), sink);
+        self.image(id)?.check_box(&rect, 0, 1)?;
+        if let Some(host) = self.host_copy(id)? {
+            return host.read_rect(rect, 0, sink);
         }
-        self.on_host(id)?;
-        match self.image(id)?.host.as_ref() {
-            Some(host) => host.read_rect(rect, 0, sink),
-            None => Ok(()),
-        }
+        // A 3D resource: read where it lives.
+        let src = self.image(id)?.linear()?;
+        self.staging
+            .download(&mut self.submitter, src, rect, (0, 1), sink)
     }
 
     fn set_scanout(

@@ -18,7 +18,7 @@ pub enum MemoryUse {
     DeviceLocal,
     /// Host writes, GPU reads (staging for uploads).
     Upload,
-    /// GPU writes, host reads (read-back, composed frames); cached when the device offers it.
+    /// GPU writes, host reads (read-back staging); cached when the device offers it.
     Readback,
 }
 

@@ -272,6 +272,12 @@ impl VulkanBackend {
         Ok(())
     }
 
+    /// The host copy of image `id`, brought up to date; `None` for a device-only (3D) image.
+    pub(super) fn host_copy(&mut self, id: ResourceId) -> GpuResult<Option<&mut HostImage>> {
+        self.on_host(id)?;
+        Ok(self.image_mut(id)?.host.as_mut())
+    }
+
     /// Records that the host copy of `id` was written in `rect` (after [`Self::on_host`]).
     pub(super) fn host_wrote(&mut self, id: ResourceId, rect: Rect) {
         if let Ok(img) = self.image_mut(id) {
