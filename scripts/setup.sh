@@ -9,8 +9,10 @@ SUDO=$(need_root)
 BASE_PKGS=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools pkg-config
            busybox-static cpio kmod zstd xz-utils
            gcc libc6-dev libdrm-dev python3-venv curl)
-# QEMU 10 (vhost-user without KVM) and the 6.12 kernel come from bookworm-backports.
-BACKPORT_PKGS=(qemu-system-x86 qemu-system-gui)
+# QEMU 10 (vhost-user without KVM) and the 6.12 kernel come from bookworm-backports, and so does
+# libvirt 11.3, the one nearest QEMU 10, for the libvirt test and bench row (it brings
+# backports' systemd along, which nothing here runs: the test starts its own libvirtd).
+BACKPORT_PKGS=(qemu-system-x86 qemu-system-gui libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
 
 missing=()
 for p in "${BASE_PKGS[@]}" "${BACKPORT_PKGS[@]}"; do

@@ -734,8 +734,13 @@ impl Image {
     }
 
     fn read_png(path: &Path) -> Result<Image, E2eError> {
-        let file = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-        let mut decoder = png::Decoder::new(BufReader::new(file));
+        let bytes = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
+        Image::from_png(&bytes)
+    }
+
+    /// Decodes a PNG (any colour type) to RGB.
+    pub fn from_png(bytes: &[u8]) -> Result<Image, E2eError> {
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         decoder.set_transformations(png::Transformations::normalize_to_color8());
         let mut reader = decoder
             .read_info()

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cmos;
 pub mod conformance;
 pub mod hypervisor;
+pub mod libvirt;
 pub mod memory;
 pub mod pci;
 pub mod raw;

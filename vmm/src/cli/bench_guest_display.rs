@@ -2,7 +2,9 @@
 //! DIRTYFB, guests/programs/vgpu-kms.c) against QEMU's built-in virtio-gpu-pci, QEMU's own
 //! vhost-user-gpu backend and ours, in one run; prints updates/s and host CPU time per update
 //! (QEMU plus backend, summed over all their threads from /proc/<pid>/task/*/schedstat) with
-//! ratios against both QEMU baselines.
+//! ratios against both QEMU baselines. One more row, where libvirt is installed: the same guest
+//! as a libvirt domain whose `<driver name='vhostuser'/>` video libvirt itself gives to our
+//! installed backend (a private session libvirtd, [`crate::libvirt`]), on its default renderer.
 //!
 //! The guest image comes from guests/build-image.sh; QEMU 10 runs it under TCG.
 
@@ -29,6 +31,9 @@ pub struct GuestDisplayArgs {
     /// (every pixel), the worst case for a device that forwards pixels to another process.
     #[arg(long, value_enum, default_value_t = Workload::Sparse)]
     pub workload: Workload,
+    /// Leave out the libvirt-started row.
+    #[arg(long)]
+    pub no_libvirt: bool,
     /// Directory holding vmlinuz and vgpu.cpio.gz.
     #[arg(long, default_value = "guests/out")]
     pub image_dir: PathBuf,
@@ -52,6 +57,10 @@ pub enum GuestDisplayError {
     },
     #[error("{device}: {reason}")]
     Run { device: String, reason: String },
+    #[error("libvirt: {0}")]
+    Libvirt(#[from] crate::libvirt::LibvirtError),
+    #[error("installing vgpu for libvirt: {0}")]
+    Install(#[from] super::install::InstallError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +68,7 @@ enum Device {
     QemuBuiltin,
     QemuVhostUser,
     Ours,
+    Libvirt,
 }
 
 impl Device {
@@ -67,6 +77,7 @@ impl Device {
             Device::QemuBuiltin => "QEMU virtio-gpu-pci (built-in)".into(),
             Device::QemuVhostUser => "QEMU vhost-user-gpu".into(),
             Device::Ours => format!("vgpu vhost-user-gpu ({backend})"),
+            Device::Libvirt => "libvirt-started vgpu (default)".into(),
         }
     }
 }
@@ -136,7 +147,8 @@ fn run_once(
     let _ = std::fs::create_dir_all(&dir);
     let sock = dir.join("gpu.sock");
     let backend_child = match device {
-        Device::QemuBuiltin => None,
+        // libvirt starts its backend itself (run_libvirt).
+        Device::QemuBuiltin | Device::Libvirt => None,
         Device::QemuVhostUser => Some(spawn(
             Command::new("/usr/lib/qemu/vhost-user-gpu")
                 .arg("--socket-path")
@@ -165,12 +177,6 @@ fn run_once(
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    let full = if args.workload == Workload::Full {
-        "+--full"
-    } else {
-        ""
-    };
-    let run = format!("vgpu-kms+--mode+1024x768+--frames+{}{full}", args.frames);
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
         "-M",
@@ -186,8 +192,7 @@ fn run_once(
     ]);
     qemu.arg("-kernel").arg(args.image_dir.join("vmlinuz"));
     qemu.arg("-initrd").arg(args.image_dir.join("vgpu.cpio.gz"));
-    qemu.arg("-append")
-        .arg(format!("console=ttyS0 quiet panic=-1 vgpu_run={run}"));
+    qemu.arg("-append").arg(guest_cmdline(args));
     qemu.args(["-serial", "stdio", "-monitor", "none"]);
     if device == Device::QemuBuiltin {
         qemu.args(["-device", "virtio-gpu-pci,xres=1024,yres=768"]);
@@ -227,12 +232,34 @@ fn run_once(
         }
     });
     let pids = (procs.qemu.id(), procs.backend.as_ref().map(Child::id));
+    measure(&rx, pids, args.frames, fail)
+}
+
+/// The guest command line that runs the workload.
+fn guest_cmdline(args: &GuestDisplayArgs) -> String {
+    let full = if args.workload == Workload::Full {
+        "+--full"
+    } else {
+        ""
+    };
+    let run = format!("vgpu-kms+--mode+1024x768+--frames+{}{full}", args.frames);
+    format!("console=ttyS0 quiet panic=-1 vgpu_run={run}")
+}
+
+/// Times the guest's updates from its start marker to its result line on the serial `lines`,
+/// with the CPU time QEMU (`pids.0`) and the backend spent meanwhile.
+fn measure(
+    lines: &mpsc::Receiver<String>,
+    pids: (u32, Option<u32>),
+    frames: u32,
+    fail: impl Fn(String) -> GuestDisplayError,
+) -> Result<Measure, GuestDisplayError> {
     let cpu = || (cpu_ns(pids.0), pids.1.map_or(0, cpu_ns));
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut start: Option<(Instant, (u64, u64))> = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
+        let line = lines
             .recv_timeout(left)
             .map_err(|_| fail("guest did not finish in 120 s".into()))?;
         if line.contains("VGPU-RUN vgpu-kms") {
@@ -244,7 +271,7 @@ fn run_once(
             if !line.contains(" PASS ") {
                 return Err(fail(line));
             }
-            let frames = f64::from(args.frames);
+            let frames = f64::from(frames);
             let (qemu_ns, backend_ns) = (q1.saturating_sub(q0), b1.saturating_sub(b0));
             return Ok(Measure {
                 updates_per_s: frames / secs,
@@ -255,6 +282,42 @@ fn run_once(
             return Err(fail(line));
         }
     }
+}
+
+/// The workload as a libvirt domain: our binary installed into a private session libvirt,
+/// which starts it as the domain's vhost-user GPU backend.
+fn run_libvirt(args: &GuestDisplayArgs, n: u32) -> Result<Measure, GuestDisplayError> {
+    use crate::libvirt::{follow_lines, DomainSpec, LibvirtSession};
+    const NAME: &str = "vgpu-bench";
+    let fail = |reason: String| GuestDisplayError::Run {
+        device: Device::Libvirt.label(""),
+        reason,
+    };
+    let dir = std::env::temp_dir().join(format!("vgpu-bench-lv-{}-{n}", std::process::id()));
+    let mut session = LibvirtSession::start(&dir)?;
+    let layout = super::install::Layout::new(&dir.join("prefix"), &session.vhost_user_dir());
+    let exe = std::env::current_exe().map_err(|source| GuestDisplayError::Spawn {
+        what: "vgpu".into(),
+        source,
+    })?;
+    super::install::install(&layout, &exe)?;
+    session.give_to_user(&dir)?;
+    let spec = DomainSpec {
+        name: NAME.into(),
+        kernel: session.stage(&args.image_dir.join("vmlinuz"))?,
+        initrd: session.stage(&args.image_dir.join("vgpu.cpio.gz"))?,
+        cmdline: guest_cmdline(args),
+        memory_mib: 512,
+        serial: dir.join("serial.log"),
+        resolution: (1024, 768),
+    };
+    let lines = follow_lines(spec.serial.clone());
+    session.create(&spec)?;
+    let qemu = session
+        .qemu_pid(NAME)
+        .ok_or_else(|| fail("no QEMU pidfile".into()))?;
+    let backend = session.vhost_user_gpu_pid(NAME);
+    measure(&lines, (qemu, backend), args.frames, fail)
 }
 
 pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
@@ -269,6 +332,14 @@ pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
         (Device::QemuVhostUser, String::new()),
     ];
     rows.extend(args.backends.iter().map(|b| (Device::Ours, b.clone())));
+    if args.no_libvirt {
+    } else if Path::new("/usr/sbin/libvirtd").exists() {
+        rows.push((Device::Libvirt, String::new()));
+    } else {
+        eprintln!(
+            "bench guest-display: no libvirt row (libvirtd missing; scripts/setup.sh installs it)"
+        );
+    }
     let mut results = Vec::new();
     let mut n = 0;
     for (device, backend) in rows {
@@ -281,7 +352,10 @@ pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
                 run + 1,
                 args.runs
             );
-            let m = run_once(device, &args, &backend, n)?;
+            let m = match device {
+                Device::Libvirt => run_libvirt(&args, n)?,
+                _ => run_once(device, &args, &backend, n)?,
+            };
             if best.is_none_or(|b| m.updates_per_s > b.updates_per_s) {
                 best = Some(m);
             }

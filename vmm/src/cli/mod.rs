@@ -11,6 +11,7 @@ mod bench_venus_work;
 mod bench_virtio_gpu;
 mod conformance;
 mod gpu_demo;
+pub mod install;
 mod run;
 mod vhost_user_gpu;
 mod vtest;
@@ -35,6 +36,8 @@ pub enum Command {
     Conformance(conformance::ConformanceArgs),
     /// Drive a virtio-gpu device as a guest would and save its scanout as PNG.
     GpuDemo(gpu_demo::GpuDemoArgs),
+    /// Put vgpu on the PATH and register it as libvirt's vhost-user GPU backend (--uninstall).
+    Install(install::InstallArgs),
     /// Serve our virtio-gpu device over vhost-user (drop-in for QEMU's vhost-user-gpu).
     VhostUserGpu(vhost_user_gpu::VhostUserGpuArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
@@ -52,6 +55,8 @@ pub enum CliError {
     Conformance(#[from] conformance::ConformanceCliError),
     #[error(transparent)]
     GpuDemo(#[from] gpu_demo::GpuDemoError),
+    #[error(transparent)]
+    Install(#[from] install::InstallError),
     #[error(transparent)]
     VhostUserGpu(#[from] vhost_user_gpu::VhostUserGpuError),
     #[error(transparent)]
@@ -80,6 +85,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Bench(b) => Ok(bench::run(b)?),
         Command::Conformance(args) => Ok(conformance::run(args)?),
         Command::GpuDemo(args) => Ok(gpu_demo::run(args)?),
+        Command::Install(args) => Ok(install::run(args)?),
         Command::VhostUserGpu(args) => Ok(vhost_user_gpu::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
         Command::Vtest(args) => Ok(vtest::run(args)?),
