@@ -106,6 +106,18 @@ pub struct BlobMapping {
 pub trait RowSource {
     /// Fills `dst` with row `row` (0-based within the transfer rectangle).
     fn fill_row(&mut self, row: u32, dst: &mut [u8]) -> GpuResult<()>;
+
+    /// Brings `current` (what the destination holds of row `row`) up to date in place, where
+    /// the source can compare without copying the row out first: returns the byte range that
+    /// changed (empty when nothing did), or `None` when it cannot, and the caller then copies
+    /// the row with [`RowSource::fill_row`] and compares it itself.
+    fn update_row(
+        &mut self,
+        _row: u32,
+        _current: &mut [u8],
+    ) -> GpuResult<Option<std::ops::Range<usize>>> {
+        Ok(None)
+    }
 }
 
 /// Receives the rows of a transfer out of a resource.

@@ -2,6 +2,8 @@
 //! ranges seen as one flat byte space, and the row sources/sinks that move image rows between
 //! it and a backend with one copy.
 
+use std::ops::Range;
+
 use gpu_interface::{GpuError, GpuResult, RowSink, RowSource};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, Permissions};
 
@@ -153,6 +155,56 @@ impl Backing {
         })
     }
 
+    /// Updates `current` to the backing's bytes at `offset`, compared in place in guest memory:
+    /// only the span from the first to the last differing byte is copied. Returns that span, or
+    /// `None` where a range is not plain mapped memory (the caller then copies and compares).
+    fn update_hinted<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        offset: u64,
+        current: &mut [u8],
+        hint: &mut usize,
+    ) -> GpuResult<Option<Range<usize>>> {
+        let (mut pieces, mut plain) = (Vec::with_capacity(4), true);
+        self.for_each_range(offset, current.len(), hint, |addr, range| {
+            match mem
+                .physical_memory()
+                .map(|p| p.get_slice(addr, range.len()))
+            {
+                Some(Ok(slice)) if slice.len() == range.len() => pieces.push((slice, range)),
+                _ => plain = false,
+            }
+            Ok(())
+        })?;
+        if !plain {
+            return Ok(None);
+        }
+        let first = pieces.iter().find_map(|(slice, range)| {
+            first_difference_in_place(slice, &current[range.clone()]).map(|i| range.start + i)
+        });
+        let Some(first) = first else {
+            return Ok(Some(0..0));
+        };
+        let last = pieces
+            .iter()
+            .rev()
+            .find_map(|(slice, range)| {
+                last_difference_in_place(slice, &current[range.clone()]).map(|i| range.start + i)
+            })
+            .unwrap_or(first)
+            .max(first);
+        for (slice, range) in &pieces {
+            let (lo, hi) = (range.start.max(first), range.end.min(last + 1));
+            if lo < hi {
+                let part = slice
+                    .subslice(lo - range.start, hi - lo)
+                    .map_err(|_| GpuError::InvalidParameter("backing range"))?;
+                part.copy_to(&mut current[lo..hi]);
+            }
+        }
+        Ok(Some(first..last + 1))
+    }
+
     /// Copies `src` to `offset` of the backing.
     pub fn write<M: GuestMemory + ?Sized>(
         &self,
@@ -175,6 +227,84 @@ impl Backing {
                 .map_err(|_| GpuError::InvalidParameter("backing outside guest memory"))
         })
     }
+}
+
+/// Guest bytes are compared in blocks of this size with memcmp, a byte loop only inside the
+/// block where they differ.
+const DIFF_BLOCK: usize = 256;
+
+/// Whether `guest` (mapped guest memory) and `ours` (same length) hold the same bytes.
+fn same_in_place<B: vm_memory::bitmap::BitmapSlice>(
+    guest: &vm_memory::VolatileSlice<'_, B>,
+    ours: &[u8],
+) -> bool {
+    let guard = guest.ptr_guard();
+    // SAFETY: `guard` points at `guest.len()` mapped bytes of guest memory (bounds-checked by
+    // get_slice; the guard keeps the mapping) and `ours` is our own buffer of the same length.
+    // memcmp reads both through raw pointers, so no Rust reference to guest memory exists; a
+    // guest writing these bytes meanwhile gets an answer for some mix of its old and new
+    // bytes, as it would from vm-memory's own copies.
+    let order = unsafe {
+        libc::memcmp(
+            guard.as_ptr().cast::<libc::c_void>(),
+            ours.as_ptr().cast::<libc::c_void>(),
+            ours.len().min(guest.len()),
+        )
+    };
+    order == 0
+}
+
+/// The first byte where `guest` and `ours` differ: whole-range compare, then blocks, then
+/// bytes of a copied block.
+fn first_difference_in_place<B: vm_memory::bitmap::BitmapSlice>(
+    guest: &vm_memory::VolatileSlice<'_, B>,
+    ours: &[u8],
+) -> Option<usize> {
+    if same_in_place(guest, ours) {
+        return None;
+    }
+    (0..ours.len()).step_by(DIFF_BLOCK).find_map(|start| {
+        let len = DIFF_BLOCK.min(ours.len() - start);
+        difference_in_block(guest, &ours[start..start + len], start, false)
+    })
+}
+
+/// The last byte where `guest` and `ours` differ.
+fn last_difference_in_place<B: vm_memory::bitmap::BitmapSlice>(
+    guest: &vm_memory::VolatileSlice<'_, B>,
+    ours: &[u8],
+) -> Option<usize> {
+    if same_in_place(guest, ours) {
+        return None;
+    }
+    let blocks = ours.len().div_ceil(DIFF_BLOCK);
+    (0..blocks).rev().map(|b| b * DIFF_BLOCK).find_map(|start| {
+        let len = DIFF_BLOCK.min(ours.len() - start);
+        difference_in_block(guest, &ours[start..start + len], start, true)
+    })
+}
+
+/// The first (or `last`) differing byte of the block of `guest` at `start` against `ours`.
+fn difference_in_block<B: vm_memory::bitmap::BitmapSlice>(
+    guest: &vm_memory::VolatileSlice<'_, B>,
+    ours: &[u8],
+    start: usize,
+    last: bool,
+) -> Option<usize> {
+    let block = guest.subslice(start, ours.len()).ok()?;
+    if same_in_place(&block, ours) {
+        return None;
+    }
+    let mut copy = [0u8; DIFF_BLOCK];
+    let copy = &mut copy[..ours.len()];
+    block.copy_to(copy);
+    let mut pairs = copy.iter().zip(ours);
+    let at = if last {
+        pairs.rposition(|(a, b)| a != b)
+    } else {
+        pairs.position(|(a, b)| a != b)
+    };
+    at.map(|i| start + i)
 }
 
 /// Where rows of a transfer lie in the backing: row `i` (numbered z-major, as the backends
@@ -237,6 +367,12 @@ impl<M: GuestMemory + ?Sized> RowSource for GuestRows<'_, M> {
         self.backing
             .read_hinted(self.mem, offset, dst, &mut self.entry_hint)
     }
+
+    fn update_row(&mut self, row: u32, current: &mut [u8]) -> GpuResult<Option<Range<usize>>> {
+        let offset = self.layout.row_offset(row)?;
+        self.backing
+            .update_hinted(self.mem, offset, current, &mut self.entry_hint)
+    }
 }
 
 impl<M: GuestMemory + ?Sized> RowSink for GuestRows<'_, M> {
@@ -288,5 +424,77 @@ mod tests {
             Backing::new(&many, &mem),
             Err(BackingError::TooManyEntries(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod update_row_tests {
+    use super::*;
+    use vm_memory::GuestMemoryMmap;
+
+    /// A small deterministic generator (xorshift), so failures repeat.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, below: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % below as u64) as usize
+        }
+    }
+
+    #[test]
+    fn update_row_copies_exactly_the_span_that_differs_across_scattered_entries() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[
+            (GuestAddress(0), 0x10000),
+            (GuestAddress(0x20000), 0x10000),
+        ])
+        .unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for base in [0u64, 0x20000] {
+            let noise: Vec<u8> = (0..0x10000).map(|_| rng.next(256) as u8).collect();
+            mem.write_slice(&noise, GuestAddress(base)).unwrap();
+        }
+        for round in 0..300 {
+            // Entries of random lengths, some in the second region, out of order.
+            let mut list = Vec::new();
+            let mut total = 0u32;
+            while total < 3000 {
+                let len = 1 + rng.next(700) as u32;
+                let base = if rng.next(2) == 0 { 0 } else { 0x20000 };
+                let addr = base + rng.next(0x10000 - len as usize) as u64;
+                list.push(MemEntry {
+                    addr: addr.into(),
+                    length: len.into(),
+                    padding: 0.into(),
+                });
+                total += len;
+            }
+            let backing = Backing::new(&list, &mem).unwrap();
+            let (offset, len) = (rng.next(200) as u64, 1 + rng.next(2500));
+            let mut guest_row = vec![0u8; len];
+            backing.read(&mem, offset, &mut guest_row).unwrap();
+            // What we hold: the guest's row with 0, 1 or a few bytes changed.
+            let mut ours = guest_row.clone();
+            let changes = rng.next(4);
+            for _ in 0..changes {
+                let at = rng.next(len);
+                ours[at] = ours[at].wrapping_add(1 + rng.next(255) as u8);
+            }
+            let first = ours.iter().zip(&guest_row).position(|(a, b)| a != b);
+            let last = ours.iter().zip(&guest_row).rposition(|(a, b)| a != b);
+            let want = match (first, last) {
+                (Some(f), Some(l)) => f..l + 1,
+                _ => 0..0,
+            };
+            let before = ours.clone();
+            let got = backing
+                .update_hinted(&mem, offset, &mut ours, &mut 0)
+                .unwrap();
+            assert_eq!(got, Some(want.clone()), "round {round}");
+            assert_eq!(ours, guest_row, "round {round}: row not brought up to date");
+            // Nothing outside the span was written (it already matched).
+            assert_eq!(ours[..want.start], before[..want.start], "round {round}");
+        }
     }
 }

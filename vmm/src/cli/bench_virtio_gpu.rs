@@ -120,11 +120,18 @@ fn measure(
         baseline: "-".into(),
         ratio: "-".into(),
     });
-    for (id, what, page_entries) in [
-        (1, "TRANSFER_TO_HOST_2D 1920x1080 (1 entry)", false),
-        (2, "TRANSFER_TO_HOST_2D 1920x1080 (4 KiB entries)", true),
+    for (id, what, page_entries, frames) in [
+        (1, "TRANSFER_TO_HOST_2D 1920x1080 (1 entry)", false, 1),
+        (2, "TRANSFER_TO_HOST_2D 1920x1080 (4 KiB entries)", true, 1),
+        (
+            3,
+            "TRANSFER_TO_HOST_2D 1920x1080 (1 entry, all pixels new)",
+            false,
+            2,
+        ),
     ] {
-        let (transfer, memcpy) = transfer_vs_memcpy(dev, guest, id, page_entries, duration)?;
+        let (transfer, memcpy) =
+            transfer_vs_memcpy(dev, guest, id, page_entries, frames, duration)?;
         rows.push(Row {
             backend: name.into(),
             what,
@@ -172,41 +179,59 @@ fn check(resp: &[u8], command: &'static str) -> Result<(), VirtioGpuBenchError> 
 
 /// Full-frame TRANSFER_TO_HOST_2D of resource `id`, interleaved one for one with a plain memcpy
 /// of the same bytes between two host buffers (so both see the same machine load); returns both
-/// rates (bytes per second, from the median iteration).
+/// rates (bytes per second, from the median iteration). With `frames` 2 the backing holds two
+/// frames that differ in every byte and the transfers alternate between them (offset 0 and one
+/// frame), so each transfer changes every pixel; with 1 the guest re-sends the same frame.
 fn transfer_vs_memcpy(
     dev: &mut GpuDevice,
     guest: &mut GuestDriver,
     id: u32,
     page_entries: bool,
+    frames: usize,
     duration: Duration,
 ) -> Result<(f64, f64), VirtioGpuBenchError> {
-    let frame = guest.alloc(FRAME_BYTES)?;
+    let frame = guest.alloc(FRAME_BYTES * frames)?;
     let pattern: Vec<u8> = (0..FRAME_BYTES).map(|i| (i * 7) as u8).collect();
-    guest.write(frame, &pattern)?;
+    // The memcpy baseline copies from as many host frames as the guest has, the same bytes.
+    let sources: Vec<Vec<u8>> = (0..frames)
+        .map(|n| pattern.iter().map(|b| b ^ (n as u8 * 0xff)).collect())
+        .collect();
+    for (n, source) in sources.iter().enumerate() {
+        guest.write(GuestAddress(frame.0 + (n * FRAME_BYTES) as u64), source)?;
+    }
     let format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
     let create = requests::create_2d(id, format, WIDTH, HEIGHT);
     check(&guest.send(dev, &create)?, "RESOURCE_CREATE_2D")?;
+    let backing_bytes = FRAME_BYTES * frames;
     let entries: Vec<(u64, u32)> = if page_entries {
-        (0..FRAME_BYTES as u64)
+        (0..backing_bytes as u64)
             .step_by(4096)
             .map(|o| (frame.0 + o, 4096))
             .collect()
     } else {
-        vec![(frame.0, FRAME_BYTES as u32)]
+        vec![(frame.0, backing_bytes as u32)]
     };
     check(
         &guest.send(dev, &requests::attach_backing(id, &entries))?,
         "ATTACH_BACKING",
     )?;
-    let request = requests::transfer_to_host_2d(id, requests::rect(0, 0, WIDTH, HEIGHT), 0);
-    let req = guest.alloc(request.len())?;
-    guest.write(req, &request)?;
     let resp = guest.alloc(4096)?;
-    let chain = [(req, request.len() as u32, false), (resp, 4096, true)];
+    let mut chains = Vec::new();
+    for n in 0..frames {
+        let offset = (n * FRAME_BYTES) as u64;
+        let request =
+            requests::transfer_to_host_2d(id, requests::rect(0, 0, WIDTH, HEIGHT), offset);
+        let req = guest.alloc(request.len())?;
+        guest.write(req, &request)?;
+        chains.push([(req, request.len() as u32, false), (resp, 4096, true)]);
+    }
     let mut dst = vec![0u8; FRAME_BYTES];
+    let mut sent = 0usize;
     let mut transfer = || -> Result<Duration, VirtioGpuBenchError> {
+        let chain = &chains[sent % chains.len()];
+        sent += 1;
         let t = Instant::now();
-        guest.post(QueueKind::Control, &chain)?;
+        guest.post(QueueKind::Control, chain)?;
         guest.kick(dev, QueueKind::Control)?;
         let used = guest.take_used(QueueKind::Control)?.len();
         let elapsed = t.elapsed();
@@ -219,9 +244,12 @@ fn transfer_vs_memcpy(
         }
         Ok(elapsed)
     };
+    let mut copied = 0usize;
     let mut memcpy = || {
+        let source = &sources[copied % sources.len()];
+        copied += 1;
         let t = Instant::now();
-        dst.copy_from_slice(std::hint::black_box(&pattern));
+        dst.copy_from_slice(std::hint::black_box(source));
         std::hint::black_box(&mut dst);
         t.elapsed()
     };

@@ -223,24 +223,28 @@ impl Image {
         let bpp = self.bpp as usize;
         let (mut left, mut right, mut top, mut bottom) = (usize::MAX, 0usize, u32::MAX, 0u32);
         for (index, y) in (rect.y..rect.y + rect.height).enumerate() {
-            source.fill_row(index as u32, scratch)?;
             let range = self.row(0, y, rect.x, rect.width)?;
             let dst = self
                 .data
                 .get_mut(range)
                 .ok_or(GpuError::InvalidParameter("box"))?;
-            if dst == &*scratch {
-                continue;
-            }
-            let first = dst.iter().zip(scratch.iter()).position(|(a, b)| a != b);
-            let last = dst.iter().zip(scratch.iter()).rposition(|(a, b)| a != b);
-            if let (Some(first), Some(last)) = (first, last) {
-                left = left.min(first / bpp);
-                right = right.max(last / bpp + 1);
-            }
+            let (first, last) = match source.update_row(index as u32, dst)? {
+                Some(changed) if changed.is_empty() => continue,
+                Some(changed) => (changed.start, changed.end - 1),
+                None => {
+                    source.fill_row(index as u32, scratch)?;
+                    let Some(first) = first_difference(dst, scratch) else {
+                        continue;
+                    };
+                    let last = last_difference(dst, scratch).unwrap_or(first);
+                    dst[first..=last].copy_from_slice(&scratch[first..=last]);
+                    (first, last)
+                }
+            };
+            left = left.min(first / bpp);
+            right = right.max(last / bpp + 1);
             top = top.min(y);
             bottom = bottom.max(y + 1);
-            dst.copy_from_slice(scratch);
         }
         if top != u32::MAX {
             let x = rect.x + left as u32;
@@ -441,5 +445,64 @@ impl Blob {
             .read_exact_at(&mut buf, offset)
             .map_err(|_| GpuError::InvalidParameter("read outside the blob"))?;
         Ok(buf)
+    }
+}
+/// Compared in blocks first: a block compare is a memcmp, a byte loop is not.
+const DIFF_BLOCK: usize = 64;
+
+/// The index of the first byte where `a` and `b` differ (same lengths).
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    let blocks = a.chunks(DIFF_BLOCK).zip(b.chunks(DIFF_BLOCK));
+    for (i, (x, y)) in blocks.enumerate() {
+        if x != y {
+            let within = x.iter().zip(y).position(|(p, q)| p != q)?;
+            return Some(i * DIFF_BLOCK + within);
+        }
+    }
+    None
+}
+
+/// The index of the last byte where `a` and `b` differ (same lengths).
+fn last_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    let blocks = a.rchunks(DIFF_BLOCK).zip(b.rchunks(DIFF_BLOCK));
+    for (i, (x, y)) in blocks.enumerate() {
+        if x != y {
+            let within = x.iter().zip(y).rposition(|(p, q)| p != q)?;
+            // Chunk i from the end starts there (the last one, shorter, at 0).
+            return Some(a.len().saturating_sub((i + 1) * DIFF_BLOCK) + within);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_and_last_difference_match_a_byte_by_byte_scan() {
+        // Lengths around the block size, differences at every position (and pairs of them).
+        for len in [1usize, 2, 63, 64, 65, 127, 128, 130, 7680] {
+            let a: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+            assert_eq!(first_difference(&a, &a), None, "len {len}");
+            assert_eq!(last_difference(&a, &a), None, "len {len}");
+            let positions: Vec<usize> = if len > 200 {
+                vec![0, 1, 63, 64, 4095, 4096, len - 65, len - 64, len - 1]
+            } else {
+                (0..len).collect()
+            };
+            for &p in &positions {
+                for &q in &positions {
+                    if q < p {
+                        continue;
+                    }
+                    let mut b = a.clone();
+                    b[p] ^= 0x80;
+                    b[q] ^= 0x01;
+                    assert_eq!(first_difference(&a, &b), Some(p), "len {len} at {p},{q}");
+                    assert_eq!(last_difference(&a, &b), Some(q), "len {len} at {p},{q}");
+                }
+            }
+        }
     }
 }
