@@ -43,6 +43,21 @@ install_venus_icd() {
   echo "setup: venus ICD in $venus_icd"
 }
 
+# mdevctl 1.2 (bookworm), the reference `vgpu mdev` is tested against on fake sysfs trees:
+# extracted, not installed (its package wants bookworm's udev, which conflicts with the
+# backports systemd that libvirt brings).
+mdevctl_dir="$root/.cache/mdevctl"
+install_mdevctl() {
+  [ -x "$mdevctl_dir/usr/bin/mdevctl" ] && return 0
+  local tmp
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download -q mdevctl >/dev/null 2>&1)
+  mkdir -p "$mdevctl_dir"
+  dpkg-deb -x "$tmp"/mdevctl_*.deb "$mdevctl_dir"
+  rm -rf "$tmp"
+  echo "setup: mdevctl in $mdevctl_dir"
+}
+
 # ncnn and wgpu-py, Vulkan clients nobody here wrote, for the venus tests and benchmark: PyPI
 # wheels in a virtual environment, pinned by tests/clients/requirements.txt.
 pyvenv="$root/.cache/pyvenv"
@@ -99,5 +114,6 @@ else
   echo "setup: all packages present"
 fi
 install_venus_icd
+install_mdevctl
 install_pyvenv
 install_virgl_trixie

@@ -1,5 +1,5 @@
-//! vGPU slice management (the model so far; the `vgpu mdev` and `vgpu sriov` commands come with
-//! the slices issue): the host's slicing as the kernel shows it in sysfs (mediated-device
+//! vGPU slice management (`vgpu mdev` is built on it; `vgpu sriov` comes with the slices issue):
+//! the host's slicing as the kernel shows it in sysfs (mediated-device
 //! parents, their types and instances; SR-IOV physical functions and their virtual functions),
 //! and mdevctl's persistent definitions (`/etc/mdevctl.d/<parent>/<uuid>`), so a slice defined
 //! by either tool is seen by the other.
@@ -8,10 +8,12 @@
 //! unit tests run against fake trees, the nested tests against the real one.
 //!
 //! Layout: [`sysfs`] (reading and writing attributes), [`mdev`] (parents, types, instances),
-//! [`mdevctl`] (definitions) and [`sriov`] (PFs and VFs).
+//! [`mdevctl`] (definitions), [`report`] (mdevctl's listings, text and JSON) and [`sriov`] (PFs
+//! and VFs).
 
 pub mod mdev;
 pub mod mdevctl;
+pub mod report;
 pub mod sriov;
 pub mod sysfs;
 

@@ -12,6 +12,7 @@ mod bench_virtio_gpu;
 mod conformance;
 mod gpu_demo;
 pub mod install;
+mod mdev;
 mod run;
 mod vhost_user_gpu;
 mod vtest;
@@ -38,6 +39,8 @@ pub enum Command {
     GpuDemo(gpu_demo::GpuDemoArgs),
     /// Put vgpu on the PATH and register it as libvirt's vhost-user GPU backend (--uninstall).
     Install(install::InstallArgs),
+    /// Mediated-device slices, mdevctl-compatible (types, list, define, start, stop, ...).
+    Mdev(mdev::MdevArgs),
     /// Serve our virtio-gpu device over vhost-user (drop-in for QEMU's vhost-user-gpu).
     VhostUserGpu(vhost_user_gpu::VhostUserGpuArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
@@ -57,6 +60,8 @@ pub enum CliError {
     GpuDemo(#[from] gpu_demo::GpuDemoError),
     #[error(transparent)]
     Install(#[from] install::InstallError),
+    #[error(transparent)]
+    Mdev(#[from] mdev::MdevCliError),
     #[error(transparent)]
     VhostUserGpu(#[from] vhost_user_gpu::VhostUserGpuError),
     #[error(transparent)]
@@ -86,6 +91,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Conformance(args) => Ok(conformance::run(args)?),
         Command::GpuDemo(args) => Ok(gpu_demo::run(args)?),
         Command::Install(args) => Ok(install::run(args)?),
+        Command::Mdev(args) => Ok(mdev::run(args)?),
         Command::VhostUserGpu(args) => Ok(vhost_user_gpu::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
         Command::Vtest(args) => Ok(vtest::run(args)?),

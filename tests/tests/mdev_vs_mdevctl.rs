@@ -1,0 +1,241 @@
+//! `vgpu mdev` against mdevctl 1.2 itself on the same fake sysfs tree: every listing the same
+//! byte for byte, and a slice defined, modified or undefined by either tool seen so by the
+//! other. mdevctl reads only the real /sys and /etc/mdevctl.d, so it runs in a private mount
+//! namespace where the fake tree is bind-mounted over both (needs root and util-linux's
+//! `unshare`); mdevctl comes extracted from its Debian package by scripts/setup.sh.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vgpu_tests::{repo_root, skipped, vgpu_bin, E2eError};
+
+const TEST: &str = "mdev_listings_and_definitions_match_mdevctl";
+const LIVE: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001";
+const DEFINED: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002";
+const OTHER: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1003";
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn link(root: &Path, path: &str, target: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+/// An mbochs-like parent with two types and one live instance, an mdpy-like parent whose type
+/// has no name or description, and one definition with attributes: as the kernel and mdevctl
+/// lay them out.
+fn fake_tree(root: &Path) {
+    let mbochs = "sys/devices/virtual/mbochs/mbochs";
+    for (id, name, available) in [("mbochs-1", "small", 4), ("mbochs-2", "medium", 2)] {
+        let t = format!("{mbochs}/mdev_supported_types/{id}");
+        write(root, &format!("{t}/name"), &format!("{name}\n"));
+        write(root, &format!("{t}/description"), "a fake type\n");
+        write(root, &format!("{t}/device_api"), "vfio-pci\n");
+        write(
+            root,
+            &format!("{t}/available_instances"),
+            &format!("{available}\n"),
+        );
+        write(root, &format!("{t}/create"), "");
+    }
+    let mdpy = "sys/devices/virtual/mdpy/mdpy/mdev_supported_types/mdpy-vga";
+    write(root, &format!("{mdpy}/device_api"), "vfio-pci\n");
+    write(root, &format!("{mdpy}/available_instances"), "1\n");
+    write(root, &format!("{mdpy}/create"), "");
+    link(
+        root,
+        "sys/class/mdev_bus/mbochs",
+        "../../devices/virtual/mbochs/mbochs",
+    );
+    link(
+        root,
+        "sys/class/mdev_bus/mdpy",
+        "../../devices/virtual/mdpy/mdpy",
+    );
+    write(root, &format!("{mbochs}/{LIVE}/remove"), "");
+    link(
+        root,
+        &format!("{mbochs}/{LIVE}/mdev_type"),
+        "../mdev_supported_types/mbochs-1",
+    );
+    link(
+        root,
+        &format!("sys/bus/mdev/devices/{LIVE}"),
+        &format!("../../../devices/virtual/mbochs/mbochs/{LIVE}"),
+    );
+    write(
+        root,
+        &format!("etc/mdevctl.d/mbochs/{DEFINED}"),
+        r#"{"mdev_type": "mbochs-2", "start": "auto", "attrs": [{"x": "1"}]}"#,
+    );
+    for dir in ["callouts", "notifiers"] {
+        std::fs::create_dir_all(root.join("etc/mdevctl.d/scripts.d").join(dir)).unwrap();
+    }
+}
+
+struct Tools {
+    vgpu: PathBuf,
+    mdevctl: PathBuf,
+    root: PathBuf,
+}
+
+impl Tools {
+    fn ours(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(&self.vgpu)
+            .args(["mdev", "--root"])
+            .arg(&self.root)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    fn theirs(&self, args: &[&str]) -> (bool, String, String) {
+        let script = format!(
+            "mount --bind {root}/sys /sys && mount --bind {root}/etc/mdevctl.d /etc/mdevctl.d \
+             && exec {mdevctl} \"$@\"",
+            root = self.root.display(),
+            mdevctl = self.mdevctl.display()
+        );
+        let out = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script, "mdevctl"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    /// Both tools print the same bytes for `args`.
+    fn same(&self, args: &[&str]) {
+        let (ok_ours, ours, err_ours) = self.ours(args);
+        let (ok_theirs, theirs, err_theirs) = self.theirs(args);
+        assert!(ok_ours, "vgpu mdev {args:?}: {err_ours}");
+        assert!(ok_theirs, "mdevctl {args:?}: {err_theirs}");
+        assert_eq!(ours, theirs, "vgpu mdev {args:?} vs mdevctl");
+    }
+}
+
+/// What cannot run here, or `None`.
+fn missing() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("mdevctl runs in a mount namespace, which needs root".into());
+    }
+    if Command::new("unshare").arg("--help").output().is_err() {
+        return Some("util-linux's unshare missing".into());
+    }
+    None
+}
+
+#[test]
+fn mdev_listings_and_definitions_match_mdevctl() {
+    let vgpu = match vgpu_bin() {
+        Ok(v) => v,
+        Err(e) if skipped(TEST, &e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    let mdevctl = repo_root().join(".cache/mdevctl/usr/bin/mdevctl");
+    let why = if !mdevctl.is_file() {
+        Some(format!(
+            "{} missing: run scripts/setup.sh",
+            mdevctl.display()
+        ))
+    } else {
+        missing()
+    };
+    if let Some(why) = why {
+        assert!(skipped(TEST, &E2eError::Skip(why)));
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("vgpu-mdevctl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    fake_tree(&root);
+    let tools = Tools {
+        vgpu,
+        mdevctl,
+        root: root.clone(),
+    };
+
+    let listings: &[&[&str]] = &[
+        &["types"],
+        &["types", "--dumpjson"],
+        &["types", "-p", "mdpy"],
+        &["list"],
+        &["list", "--dumpjson"],
+        &["list", "--defined"],
+        &["list", "--defined", "--dumpjson"],
+        &["list", "-d", "-u", DEFINED],
+        &["list", "-d", "-p", "mdpy", "--dumpjson"],
+    ];
+    for args in listings {
+        tools.same(args);
+    }
+
+    // Ours defines a live slice as it is; mdevctl lists it as defined and active.
+    let (ok, _, err) = tools.ours(&["define", "-u", LIVE]);
+    assert!(ok, "{err}");
+    let (_, theirs, _) = tools.theirs(&["list", "--defined"]);
+    assert!(
+        theirs.contains(&format!("{LIVE} mbochs mbochs-1 manual (active)")),
+        "{theirs}"
+    );
+    tools.same(&["list"]);
+
+    // Ours defines a new one with a UUID of its own; mdevctl sees it, modifies it; ours sees that.
+    let (ok, printed, err) = tools.ours(&["define", "-p", "mbochs", "-t", "mbochs-2", "--auto"]);
+    assert!(ok, "{err}");
+    let uuid = printed.trim().to_string();
+    let (_, theirs, _) = tools.theirs(&["list", "--defined"]);
+    assert!(
+        theirs.contains(&format!("{uuid} mbochs mbochs-2 auto")),
+        "{theirs}"
+    );
+    let (ok, _, err) = tools.theirs(&["modify", "-u", &uuid, "--manual", "-t", "mbochs-1"]);
+    assert!(ok, "{err}");
+    let (_, ours, _) = tools.ours(&["list", "--defined"]);
+    assert!(
+        ours.contains(&format!("{uuid} mbochs mbochs-1 manual")),
+        "{ours}"
+    );
+
+    // mdevctl defines one; ours lists it, undefines it; mdevctl no longer has it.
+    let (ok, _, err) = tools.theirs(&["define", "-p", "mdpy", "-t", "mdpy-vga", "-u", OTHER]);
+    assert!(ok, "{err}");
+    tools.same(&["list", "--defined", "--dumpjson"]);
+    let (ok, _, err) = tools.ours(&["undefine", "-u", OTHER]);
+    assert!(ok, "{err}");
+    let (_, theirs, _) = tools.theirs(&["list", "--defined"]);
+    assert!(!theirs.contains(OTHER), "{theirs}");
+    tools.same(&["list", "--defined"]);
+
+    // Plain errors, non-zero exits.
+    let (ok, _, err) = tools.ours(&["define", "-p", "mbochs", "-t", "mbochs-2", "-u", DEFINED]);
+    assert!(!ok && err.contains("defined already"), "{err}");
+    let (ok, _, err) = tools.ours(&["start", "-p", "nosuch", "-t", "x"]);
+    assert!(
+        !ok && err.contains("no mediated-device parent nosuch"),
+        "{err}"
+    );
+    let (ok, _, err) = tools.ours(&["start", "-p", "mbochs", "-t", "mbochs-9"]);
+    assert!(!ok && err.contains("no type mbochs-9"), "{err}");
+    let (ok, _, err) = tools.ours(&["stop", "-u", OTHER]);
+    assert!(!ok && err.contains("no mediated device"), "{err}");
+
+    // Starting a definition asks the kernel for the device as mdevctl does (a fake kernel
+    // makes none, so both then fail to find it).
+    let create =
+        root.join("sys/devices/virtual/mbochs/mbochs/mdev_supported_types/mbochs-2/create");
+    let _ = tools.ours(&["start", "-u", DEFINED]);
+    assert_eq!(std::fs::read_to_string(&create).unwrap().trim(), DEFINED);
+    std::fs::write(&create, "").unwrap();
+    let _ = tools.theirs(&["start", "-u", DEFINED]);
+    assert_eq!(std::fs::read_to_string(&create).unwrap().trim(), DEFINED);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,0 +1,214 @@
+//! `vgpu mdev`: mediated-device slices with mdevctl's verbs, options, output and definition
+//! files (`/etc/mdevctl.d/<parent>/<uuid>`), so a slice defined or started by either tool is
+//! seen and managed by the other.
+//!
+//! ```sh
+//! vgpu mdev types                                   # parents, types, available instances
+//! vgpu mdev define -p mbochs -t mbochs-1            # prints the new slice's UUID
+//! vgpu mdev start -u UUID && vgpu mdev list         # live slices
+//! vgpu mdev stop -u UUID && vgpu mdev undefine -u UUID
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use vgpu_mdev::mdev::{parse_uuid, Mdev, MdevError};
+use vgpu_mdev::mdevctl::{Config, ConfigStore, MdevctlError, Start};
+use vgpu_mdev::report::{self, ListQuery};
+use vgpu_mdev::sysfs::Sysfs;
+
+#[derive(Debug, Args)]
+pub struct MdevArgs {
+    /// Where /sys and /etc/mdevctl.d are looked up (a copy of the tree, for tests).
+    #[arg(long, default_value = "/", hide = true)]
+    pub root: PathBuf,
+    #[command(subcommand)]
+    pub verb: MdevVerb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MdevVerb {
+    /// The types each parent offers and how many more instances each can have.
+    Types {
+        #[arg(short, long)]
+        parent: Option<String>,
+        #[arg(long)]
+        dumpjson: bool,
+    },
+    /// Live slices, or with --defined the persistent definitions.
+    List {
+        #[arg(short, long)]
+        defined: bool,
+        #[arg(short, long)]
+        uuid: Option<String>,
+        #[arg(short, long)]
+        parent: Option<String>,
+        #[arg(long)]
+        dumpjson: bool,
+    },
+    /// Define a slice persistently: of --type on --parent, or as the live slice --uuid is.
+    Define {
+        #[arg(short, long)]
+        uuid: Option<String>,
+        #[arg(short, long)]
+        parent: Option<String>,
+        #[arg(short = 't', long = "type")]
+        mdev_type: Option<String>,
+        /// Start it whenever its parent appears.
+        #[arg(short, long)]
+        auto: bool,
+    },
+    /// Remove a definition (a live slice stays live).
+    Undefine {
+        #[arg(short, long)]
+        uuid: String,
+    },
+    /// Change a definition's type or start policy.
+    Modify {
+        #[arg(short, long)]
+        uuid: String,
+        #[arg(short = 't', long = "type")]
+        mdev_type: Option<String>,
+        #[arg(short, long, conflicts_with = "manual")]
+        auto: bool,
+        #[arg(short, long)]
+        manual: bool,
+    },
+    /// Create a slice: a defined one (--uuid), or a transient one of --type on --parent.
+    Start {
+        #[arg(short, long)]
+        uuid: Option<String>,
+        #[arg(short, long)]
+        parent: Option<String>,
+        #[arg(short = 't', long = "type")]
+        mdev_type: Option<String>,
+    },
+    /// Remove a live slice (its definition stays).
+    Stop {
+        #[arg(short, long)]
+        uuid: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MdevCliError {
+    #[error(transparent)]
+    Mdev(#[from] MdevError),
+    #[error(transparent)]
+    Mdevctl(#[from] MdevctlError),
+    #[error("give {0}")]
+    Missing(&'static str),
+    #[error("making a UUID: {0}")]
+    Uuid(std::io::Error),
+}
+
+/// A random UUID from the kernel (what mdevctl does when none is given).
+fn new_uuid() -> Result<String, MdevCliError> {
+    let text =
+        std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(MdevCliError::Uuid)?;
+    Ok(parse_uuid(text.trim())?)
+}
+
+pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
+    let sys = Sysfs::at(&args.root);
+    let mdev = Mdev::new(sys.clone());
+    let store = ConfigStore::new(sys);
+    match args.verb {
+        MdevVerb::Types { parent, dumpjson } => {
+            let types = report::types(&mdev, parent.as_deref())?;
+            if dumpjson {
+                println!("{}", report::types_json(&types));
+            } else {
+                println!("{}", report::types_text(&types));
+            }
+        }
+        MdevVerb::List {
+            defined,
+            uuid,
+            parent,
+            dumpjson,
+        } => {
+            let query = ListQuery {
+                defined,
+                uuid,
+                parent,
+            };
+            let rows = report::list(&mdev, &store, &query)?;
+            if dumpjson {
+                println!("{}", report::list_json(&rows));
+            } else {
+                println!("{}", report::list_text(&rows, defined));
+            }
+        }
+        MdevVerb::Define {
+            uuid,
+            parent,
+            mdev_type,
+            auto,
+        } => {
+            let start = if auto { Start::Auto } else { Start::Manual };
+            let (uuid, parent, mdev_type) = match (uuid, parent, mdev_type) {
+                (uuid, Some(p), Some(t)) => {
+                    let generated = uuid.is_none();
+                    let uuid = uuid.map_or_else(new_uuid, |u| Ok(parse_uuid(&u)?))?;
+                    if generated {
+                        println!("{uuid}");
+                    }
+                    (uuid, p, t)
+                }
+                // Defining a live slice as it is.
+                (Some(u), None, None) => {
+                    let live = mdev.instance(&u)?;
+                    (live.uuid, live.parent, live.mdev_type)
+                }
+                _ => {
+                    return Err(MdevCliError::Missing(
+                        "--parent and --type, or a live --uuid",
+                    ))
+                }
+            };
+            let config = Config {
+                mdev_type,
+                start,
+                attrs: Vec::new(),
+            };
+            store.define(&parent, &uuid, &config)?;
+        }
+        MdevVerb::Undefine { uuid } => store.undefine(&uuid)?,
+        MdevVerb::Modify {
+            uuid,
+            mdev_type,
+            auto,
+            manual,
+        } => {
+            let start = match (auto, manual) {
+                (true, _) => Some(Start::Auto),
+                (_, true) => Some(Start::Manual),
+                _ => None,
+            };
+            store.modify(&uuid, mdev_type.as_deref(), start)?;
+        }
+        MdevVerb::Start {
+            uuid,
+            parent,
+            mdev_type,
+        } => match (uuid, parent, mdev_type) {
+            (Some(u), None, None) => store.start(&mdev, &u)?,
+            (uuid, Some(p), Some(t)) => {
+                let generated = uuid.is_none();
+                let uuid = uuid.map_or_else(new_uuid, |u| Ok(parse_uuid(&u)?))?;
+                mdev.create(&p, &t, &uuid)?;
+                if generated {
+                    println!("{uuid}");
+                }
+            }
+            _ => {
+                return Err(MdevCliError::Missing(
+                    "a defined --uuid, or --parent and --type",
+                ))
+            }
+        },
+        MdevVerb::Stop { uuid } => mdev.remove(&uuid)?,
+    }
+    Ok(())
+}
