@@ -178,6 +178,8 @@ pub struct GuestSpec {
     pub memory_mib: u32,
     /// Scanout size QEMU configures (xres/yres).
     pub resolution: (u32, u32),
+    /// Another initramfs of guests/out than vgpu.cpio.gz (same kernel).
+    pub initrd: Option<PathBuf>,
 }
 
 impl GuestSpec {
@@ -188,6 +190,7 @@ impl GuestSpec {
             hold: false,
             memory_mib: 512,
             resolution: (1024, 768),
+            initrd: None,
         }
     }
 }
@@ -233,7 +236,13 @@ impl Guest {
     /// (for our backend) the `vgpu` binary is missing.
     pub fn boot(spec: &GuestSpec) -> Result<Guest, E2eError> {
         let qemu = qemu10()?;
-        let (kernel, initrd) = guest_image()?;
+        let (kernel, mut initrd) = guest_image()?;
+        if let Some(other) = &spec.initrd {
+            if !other.is_file() {
+                return Err(E2eError::Skip(format!("{} missing", other.display())));
+            }
+            initrd = other.clone();
+        }
         let dir = scratch_dir()?;
         let sock = dir.join("gpu.sock");
         let backend = match &spec.device {
