@@ -8,7 +8,7 @@ bash scripts/setup.sh
 # The e2e tests boot guests/out images under QEMU and run target/debug/vgpu: build both first.
 bash guests/build-image.sh --quiet
 cargo build -p vmm --bin vgpu
-bash guests/mdev/build.sh --quiet   # mbochs/mdpy/mtty built against the guest kernel, vgpu, mdevctl
+bash guests/slices/build.sh --quiet   # mbochs/mdpy/mtty built against the guest kernel, vgpu, mdevctl
 bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
 bash scripts/nested.sh --suite venus --ci --test  # Vulkan in a nested guest, once per change to its paths
 bash scripts/fuzz.sh 60             # every fuzz target of the repo, a bounded run each

@@ -180,6 +180,11 @@ pub struct GuestSpec {
     pub resolution: (u32, u32),
     /// Another initramfs of guests/out than vgpu.cpio.gz (same kernel).
     pub initrd: Option<PathBuf>,
+    /// QEMU's machine type.
+    pub machine: String,
+    /// More QEMU arguments (devices) and kernel command line words.
+    pub qemu_args: Vec<String>,
+    pub append: String,
 }
 
 impl GuestSpec {
@@ -191,6 +196,9 @@ impl GuestSpec {
             memory_mib: 512,
             resolution: (1024, 768),
             initrd: None,
+            machine: "pc".into(),
+            qemu_args: Vec::new(),
+            append: String::new(),
         }
     }
 }
@@ -320,6 +328,10 @@ impl Guest {
             _ => (backend, None),
         };
         let mut cmdline = String::from("console=ttyS0 quiet panic=-1");
+        if !spec.append.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(&spec.append);
+        }
         if !spec.run.is_empty() {
             let run: Vec<String> = spec.run.iter().map(|c| c.replace(' ', "+")).collect();
             cmdline.push_str(&format!(" vgpu_run={}", run.join(",")));
@@ -331,7 +343,7 @@ impl Guest {
         let mut cmd = Command::new(qemu);
         cmd.args([
             "-M",
-            "pc",
+            &spec.machine,
             "-cpu",
             "max",
             "-nodefaults",
@@ -380,6 +392,7 @@ impl Guest {
                 ]);
             }
         }
+        cmd.args(&spec.qemu_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

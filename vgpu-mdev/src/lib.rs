@@ -1,5 +1,4 @@
-//! vGPU slice management (`vgpu mdev` is built on it; `vgpu sriov` comes with the slices issue):
-//! the host's slicing as the kernel shows it in sysfs (mediated-device
+//! vGPU slice management, under `vgpu mdev` and `vgpu sriov`: the host's slicing as the kernel shows it in sysfs (mediated-device
 //! parents, their types and instances; SR-IOV physical functions and their virtual functions),
 //! and mdevctl's persistent definitions (`/etc/mdevctl.d/<parent>/<uuid>`), so a slice defined
 //! by either tool is seen by the other.

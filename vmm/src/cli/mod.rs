@@ -14,6 +14,7 @@ mod gpu_demo;
 pub mod install;
 mod mdev;
 mod run;
+mod sriov;
 mod vhost_user_gpu;
 mod vtest;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Mdev(mdev::MdevArgs),
     /// Serve our virtio-gpu device over vhost-user (drop-in for QEMU's vhost-user-gpu).
     VhostUserGpu(vhost_user_gpu::VhostUserGpuArgs),
+    /// SR-IOV virtual functions: list, enable N on vfio-pci, disable.
+    Sriov(sriov::SriovArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
     Run(run::RunArgs),
     /// Serve the venus (Vulkan) renderer to Mesa's venus driver over a vtest socket.
@@ -66,6 +69,8 @@ pub enum CliError {
     VhostUserGpu(#[from] vhost_user_gpu::VhostUserGpuError),
     #[error(transparent)]
     Run(#[from] run::RunError),
+    #[error(transparent)]
+    Sriov(#[from] sriov::SriovCliError),
     #[error(transparent)]
     Vtest(#[from] vtest::VtestCliError),
 }
@@ -94,6 +99,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Mdev(args) => Ok(mdev::run(args)?),
         Command::VhostUserGpu(args) => Ok(vhost_user_gpu::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
+        Command::Sriov(args) => Ok(sriov::run(args)?),
         Command::Vtest(args) => Ok(vtest::run(args)?),
     }
 }

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Builds the mdev guest image: the pinned guest kernel with Linux's sample mediated devices
+# Builds the slices guest image: the pinned guest kernel with Linux's sample mediated devices
 # (mbochs, mdpy, mtty; Debian does not build them) compiled out of tree against that kernel's
-# own headers, plus `vgpu` and mdevctl with their shared libraries and the guest side of the
-# test (mdev-suite). Output: guests/out/mdev.cpio.gz (kernel: guests/out/vmlinuz).
+# own headers, igb and vfio-pci for SR-IOV, plus `vgpu` and mdevctl with their shared libraries
+# and the guest sides of the tests (mdev-suite, sriov-suite). Output: guests/out/slices.cpio.gz (kernel: guests/out/vmlinuz).
 #
 # The sample sources come from linux-source-6.12 and the headers from linux-headers/linux-kbuild
 # of the pinned kernel's version, all from Debian and extracted under guests/cache/mdev, never
 # installed (installing the headers would pull the kernel image onto the host).
 #
-# Usage: guests/mdev/build.sh [--vgpu PATH] [--quiet]
+# Usage: guests/slices/build.sh [--vgpu PATH] [--quiet]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -63,8 +63,10 @@ files=()
 for lib in $(for b in "$stripped" "$mdevctl"; do libs "$b"; done | sort -u); do
   files+=(--file "$(readlink -f "$lib"):$lib")
 done
-"$root/guests/build-image.sh" "${quiet[@]}" --name mdev --module mdev --module vfio \
+"$root/guests/build-image.sh" "${quiet[@]}" --name slices --module mdev --module vfio \
+  --module igb --module vfio_pci \
   --file "$modules/mbochs.ko:/lib/mdev/mbochs.ko" --file "$modules/mdpy.ko:/lib/mdev/mdpy.ko" \
   --file "$modules/mtty.ko:/lib/mdev/mtty.ko" \
   --file "$stripped:/bin/vgpu" --file "$mdevctl:/bin/mdevctl" \
-  --file "$here/mdev-suite:/bin/mdev-suite" "${files[@]}"
+  --file "$here/mdev-suite:/bin/mdev-suite" --file "$here/sriov-suite:/bin/sriov-suite" \
+  "${files[@]}"
