@@ -1,7 +1,7 @@
-//! vGPU slice management, under `vgpu mdev` and `vgpu sriov`: the host's slicing as the kernel shows it in sysfs (mediated-device
-//! parents, their types and instances; SR-IOV physical functions and their virtual functions),
-//! and mdevctl's persistent definitions (`/etc/mdevctl.d/<parent>/<uuid>`), so a slice defined
-//! by either tool is seen by the other.
+//! vGPU slice management, under `vgpu mdev` and `vgpu sriov`: the host's slicing as the kernel
+//! shows it in sysfs (mediated-device parents, their types and instances; SR-IOV physical
+//! functions and their virtual functions), and mdevctl's persistent definitions
+//! (`/etc/mdevctl.d/<parent>/<uuid>`), so a slice defined by either tool is seen by the other.
 //!
 //! Every path is taken under an injectable root ([`sysfs::Sysfs`], [`mdevctl::ConfigStore`]):
 //! unit tests run against fake trees, the nested tests against the real one.
