@@ -6,6 +6,8 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// A guest's full-screen updates: QEMU's virtio-gpu-pci, QEMU's vhost-user-gpu and ours.
     GuestDisplay(super::bench_guest_display::GuestDisplayArgs),
+    /// Creating and removing mediated devices: `vgpu mdev` against mdevctl.
+    Mdev(super::bench_mdev::MdevBenchArgs),
     /// Port-I/O exit cost of `vgpu run --raw` against the seed-style minimal C VMM.
     Pio(super::bench_pio::PioArgs),
     /// GPU context scheduler fairness: scenarios x policies, simulated or on host Vulkan.
@@ -24,6 +26,8 @@ pub enum BenchError {
     #[error(transparent)]
     GuestDisplay(#[from] super::bench_guest_display::GuestDisplayError),
     #[error(transparent)]
+    Mdev(#[from] super::bench_mdev::MdevBenchError),
+    #[error(transparent)]
     Pio(#[from] super::bench_pio::PioBenchError),
     #[error(transparent)]
     Sched(#[from] super::bench_sched::SchedBenchError),
@@ -38,6 +42,7 @@ pub enum BenchError {
 pub fn run(command: BenchCommand) -> Result<(), BenchError> {
     match command {
         BenchCommand::GuestDisplay(args) => Ok(super::bench_guest_display::run(args)?),
+        BenchCommand::Mdev(args) => Ok(super::bench_mdev::run(args)?),
         BenchCommand::Pio(args) => Ok(super::bench_pio::run(args)?),
         BenchCommand::Sched(args) => Ok(super::bench_sched::run(args)?),
         BenchCommand::VirtioGpu(args) => Ok(super::bench_virtio_gpu::run(args)?),

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_guest_display;
+mod bench_mdev;
 mod bench_pio;
 mod bench_sched;
 mod bench_venus;
