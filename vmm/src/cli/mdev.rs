@@ -48,12 +48,8 @@ pub enum MdevVerb {
     },
     /// Define a slice persistently: of --type on --parent, or as the live slice --uuid is.
     Define {
-        #[arg(short, long)]
-        uuid: Option<String>,
-        #[arg(short, long)]
-        parent: Option<String>,
-        #[arg(short = 't', long = "type")]
-        mdev_type: Option<String>,
+        #[command(flatten)]
+        slice: SliceArgs,
         /// Start it whenever its parent appears.
         #[arg(short, long)]
         auto: bool,
@@ -76,18 +72,25 @@ pub enum MdevVerb {
     },
     /// Create a slice: a defined one (--uuid), or a transient one of --type on --parent.
     Start {
-        #[arg(short, long)]
-        uuid: Option<String>,
-        #[arg(short, long)]
-        parent: Option<String>,
-        #[arg(short = 't', long = "type")]
-        mdev_type: Option<String>,
+        #[command(flatten)]
+        slice: SliceArgs,
     },
     /// Remove a live slice (its definition stays).
     Stop {
         #[arg(short, long)]
         uuid: String,
     },
+}
+
+/// Which slice: its UUID (made up and printed when not given), parent and type.
+#[derive(Debug, Args)]
+pub struct SliceArgs {
+    #[arg(short, long)]
+    pub uuid: Option<String>,
+    #[arg(short, long)]
+    pub parent: Option<String>,
+    #[arg(short = 't', long = "type")]
+    pub mdev_type: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,11 +105,15 @@ pub enum MdevCliError {
     Uuid(std::io::Error),
 }
 
-/// A random UUID from the kernel (what mdevctl does when none is given).
-fn new_uuid() -> Result<String, MdevCliError> {
+/// `uuid` checked, or a random one from the kernel; whether it was made up (mdevctl then prints
+/// it once the command succeeded).
+fn uuid_or_new(uuid: Option<String>) -> Result<(String, bool), MdevCliError> {
+    if let Some(u) = uuid {
+        return Ok((parse_uuid(&u)?, false));
+    }
     let text =
         std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(MdevCliError::Uuid)?;
-    Ok(parse_uuid(text.trim())?)
+    Ok((parse_uuid(text.trim())?, true))
 }
 
 pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
@@ -140,39 +147,31 @@ pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
                 println!("{}", report::list_text(&rows, defined));
             }
         }
-        MdevVerb::Define {
-            uuid,
-            parent,
-            mdev_type,
-            auto,
-        } => {
+        MdevVerb::Define { slice, auto } => {
             let start = if auto { Start::Auto } else { Start::Manual };
-            let (uuid, parent, mdev_type) = match (uuid, parent, mdev_type) {
-                (uuid, Some(p), Some(t)) => {
-                    let generated = uuid.is_none();
-                    let uuid = uuid.map_or_else(new_uuid, |u| Ok(parse_uuid(&u)?))?;
-                    if generated {
-                        println!("{uuid}");
+            let ((uuid, made_up), parent, mdev_type) =
+                match (slice.uuid, slice.parent, slice.mdev_type) {
+                    (uuid, Some(p), Some(t)) => (uuid_or_new(uuid)?, p, t),
+                    // Defining a live slice as it is.
+                    (Some(u), None, None) => {
+                        let live = mdev.instance(&u)?;
+                        ((live.uuid, false), live.parent, live.mdev_type)
                     }
-                    (uuid, p, t)
-                }
-                // Defining a live slice as it is.
-                (Some(u), None, None) => {
-                    let live = mdev.instance(&u)?;
-                    (live.uuid, live.parent, live.mdev_type)
-                }
-                _ => {
-                    return Err(MdevCliError::Missing(
-                        "--parent and --type, or a live --uuid",
-                    ))
-                }
-            };
+                    _ => {
+                        return Err(MdevCliError::Missing(
+                            "--parent and --type, or a live --uuid",
+                        ))
+                    }
+                };
             let config = Config {
                 mdev_type,
                 start,
                 attrs: Vec::new(),
             };
             store.define(&parent, &uuid, &config)?;
+            if made_up {
+                println!("{uuid}");
+            }
         }
         MdevVerb::Undefine { uuid } => store.undefine(&uuid)?,
         MdevVerb::Modify {
@@ -188,17 +187,12 @@ pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
             };
             store.modify(&uuid, mdev_type.as_deref(), start)?;
         }
-        MdevVerb::Start {
-            uuid,
-            parent,
-            mdev_type,
-        } => match (uuid, parent, mdev_type) {
+        MdevVerb::Start { slice } => match (slice.uuid, slice.parent, slice.mdev_type) {
             (Some(u), None, None) => store.start(&mdev, &u)?,
             (uuid, Some(p), Some(t)) => {
-                let generated = uuid.is_none();
-                let uuid = uuid.map_or_else(new_uuid, |u| Ok(parse_uuid(&u)?))?;
+                let (uuid, made_up) = uuid_or_new(uuid)?;
                 mdev.create(&p, &t, &uuid)?;
-                if generated {
+                if made_up {
                     println!("{uuid}");
                 }
             }
