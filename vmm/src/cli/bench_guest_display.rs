@@ -25,7 +25,11 @@ pub struct GuestDisplayArgs {
     #[arg(long, default_value_t = 2)]
     pub runs: u32,
     /// Our backend's renderers to measure, comma-separated (software, vulkan, rutabaga).
-    #[arg(long, default_value = "software", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "software,vulkan,rutabaga",
+        value_delimiter = ','
+    )]
     pub backends: Vec<String>,
     /// What each update changes: `sparse` (a 16x16 block, whole screen marked dirty) or `full`
     /// (every pixel), the worst case for a device that forwards pixels to another process.
