@@ -7,6 +7,7 @@ use std::ops::Range;
 use gpu_interface::{GpuError, GpuResult, RowSink, RowSource};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, Permissions};
 
+use crate::diff::{first_difference, last_difference};
 use crate::protocol::MemEntry;
 
 /// The most entries one backing may have (Linux sends one per page run; QEMU allows 16384).
@@ -229,9 +230,9 @@ impl Backing {
     }
 }
 
-/// Guest bytes are compared in blocks of this size with memcmp, a byte loop only inside the
-/// block where they differ.
-const DIFF_BLOCK: usize = 256;
+/// Guest bytes are compared in blocks of this size with memcmp; only the block where they
+/// differ is copied out and searched.
+const GUEST_BLOCK: usize = 256;
 
 /// Whether `guest` (mapped guest memory) and `ours` (same length) hold the same bytes.
 fn same_in_place<B: vm_memory::bitmap::BitmapSlice>(
@@ -263,8 +264,8 @@ fn first_difference_in_place<B: vm_memory::bitmap::BitmapSlice>(
     if same_in_place(guest, ours) {
         return None;
     }
-    (0..ours.len()).step_by(DIFF_BLOCK).find_map(|start| {
-        let len = DIFF_BLOCK.min(ours.len() - start);
+    (0..ours.len()).step_by(GUEST_BLOCK).find_map(|start| {
+        let len = GUEST_BLOCK.min(ours.len() - start);
         difference_in_block(guest, &ours[start..start + len], start, false)
     })
 }
@@ -277,11 +278,14 @@ fn last_difference_in_place<B: vm_memory::bitmap::BitmapSlice>(
     if same_in_place(guest, ours) {
         return None;
     }
-    let blocks = ours.len().div_ceil(DIFF_BLOCK);
-    (0..blocks).rev().map(|b| b * DIFF_BLOCK).find_map(|start| {
-        let len = DIFF_BLOCK.min(ours.len() - start);
-        difference_in_block(guest, &ours[start..start + len], start, true)
-    })
+    let blocks = ours.len().div_ceil(GUEST_BLOCK);
+    (0..blocks)
+        .rev()
+        .map(|b| b * GUEST_BLOCK)
+        .find_map(|start| {
+            let len = GUEST_BLOCK.min(ours.len() - start);
+            difference_in_block(guest, &ours[start..start + len], start, true)
+        })
 }
 
 /// The first (or `last`) differing byte of the block of `guest` at `start` against `ours`.
@@ -295,14 +299,13 @@ fn difference_in_block<B: vm_memory::bitmap::BitmapSlice>(
     if same_in_place(&block, ours) {
         return None;
     }
-    let mut copy = [0u8; DIFF_BLOCK];
+    let mut copy = [0u8; GUEST_BLOCK];
     let copy = &mut copy[..ours.len()];
     block.copy_to(copy);
-    let mut pairs = copy.iter().zip(ours);
     let at = if last {
-        pairs.rposition(|(a, b)| a != b)
+        last_difference(copy, ours)
     } else {
-        pairs.position(|(a, b)| a != b)
+        first_difference(copy, ours)
     };
     at.map(|i| start + i)
 }

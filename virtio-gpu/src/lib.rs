@@ -11,6 +11,7 @@ pub mod chain;
 pub mod commands;
 pub mod config;
 pub mod device;
+mod diff;
 pub mod error;
 pub mod fences;
 pub mod guest_driver;
