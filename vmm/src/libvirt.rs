@@ -49,13 +49,18 @@ pub struct LibvirtSession {
     domains: Vec<String>,
 }
 
+/// Which of libvirtd and virsh is missing, if either is.
+pub fn missing() -> Option<&'static str> {
+    [LIBVIRTD, VIRSH]
+        .into_iter()
+        .find(|bin| !Path::new(bin).exists())
+}
+
 impl LibvirtSession {
     /// Starts a session daemon in `dir` (created; removed again on drop).
     pub fn start(dir: &Path) -> Result<Self, LibvirtError> {
-        for bin in [LIBVIRTD, VIRSH] {
-            if !Path::new(bin).exists() {
-                return Err(LibvirtError::Missing(bin));
-            }
+        if let Some(bin) = missing() {
+            return Err(LibvirtError::Missing(bin));
         }
         let _ = std::fs::remove_dir_all(dir);
         for sub in [

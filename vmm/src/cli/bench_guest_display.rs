@@ -336,13 +336,13 @@ pub fn run(args: GuestDisplayArgs) -> Result<(), GuestDisplayError> {
         (Device::QemuVhostUser, String::new()),
     ];
     rows.extend(args.backends.iter().map(|b| (Device::Ours, b.clone())));
-    if args.no_libvirt {
-    } else if Path::new("/usr/sbin/libvirtd").exists() {
-        rows.push((Device::Libvirt, String::new()));
-    } else {
-        eprintln!(
-            "bench guest-display: no libvirt row (libvirtd missing; scripts/setup.sh installs it)"
-        );
+    if !args.no_libvirt {
+        match crate::libvirt::missing() {
+            None => rows.push((Device::Libvirt, String::new())),
+            Some(bin) => eprintln!(
+                "bench guest-display: no libvirt row ({bin} missing; scripts/setup.sh installs it)"
+            ),
+        }
     }
     let mut results = Vec::new();
     let mut n = 0;

@@ -190,7 +190,8 @@ fn transfer_vs_memcpy(
     frames: usize,
     duration: Duration,
 ) -> Result<(f64, f64), VirtioGpuBenchError> {
-    let frame = guest.alloc(FRAME_BYTES * frames)?;
+    let backing_bytes = FRAME_BYTES * frames;
+    let frame = guest.alloc(backing_bytes)?;
     let pattern: Vec<u8> = (0..FRAME_BYTES).map(|i| (i * 7) as u8).collect();
     // The memcpy baseline copies from as many host frames as the guest has, the same bytes.
     let sources: Vec<Vec<u8>> = (0..frames)
@@ -202,7 +203,6 @@ fn transfer_vs_memcpy(
     let format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
     let create = requests::create_2d(id, format, WIDTH, HEIGHT);
     check(&guest.send(dev, &create)?, "RESOURCE_CREATE_2D")?;
-    let backing_bytes = FRAME_BYTES * frames;
     let entries: Vec<(u64, u32)> = if page_entries {
         (0..backing_bytes as u64)
             .step_by(4096)
