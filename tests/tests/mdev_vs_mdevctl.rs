@@ -4,9 +4,10 @@
 //! namespace where the fake tree is bind-mounted over both (needs root and util-linux's
 //! `unshare`); mdevctl comes extracted from its Debian package by scripts/setup.sh.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+use vgpu_mdev::fake::FakeTree;
 use vgpu_tests::{repo_root, skipped, vgpu_bin, E2eError};
 
 const TEST: &str = "mdev_listings_and_definitions_match_mdevctl";
@@ -14,68 +15,31 @@ const LIVE: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001";
 const DEFINED: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002";
 const OTHER: &str = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1003";
 
-fn write(root: &Path, path: &str, text: &str) {
-    let path = root.join(path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn link(root: &Path, path: &str, target: &str) {
-    let path = root.join(path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink(target, path).unwrap();
-}
-
 /// An mbochs-like parent with two types and one live instance, an mdpy-like parent whose type
 /// has no name or description, and one definition with attributes: as the kernel and mdevctl
 /// lay them out.
-fn fake_tree(root: &Path) {
-    let mbochs = "sys/devices/virtual/mbochs/mbochs";
-    for (id, name, available) in [("mbochs-1", "small", 4), ("mbochs-2", "medium", 2)] {
-        let t = format!("{mbochs}/mdev_supported_types/{id}");
-        write(root, &format!("{t}/name"), &format!("{name}\n"));
-        write(root, &format!("{t}/description"), "a fake type\n");
-        write(root, &format!("{t}/device_api"), "vfio-pci\n");
-        write(
-            root,
-            &format!("{t}/available_instances"),
-            &format!("{available}\n"),
-        );
-        write(root, &format!("{t}/create"), "");
-    }
-    let mdpy = "sys/devices/virtual/mdpy/mdpy/mdev_supported_types/mdpy-vga";
-    write(root, &format!("{mdpy}/device_api"), "vfio-pci\n");
-    write(root, &format!("{mdpy}/available_instances"), "1\n");
-    write(root, &format!("{mdpy}/create"), "");
-    link(
-        root,
-        "sys/class/mdev_bus/mbochs",
-        "../../devices/virtual/mbochs/mbochs",
-    );
-    link(
-        root,
-        "sys/class/mdev_bus/mdpy",
-        "../../devices/virtual/mdpy/mdpy",
-    );
-    write(root, &format!("{mbochs}/{LIVE}/remove"), "");
-    link(
-        root,
-        &format!("{mbochs}/{LIVE}/mdev_type"),
-        "../mdev_supported_types/mbochs-1",
-    );
-    link(
-        root,
-        &format!("sys/bus/mdev/devices/{LIVE}"),
-        &format!("../../../devices/virtual/mbochs/mbochs/{LIVE}"),
-    );
-    write(
-        root,
-        &format!("etc/mdevctl.d/mbochs/{DEFINED}"),
+fn fake_tree() -> FakeTree {
+    let t = FakeTree::new("mdevctl-compare");
+    let mbochs = "virtual/mbochs/mbochs";
+    t.mdev_parent("mbochs", mbochs);
+    t.mdev_type(mbochs, "mbochs-1", Some("small"), "vfio-pci", "4");
+    t.mdev_type(mbochs, "mbochs-2", Some("medium"), "vfio-pci", "2");
+    t.mdev_instance(mbochs, "mbochs-1", LIVE);
+    let mdpy = "virtual/mdpy/mdpy";
+    t.mdev_parent("mdpy", mdpy);
+    t.mdev_type(mdpy, "mdpy-vga", None, "vfio-pci", "1");
+    let description = t.path(&format!(
+        "/sys/devices/{mdpy}/mdev_supported_types/mdpy-vga/description"
+    ));
+    std::fs::remove_file(description).unwrap();
+    t.file(
+        &format!("/etc/mdevctl.d/mbochs/{DEFINED}"),
         r#"{"mdev_type": "mbochs-2", "start": "auto", "attrs": [{"x": "1"}]}"#,
     );
     for dir in ["callouts", "notifiers"] {
-        std::fs::create_dir_all(root.join("etc/mdevctl.d/scripts.d").join(dir)).unwrap();
+        std::fs::create_dir_all(t.path(&format!("/etc/mdevctl.d/scripts.d/{dir}"))).unwrap();
     }
+    t
 }
 
 struct Tools {
@@ -154,9 +118,8 @@ fn mdev_listings_and_definitions_match_mdevctl() {
         assert!(skipped(TEST, &E2eError::Skip(why)));
         return;
     }
-    let root = std::env::temp_dir().join(format!("vgpu-mdevctl-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    fake_tree(&root);
+    let tree = fake_tree();
+    let root = tree.root.clone();
     let tools = Tools {
         vgpu,
         mdevctl,
@@ -237,5 +200,4 @@ fn mdev_listings_and_definitions_match_mdevctl() {
     std::fs::write(&create, "").unwrap();
     let _ = tools.theirs(&["start", "-u", DEFINED]);
     assert_eq!(std::fs::read_to_string(&create).unwrap().trim(), DEFINED);
-    let _ = std::fs::remove_dir_all(&root);
 }

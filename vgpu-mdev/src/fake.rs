@@ -1,4 +1,4 @@
-//! Fake sysfs trees for the unit tests, laid out as the kernel lays out the real one (device
+//! Fake sysfs trees for tests (these unit tests and the end-to-end ones), laid out as the kernel lays out the real one (device
 //! directories under /sys/devices, class and bus entries as relative links into them).
 
 use std::os::unix::fs::symlink;

@@ -16,5 +16,5 @@ pub mod report;
 pub mod sriov;
 pub mod sysfs;
 
-#[cfg(test)]
-mod fake;
+/// Fake sysfs trees, for the tests here and the end-to-end tests of `vgpu mdev`.
+pub mod fake;
