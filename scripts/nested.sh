@@ -128,12 +128,13 @@ else
   echo "nested: no screenshot came back; see $out/l1.log" >&2
   exit 1
 fi
-if [ $record = 1 ]; then
-  echo "$covered_tree" > $stamp_file
-  echo "nested $suite: recorded tree $covered_tree of ${covered[*]} in $stamp_file (commit it)"
-fi
 if [ $run_test = 1 ]; then
   test_name=nested_kvm
   [ "$suite" = venus ] && test_name=nested_venus
   VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test $test_name
+fi
+# Recorded only after the test passed (with --test, a failing test exits above).
+if [ $record = 1 ]; then
+  echo "$covered_tree" > $stamp_file
+  echo "nested $suite: recorded tree $covered_tree of ${covered[*]} in $stamp_file (commit it)"
 fi
