@@ -13,5 +13,6 @@ pub mod raw;
 pub mod serial;
 pub mod vcpu;
 pub mod vhost_user;
+pub mod vhost_user_frontend;
 pub mod virtio_pci;
 pub mod vm;

@@ -167,19 +167,6 @@ impl PciGpuHandle {
     }
 }
 
-/// Delivers nothing: raw-mode VMs have no interrupt controller, so their guests poll.
-struct NoInterrupts;
-
-impl crate::pci::MsiSink for NoInterrupts {
-    fn route(&mut self, _vector: u16, _message: crate::pci::MsiMessage) {}
-    fn fire(&mut self, vector: u16) {
-        tracing::trace!(
-            vector,
-            "virtio-gpu: no interrupt controller; vector dropped"
-        );
-    }
-}
-
 /// A virtio-gpu PCI function plugged into a VM, with the worker serving its queues.
 pub struct PciGpu {
     pub handle: PciGpuHandle,
@@ -206,28 +193,7 @@ pub fn attach(
     let slots = (0..SHM_SLOTS).map(|_| vm.allocate_memory_slot()).collect();
     let region = super::shm::ShmRegion::new(vm.hv.clone(), SHM_SIZE, slots);
     let gpu = VirtioGpu::new(GpuDevice::new(backend, config)).with_shm(region);
-    let vectors = gpu.queue_max_sizes().len() as u16 + 1;
-    let msi: Box<dyn crate::pci::MsiSink> = if vm.irqchip {
-        let gsi_base = vm.allocate_gsi();
-        for _ in 1..vectors {
-            vm.allocate_gsi();
-        }
-        Box::new(super::IrqfdMsiSink::new(vm.hv.clone(), gsi_base, vectors)?)
-    } else {
-        Box::new(NoInterrupts)
-    };
-    let transport = VirtioPciDevice::new(
-        Box::new(gpu),
-        vm.memory.ram.clone(),
-        msi,
-        Some(vm.hv.clone()),
-    )?;
-    let transport = Arc::new(Mutex::new(transport));
-    let slot = vm
-        .add_pci_device(transport.clone())
-        .map_err(|e| super::VirtioPciError::Attach(e.to_string()))?;
-    tracing::info!(slot, backend = ?spec.backend, "virtio-gpu on PCI 00:{slot:02x}.0");
-    let worker = super::Worker::spawn(transport.clone(), "virtio-gpu")?;
+    let (transport, worker) = super::plug(vm, Box::new(gpu), "virtio-gpu")?;
     Ok(PciGpu {
         handle: PciGpuHandle { transport },
         _worker: worker,

@@ -15,7 +15,11 @@ pub mod transport;
 pub mod worker;
 
 #[cfg(test)]
+pub(crate) mod test_guest;
+#[cfg(test)]
 mod tests;
+
+use std::sync::{Arc, Mutex};
 
 use virtio_queue::Queue;
 
@@ -75,8 +79,14 @@ pub trait VirtioDevice: Send {
     fn device_type(&self) -> u16;
     /// Maximum size of each virtqueue; the number of entries is the number of queues.
     fn queue_max_sizes(&self) -> Vec<u16>;
-    /// Device-specific feature bits; the transport adds VIRTIO_F_VERSION_1 and the ring features.
+    /// Device-specific feature bits; the transport adds VIRTIO_F_VERSION_1 and
+    /// [`VirtioDevice::ring_features`].
     fn device_features(&self) -> u64;
+    /// Ring features offered besides VERSION_1: what virtio-queue implements, unless the rings
+    /// are served elsewhere by something that implements less.
+    fn ring_features(&self) -> u64 {
+        VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX
+    }
     /// The features the driver accepted (transport bits included).
     fn ack_features(&mut self, features: u64);
     /// Device-specific configuration space.
@@ -104,8 +114,70 @@ pub trait VirtioDevice: Send {
     }
     /// The shared-memory region's BAR moved (or stopped decoding: `None`).
     fn shm_moved(&mut self, _base: Option<u64>) {}
+    /// Whether another process serves the queues right now (vhost-user). Then the transport
+    /// never calls `process_queue`: it hands the rings and their eventfds over through
+    /// [`VirtioDevice::activate`] and relays the backend's used-buffer signals as interrupts.
+    fn queues_served_elsewhere(&self) -> bool {
+        false
+    }
+    /// The driver set DRIVER_OK: `kicks[i]` is signalled when the guest notifies queue `i`,
+    /// `calls[i]` is for whoever serves queue `i` to signal used buffers. Only called for
+    /// devices whose queues are served elsewhere; an error fails the device.
+    fn activate(
+        &mut self,
+        _queues: &[Queue],
+        _kicks: &[vmm_sys_util::eventfd::EventFd],
+        _calls: &[vmm_sys_util::eventfd::EventFd],
+    ) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether the device failed for good (its backend went away): the transport then sets
+    /// DEVICE_NEEDS_RESET and raises a config interrupt, once.
+    fn failed(&mut self) -> bool {
+        false
+    }
     /// Device reset by the driver (status 0).
     fn reset(&mut self);
     /// The concrete device, for host-side requests (screenshots, display mode changes).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
+/// Delivers nothing: raw-mode VMs have no interrupt controller, so their guests poll.
+struct NoInterrupts;
+
+impl crate::pci::MsiSink for NoInterrupts {
+    fn route(&mut self, _vector: u16, _message: crate::pci::MsiMessage) {}
+    fn fire(&mut self, vector: u16) {
+        tracing::trace!(
+            vector,
+            "virtio-pci: no interrupt controller; vector dropped"
+        );
+    }
+}
+
+/// Puts `device` on the virtio-pci transport, plugs it into bus 0 of `vm` with its MSI-X
+/// vectors on irqfds, and starts the worker that serves it.
+pub fn plug(
+    vm: &mut crate::vm::Vm,
+    device: Box<dyn VirtioDevice>,
+    name: &str,
+) -> Result<(Arc<Mutex<VirtioPciDevice>>, Worker), VirtioPciError> {
+    let vectors = device.queue_max_sizes().len() as u16 + 1;
+    let msi: Box<dyn crate::pci::MsiSink> = if vm.irqchip {
+        let gsi_base = vm.allocate_gsi();
+        for _ in 1..vectors {
+            vm.allocate_gsi();
+        }
+        Box::new(IrqfdMsiSink::new(vm.hv.clone(), gsi_base, vectors)?)
+    } else {
+        Box::new(NoInterrupts)
+    };
+    let transport = VirtioPciDevice::new(device, vm.memory.ram.clone(), msi, Some(vm.hv.clone()))?;
+    let transport = Arc::new(Mutex::new(transport));
+    let slot = vm
+        .add_pci_device(transport.clone())
+        .map_err(|e| VirtioPciError::Attach(e.to_string()))?;
+    tracing::info!(slot, "{name} on PCI 00:{slot:02x}.0");
+    let worker = Worker::spawn(transport.clone(), name)?;
+    Ok((transport, worker))
 }

@@ -1,7 +1,7 @@
 //! The transport driven the way a guest drives it: config space through the PCI root, registers
 //! through the MMIO bus, rings in real guest memory.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use virtio_queue::{Queue, QueueT};
@@ -9,17 +9,11 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::transport::*;
 use super::*;
-use crate::bus::Bus;
 use crate::hypervisor::mock::MockHypervisor;
 use crate::hypervisor::{Hypervisor, IoEventAddress};
 use crate::pci::msix::tests::RecordingSink;
-use crate::pci::{MmioAllocator, PciDevice, PciRoot};
 
-const DESC: u64 = 0x1000;
-const AVAIL: u64 = 0x2000;
-const USED: u64 = 0x3000;
-const REQ: u64 = 0x4000;
-const RESP: u64 = 0x5000;
+use super::test_guest::{Guest, AVAIL, DESC, RESP, USED};
 
 /// Answers each request with its bytes reversed; offers one device feature bit.
 #[derive(Default)]
@@ -78,123 +72,10 @@ impl VirtioDevice for Reverser {
     }
 }
 
-struct Guest {
-    bus: Arc<Bus>,
-    root: Arc<Mutex<PciRoot>>,
-    mem: GuestMemoryMmap,
-    dev: Arc<Mutex<VirtioPciDevice>>,
-    bar0: u64,
-}
-
 impl Guest {
     fn new(vm: Option<Arc<dyn crate::hypervisor::Vm>>, sink: RecordingSink) -> Guest {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
-        let device =
-            VirtioPciDevice::new(Box::<Reverser>::default(), mem.clone(), Box::new(sink), vm)
-                .unwrap();
-        let dev = Arc::new(Mutex::new(device));
-        let bus = Arc::new(Bus::new());
-        let mut root = PciRoot::new(bus.clone());
-        let mut alloc = MmioAllocator::new(0xc000_0000, 0x100_0000);
-        let slot = root.add_device(dev.clone(), &mut alloc).unwrap();
-        assert_eq!(slot, 1);
-        let root = Arc::new(Mutex::new(root));
-        let bar0 = dev.lock().unwrap().config().bar_address(0).unwrap();
-        let guest = Guest {
-            bus,
-            root,
-            mem,
-            dev,
-            bar0,
-        };
-        guest.cfg_write(4, &[0x06, 0x00]);
-        guest
-    }
-
-    fn cfg_write(&self, offset: usize, data: &[u8]) {
-        self.root
-            .lock()
-            .unwrap()
-            .config_write(0, 1, 0, offset, data);
-    }
-
-    fn cfg_read(&self, offset: usize, len: usize) -> u32 {
-        let mut data = [0u8; 4];
-        self.root
-            .lock()
-            .unwrap()
-            .config_read(0, 1, 0, offset, &mut data[..len]);
-        u32::from_le_bytes(data)
-    }
-
-    fn w(&self, offset: u64, value: u64, len: usize) {
-        assert!(self
-            .bus
-            .write(self.bar0 + offset, &value.to_le_bytes()[..len]));
-    }
-
-    fn r(&self, offset: u64, len: usize) -> u64 {
-        let mut data = [0u8; 8];
-        assert!(self.bus.read(self.bar0 + offset, &mut data[..len]));
-        u64::from_le_bytes(data)
-    }
-
-    /// The driver's side of initialisation, through FEATURES_OK and queue 0 setup.
-    fn init(&self, driver_features: u64) -> u8 {
-        self.w(0x14, 0, 1);
-        self.w(0x14, u64::from(status::ACKNOWLEDGE | status::DRIVER), 1);
-        self.w(0x08, 0, 4);
-        self.w(0x0c, driver_features & 0xffff_ffff, 4);
-        self.w(0x08, 1, 4);
-        self.w(0x0c, driver_features >> 32, 4);
-        self.w(
-            0x14,
-            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK),
-            1,
-        );
-        let status = self.r(0x14, 1) as u8;
-        self.w(0x16, 0, 2);
-        self.w(0x18, 8, 2);
-        self.w(0x20, DESC, 8);
-        self.w(0x28, AVAIL, 4);
-        self.w(0x2c, 0, 4);
-        self.w(0x30, USED, 8);
-        self.w(0x1c, 1, 2);
-        status
-    }
-
-    fn driver_ok(&self) {
-        let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
-        self.w(0x14, u64::from(s), 1);
-    }
-
-    /// Queues one request/response pair on queue 0 (avail index `n`).
-    fn post(&self, n: u16, request: &[u8]) {
-        self.mem.write_slice(request, GuestAddress(REQ)).unwrap();
-        let d0 = [
-            REQ.to_le_bytes().as_slice(),
-            &(request.len() as u32).to_le_bytes(),
-            &1u16.to_le_bytes(),
-            &1u16.to_le_bytes(),
-        ]
-        .concat();
-        let d1 = [
-            RESP.to_le_bytes().as_slice(),
-            &64u32.to_le_bytes(),
-            &2u16.to_le_bytes(),
-            &0u16.to_le_bytes(),
-        ]
-        .concat();
-        self.mem.write_slice(&d0, GuestAddress(DESC)).unwrap();
-        self.mem.write_slice(&d1, GuestAddress(DESC + 16)).unwrap();
-        self.mem
-            .write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * u64::from(n % 8)))
-            .unwrap();
-        self.mem.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
-    }
-
-    fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(USED + 2)).unwrap()
+        Guest::attach(Box::<Reverser>::default(), mem, vm, sink)
     }
 }
 

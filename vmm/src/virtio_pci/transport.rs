@@ -11,7 +11,6 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::common::{CommonConfig, CommonEvent, Queues, COMMON_CFG_SIZE};
 use super::{
     status, VirtioDevice, VirtioPciError, NO_VECTOR, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
-    VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::hypervisor::{IoEventAddress, Vm};
 use crate::pci::config::COMMAND_BUS_MASTER;
@@ -54,6 +53,9 @@ pub struct VirtioPciDevice {
     mem: GuestRam,
     /// One eventfd per queue; registered as ioeventfds where BAR 0 is mapped.
     notify: Vec<EventFd>,
+    /// One eventfd per queue for a backend serving the queues elsewhere to signal used buffers.
+    calls: Vec<EventFd>,
+    failure_reported: bool,
     vm: Option<Arc<dyn Vm>>,
     ioeventfds_at: Option<u64>,
 }
@@ -150,13 +152,14 @@ impl VirtioPciDevice {
         let (body, mask) =
             msix.capability((0, MSIX_TABLE_OFFSET as u32), (0, MSIX_PBA_OFFSET as u32));
         let msix_cap = config.add_capability(&body, &mask)?;
-        let notify = (0..sizes.len())
-            .map(|_| EventFd::new(EFD_NONBLOCK))
-            .collect::<Result<_, _>>()?;
-        let device_features = device.device_features()
-            | VIRTIO_F_VERSION_1
-            | VIRTIO_RING_F_INDIRECT_DESC
-            | VIRTIO_RING_F_EVENT_IDX;
+        let eventfds = || {
+            (0..sizes.len())
+                .map(|_| EventFd::new(EFD_NONBLOCK))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (notify, calls) = (eventfds()?, eventfds()?);
+        let device_features =
+            device.device_features() | VIRTIO_F_VERSION_1 | device.ring_features();
         Ok(VirtioPciDevice {
             config,
             msix,
@@ -169,6 +172,8 @@ impl VirtioPciDevice {
             device_features,
             mem,
             notify,
+            calls,
+            failure_reported: false,
             vm,
             ioeventfds_at: None,
         })
@@ -177,6 +182,23 @@ impl VirtioPciDevice {
     /// Clones of the per-queue notification eventfds, for a worker to wait on.
     pub fn notify_fds(&self) -> std::io::Result<Vec<EventFd>> {
         self.notify.iter().map(EventFd::try_clone).collect()
+    }
+
+    /// Clones of the per-queue used-buffer eventfds a backend serving the queues elsewhere writes.
+    pub fn call_fds(&self) -> std::io::Result<Vec<EventFd>> {
+        self.calls.iter().map(EventFd::try_clone).collect()
+    }
+
+    /// Whether another process serves the queues now (the worker then waits on the call fds).
+    pub fn queues_served_elsewhere(&self) -> bool {
+        self.device.queues_served_elsewhere()
+    }
+
+    /// The backend serving the queues elsewhere signalled used buffers on queue `index`.
+    pub fn used_elsewhere(&mut self, index: usize) {
+        if index < self.queues.len() && self.common.status & status::DRIVER_OK != 0 {
+            self.signal_used(index);
+        }
     }
 
     /// The device behind the transport, for host-side requests (screenshots, mode changes).
@@ -190,10 +212,21 @@ impl VirtioPciDevice {
 
     /// Serves queue `index` after the guest notified it.
     pub fn process_queue(&mut self, index: usize) {
+        // A device that failed on its own (a lost backend) goes on completing requests with
+        // errors; bad rings stop the queues until the driver resets.
+        let stopped =
+            self.common.status & status::DEVICE_NEEDS_RESET != 0 && !self.failure_reported;
         if self.common.status & status::DRIVER_OK == 0
-            || self.common.status & status::DEVICE_NEEDS_RESET != 0
+            || stopped
             || !self.queues.get(index).is_some_and(|q| q.ready())
         {
+            return;
+        }
+        if self.device.queues_served_elsewhere() {
+            // A trapped notification (no ioeventfd): pass the kick on to whoever serves it.
+            if let Err(err) = self.notify[index].write(1) {
+                warn!(%err, queue = index, "virtio-pci: forwarding a kick failed");
+            }
             return;
         }
         if !self.queues[index].is_valid(&self.mem) {
@@ -232,6 +265,9 @@ impl VirtioPciDevice {
         if self.common.status & status::DRIVER_OK == 0 {
             return;
         }
+        if !self.failure_reported && self.device.failed() {
+            self.needs_reset();
+        }
         for index in self.device.poll(&mut self.queues, &self.mem) {
             self.signal_used(index);
         }
@@ -258,8 +294,16 @@ impl VirtioPciDevice {
         }
     }
 
+    fn needs_reset(&mut self) {
+        warn!("virtio-pci: device failed; it needs a reset");
+        self.failure_reported = true;
+        self.common.status |= status::DEVICE_NEEDS_RESET;
+        self.signal_config();
+    }
+
     fn reset(&mut self) {
         debug!("virtio-pci: device reset");
+        self.failure_reported = false;
         self.device.reset();
         for q in &mut self.queues {
             q.reset();
@@ -291,6 +335,16 @@ impl VirtioPciDevice {
         if new & status::DRIVER_OK != 0 && old & status::DRIVER_OK == 0 {
             if self.config.command() & COMMAND_BUS_MASTER == 0 {
                 debug!("virtio-pci: DRIVER_OK without bus mastering enabled");
+            }
+            if self.device.queues_served_elsewhere() {
+                let activated = self
+                    .device
+                    .activate(&self.queues, &self.notify, &self.calls);
+                if let Err(err) = activated {
+                    warn!(%err, "virtio-pci: handing the queues to their backend failed");
+                    self.needs_reset();
+                }
+                return;
             }
             for index in 0..self.queues.len() {
                 self.process_queue(index);

@@ -27,25 +27,27 @@ impl Worker {
         device: Arc<Mutex<VirtioPciDevice>>,
         name: &str,
     ) -> Result<Worker, VirtioPciError> {
-        let notify = device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .notify_fds()?;
+        let (notify, calls) = {
+            let dev = device.lock().unwrap_or_else(|e| e.into_inner());
+            (dev.notify_fds()?, dev.call_fds()?)
+        };
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let epoll = Epoll::new()?;
-        for (q, fd) in notify.iter().enumerate() {
-            let event = EpollEvent::new(EventSet::IN, q as u64);
-            epoll.ctl(ControlOperation::Add, fd.as_raw_fd(), event)?;
-        }
         epoll.ctl(
             ControlOperation::Add,
             stop.as_raw_fd(),
             EpollEvent::new(EventSet::IN, STOP_TOKEN),
         )?;
         let stop_clone = stop.try_clone()?;
+        let waits = Waits {
+            epoll,
+            notify,
+            calls,
+            elsewhere: None,
+        };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || serve(device, epoll, notify, stop_clone))?;
+            .spawn(move || serve(device, waits, stop_clone))?;
         Ok(Worker {
             stop,
             thread: Some(thread),
@@ -53,10 +55,55 @@ impl Worker {
     }
 }
 
-fn serve(device: Arc<Mutex<VirtioPciDevice>>, epoll: Epoll, notify: Vec<EventFd>, _stop: EventFd) {
-    let mut events = vec![EpollEvent::default(); notify.len() + 1];
+/// The eventfds the worker waits on: the guest's kicks while the queues are served here, the
+/// backend's used-buffer signals while another process serves them (it reads the kicks then;
+/// a second reader would steal them).
+struct Waits {
+    epoll: Epoll,
+    notify: Vec<EventFd>,
+    calls: Vec<EventFd>,
+    /// Which set is registered: `Some(true)` the calls, `Some(false)` the kicks.
+    elsewhere: Option<bool>,
+}
+
+impl Waits {
+    fn follow(&mut self, elsewhere: bool) -> std::io::Result<()> {
+        if self.elsewhere == Some(elsewhere) {
+            return Ok(());
+        }
+        if let Some(old) = self.elsewhere.take() {
+            for fd in if old { &self.calls } else { &self.notify } {
+                let event = EpollEvent::default();
+                self.epoll
+                    .ctl(ControlOperation::Delete, fd.as_raw_fd(), event)?;
+            }
+        }
+        let fds = if elsewhere { &self.calls } else { &self.notify };
+        for (q, fd) in fds.iter().enumerate() {
+            let event = EpollEvent::new(EventSet::IN, q as u64);
+            self.epoll
+                .ctl(ControlOperation::Add, fd.as_raw_fd(), event)?;
+        }
+        self.elsewhere = Some(elsewhere);
+        Ok(())
+    }
+}
+
+fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) {
+    let mut events = vec![EpollEvent::default(); waits.notify.len() + 1];
     loop {
-        let n = match epoll.wait(POLL_INTERVAL.as_millis() as i32, &mut events) {
+        let elsewhere = device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queues_served_elsewhere();
+        if let Err(err) = waits.follow(elsewhere) {
+            warn!(%err, "virtio-pci worker: epoll registration failed; stopping");
+            return;
+        }
+        let n = match waits
+            .epoll
+            .wait(POLL_INTERVAL.as_millis() as i32, &mut events)
+        {
             Ok(n) => n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(err) => {
@@ -72,9 +119,14 @@ fn serve(device: Arc<Mutex<VirtioPciDevice>>, epoll: Epoll, notify: Vec<EventFd>
                 return;
             }
             let q = token as usize;
-            // Drain the counter; several notifications fold into one pass over the queue.
-            let _ = notify[q].read();
-            dev.process_queue(q);
+            // Drain the counter; several signals fold into one pass.
+            if elsewhere {
+                let _ = waits.calls[q].read();
+                dev.used_elsewhere(q);
+            } else {
+                let _ = waits.notify[q].read();
+                dev.process_queue(q);
+            }
         }
         if n == 0 {
             dev.poll_device();

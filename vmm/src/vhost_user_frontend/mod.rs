@@ -1,0 +1,623 @@
+//! The vhost-user frontend: a virtio device on our virtio-pci transport whose queues another
+//! process serves (virtiofsd, qemu-storage-daemon, a vhost-user GPU). The frontend negotiates
+//! features and protocol features, shares guest RAM (its memfd) with the backend, hands over
+//! each ring with the guest's kick eventfd and a call eventfd the transport turns into
+//! interrupts, and forwards config space.
+//!
+//! When the backend goes away the VM keeps running: the device reports DEVICE_NEEDS_RESET and
+//! from then on completes every request itself with the device type's I/O error
+//! ([`failing`]), so the guest sees errors instead of requests that never finish.
+
+pub mod failing;
+mod watchdog;
+
+#[cfg(test)]
+mod tests;
+
+use std::any::Any;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+use vhost::vhost_user::message::{
+    VhostUserConfigFlags, VhostUserHeaderFlag, VhostUserProtocolFeatures,
+};
+use vhost::vhost_user::{Frontend, VhostUserFrontend};
+use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap as GuestRam};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::virtio_pci::{
+    NeedsInterrupt, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
+};
+
+/// virtio device types the frontend knows how to configure.
+pub const VIRTIO_ID_BLOCK: u16 = 2;
+pub const VIRTIO_ID_GPU: u16 = 16;
+pub const VIRTIO_ID_FS: u16 = 26;
+/// VHOST_USER_F_PROTOCOL_FEATURES: a vhost-user bit, never offered to the guest.
+const PROTOCOL_FEATURES_BIT: u64 = 1 << 30;
+/// Device-specific feature bits are 0..24; the transport owns the rest.
+const DEVICE_FEATURE_MASK: u64 = (1 << 24) - 1;
+/// virtio-blk features whose config fields lie past the part we read (secure erase, zoned).
+const BLK_FEATURES_PAST_CONFIG: u64 = (1 << 16) | (1 << 17);
+const VIRTIO_BLK_F_MQ: u64 = 1 << 12;
+/// virtio_blk_config up to write_zeroes_may_unmap: every field Linux reads for the features
+/// we pass on.
+const BLK_CONFIG_LEN: u32 = 60;
+const BLK_CONFIG_NUM_QUEUES: usize = 34;
+/// virtio_fs_config: tag[36], num_request_queues.
+pub const FS_TAG_LEN: usize = 36;
+/// A backend that does not answer within this long is treated as gone.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Protocol features the frontend implements.
+const WANTED_PROTOCOL_FEATURES: VhostUserProtocolFeatures = VhostUserProtocolFeatures::MQ
+    .union(VhostUserProtocolFeatures::REPLY_ACK)
+    .union(VhostUserProtocolFeatures::CONFIG)
+    .union(VhostUserProtocolFeatures::RESET_DEVICE);
+
+/// Why a vhost-user device could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    #[error("connecting to the vhost-user backend at {path}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("vhost-user {step}")]
+    Protocol {
+        step: &'static str,
+        #[source]
+        source: vhost::Error,
+    },
+    #[error("the backend does not offer VIRTIO_F_VERSION_1 (features {0:#x})")]
+    NotModern(u64),
+    #[error("the backend serves {backend} queues; this device needs {wanted}")]
+    TooFewQueues { backend: u64, wanted: usize },
+    #[error("the backend's configuration space is too short ({0} bytes)")]
+    ShortConfig(usize),
+    #[error("a virtio-fs tag is 1 to {FS_TAG_LEN} bytes, not {0:?}")]
+    BadTag(String),
+    #[error("a {kind} device has {min} to 64 queues, not {count}")]
+    QueueCount {
+        kind: &'static str,
+        min: usize,
+        count: usize,
+    },
+}
+
+fn protocol(step: &'static str) -> impl FnOnce(vhost::Error) -> FrontendError {
+    move |source| FrontendError::Protocol { step, source }
+}
+
+/// What kind of device the backend serves, and what the frontend adds to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// virtio-blk; its config space comes from the backend.
+    Block,
+    /// virtio-fs: the frontend owns the config space (tag, request queues), as QEMU's does.
+    Fs { tag: String },
+    /// virtio-gpu; config space from the backend.
+    Gpu,
+}
+
+impl DeviceKind {
+    pub fn device_type(&self) -> u16 {
+        match self {
+            DeviceKind::Block => VIRTIO_ID_BLOCK,
+            DeviceKind::Fs { .. } => VIRTIO_ID_FS,
+            DeviceKind::Gpu => VIRTIO_ID_GPU,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            DeviceKind::Block => "block",
+            DeviceKind::Fs { .. } => "fs",
+            DeviceKind::Gpu => "gpu",
+        }
+    }
+
+    /// The fewest queues the device type works with (fs: hiprio + one request queue).
+    fn min_queues(&self) -> usize {
+        match self {
+            DeviceKind::Block => 1,
+            DeviceKind::Fs { .. } | DeviceKind::Gpu => 2,
+        }
+    }
+}
+
+/// A virtio device whose queues a vhost-user backend serves.
+pub struct VhostUserDevice {
+    kind: DeviceKind,
+    socket: PathBuf,
+    frontend: Frontend,
+    watchdog: watchdog::Watchdog,
+    queue_sizes: Vec<u16>,
+    backend_features: u64,
+    acked_features: u64,
+    protocol_features: VhostUserProtocolFeatures,
+    config: Vec<u8>,
+    mem: GuestRam,
+    /// The backend holds the rings (between activate and reset).
+    active: bool,
+    /// The backend went away; requests are failed here from now on.
+    gone: bool,
+    /// Queues whose ring position was taken over from the backend after it went away.
+    adopted: Vec<bool>,
+}
+
+impl VhostUserDevice {
+    /// Connects to the backend listening on `socket` and negotiates what can be negotiated
+    /// before the guest driver starts: owner, features, protocol features, queue count, config.
+    pub fn connect(
+        kind: DeviceKind,
+        socket: &Path,
+        queue_sizes: Vec<u16>,
+        mem: GuestRam,
+    ) -> Result<Self, FrontendError> {
+        Self::connect_with_timeout(kind, socket, queue_sizes, mem, REPLY_TIMEOUT)
+    }
+
+    /// [`VhostUserDevice::connect`], giving up on a reply after `timeout`.
+    pub fn connect_with_timeout(
+        kind: DeviceKind,
+        socket: &Path,
+        queue_sizes: Vec<u16>,
+        mem: GuestRam,
+        timeout: Duration,
+    ) -> Result<Self, FrontendError> {
+        if queue_sizes.len() < kind.min_queues() || queue_sizes.len() > 64 {
+            return Err(FrontendError::QueueCount {
+                kind: kind.name(),
+                min: kind.min_queues(),
+                count: queue_sizes.len(),
+            });
+        }
+        if let DeviceKind::Fs { tag } = &kind {
+            if tag.is_empty() || tag.len() > FS_TAG_LEN {
+                return Err(FrontendError::BadTag(tag.clone()));
+            }
+        }
+        let stream = UnixStream::connect(socket).map_err(|source| FrontendError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        // A backend that stops answering must not hang the vCPU that touched the device.
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|source| FrontendError::Connect {
+                path: socket.to_path_buf(),
+                source,
+            })?;
+        let mut frontend = Frontend::from_stream(stream, queue_sizes.len() as u64);
+        let watchdog =
+            watchdog::Watchdog::new(frontend.as_raw_fd(), timeout).map_err(|source| {
+                FrontendError::Connect {
+                    path: socket.to_path_buf(),
+                    source,
+                }
+            })?;
+        let (backend_features, protocol_features, config) =
+            watchdog.guard(|| negotiate(&kind, &mut frontend, &queue_sizes))?;
+        info!(
+            socket = %socket.display(),
+            kind = kind.name(),
+            features = format_args!("{backend_features:#x}"),
+            protocol = format_args!("{:#x}", protocol_features.bits()),
+            "vhost-user: connected"
+        );
+        let queues = queue_sizes.len();
+        Ok(VhostUserDevice {
+            kind,
+            socket: socket.to_path_buf(),
+            frontend,
+            watchdog,
+            queue_sizes,
+            backend_features,
+            acked_features: 0,
+            protocol_features,
+            config,
+            mem,
+            active: false,
+            gone: false,
+            adopted: vec![false; queues],
+        })
+    }
+
+    pub fn kind(&self) -> &DeviceKind {
+        &self.kind
+    }
+
+    /// Whether the backend went away.
+    pub fn backend_gone(&self) -> bool {
+        self.gone
+    }
+
+    fn lost(&mut self, step: &str, err: &dyn std::fmt::Display) {
+        if !self.gone {
+            warn!(
+                socket = %self.socket.display(),
+                %err,
+                step,
+                "vhost-user: the backend went away; the device fails requests from now on"
+            );
+        }
+        self.gone = true;
+        self.active = false;
+    }
+
+    /// Whether the backend closed its end (checked without blocking, between requests).
+    fn hung_up(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: `byte` is a valid 1-byte buffer for the duration of the call and the fd is the
+        // frontend's socket, open while `self` is; MSG_PEEK leaves any data in place.
+        let n = unsafe {
+            libc::recv(
+                self.frontend.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n == 0 {
+            return true;
+        }
+        n < 0 && {
+            let err = std::io::Error::last_os_error();
+            !matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EINTR))
+        }
+    }
+
+    /// Takes over queue positions from a backend that went away, then fails what is pending.
+    fn fail_pending(&mut self, queues: &mut [Queue], mem: &GuestRam) -> Vec<usize> {
+        let mut interrupt = Vec::new();
+        for (index, queue) in queues.iter_mut().enumerate() {
+            if !queue.ready() {
+                continue;
+            }
+            if !std::mem::replace(&mut self.adopted[index], true) {
+                failing::adopt(queue, mem);
+            }
+            if failing::fail_available(self.kind.device_type(), queue, mem) {
+                interrupt.push(index);
+            }
+        }
+        interrupt
+    }
+}
+
+/// Shares guest RAM and hands every ready ring over, with its kick and call eventfds.
+fn start_rings(
+    frontend: &mut Frontend,
+    mem: &GuestRam,
+    acked_features: u64,
+    queues: &[Queue],
+    kicks: &[EventFd],
+    calls: &[EventFd],
+) -> Result<(), FrontendError> {
+    let regions = mem
+        .iter()
+        .map(VhostUserMemoryRegionInfo::from_guest_region)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(protocol("describing guest memory"))?;
+    frontend
+        .set_mem_table(&regions)
+        .map_err(protocol("SET_MEM_TABLE"))?;
+    for (index, queue) in queues.iter().enumerate() {
+        if !queue.ready() {
+            continue;
+        }
+        let ring = VringConfigData {
+            queue_max_size: queue.max_size(),
+            queue_size: queue.size(),
+            flags: 0,
+            desc_table_addr: host_address(mem, queue.desc_table())?,
+            used_ring_addr: host_address(mem, queue.used_ring())?,
+            avail_ring_addr: host_address(mem, queue.avail_ring())?,
+            log_addr: None,
+        };
+        frontend
+            .set_vring_num(index, queue.size())
+            .map_err(protocol("SET_VRING_NUM"))?;
+        frontend
+            .set_vring_addr(index, &ring)
+            .map_err(protocol("SET_VRING_ADDR"))?;
+        frontend
+            .set_vring_base(index, queue.next_avail())
+            .map_err(protocol("SET_VRING_BASE"))?;
+        frontend
+            .set_vring_call(index, &calls[index])
+            .map_err(protocol("SET_VRING_CALL"))?;
+        frontend
+            .set_vring_kick(index, &kicks[index])
+            .map_err(protocol("SET_VRING_KICK"))?;
+        if acked_features & PROTOCOL_FEATURES_BIT != 0 {
+            frontend
+                .set_vring_enable(index, true)
+                .map_err(protocol("SET_VRING_ENABLE"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops every ring the backend holds (GET_VRING_BASE) and resets it where it can.
+fn stop_rings(
+    frontend: &mut Frontend,
+    queues: usize,
+    protocol_features: VhostUserProtocolFeatures,
+) -> Result<(), vhost::Error> {
+    for index in 0..queues {
+        if let Err(err) = frontend.get_vring_base(index) {
+            debug!(%err, queue = index, "vhost-user: GET_VRING_BASE");
+        }
+    }
+    if protocol_features.contains(VhostUserProtocolFeatures::RESET_DEVICE) {
+        frontend.reset_device()?;
+    }
+    Ok(())
+}
+
+/// The host address of guest address `gpa` in our mapping, as vhost-user ring addresses are
+/// given (the backend translates them through the memory table's user addresses).
+fn host_address(mem: &GuestRam, gpa: u64) -> Result<u64, FrontendError> {
+    use vm_memory::GuestAddress;
+    mem.get_host_address(GuestAddress(gpa))
+        .map(|p| p as u64)
+        .map_err(|_| FrontendError::Protocol {
+            step: "ring outside guest memory",
+            source: vhost::Error::InvalidGuestMemory,
+        })
+}
+
+/// What is negotiated before the guest driver starts: owner, features, protocol features,
+/// queue count, config space.
+fn negotiate(
+    kind: &DeviceKind,
+    frontend: &mut Frontend,
+    queue_sizes: &[u16],
+) -> Result<(u64, VhostUserProtocolFeatures, Vec<u8>), FrontendError> {
+    frontend.set_owner().map_err(protocol("SET_OWNER"))?;
+    let backend_features = frontend.get_features().map_err(protocol("GET_FEATURES"))?;
+    if backend_features & VIRTIO_F_VERSION_1 == 0 {
+        return Err(FrontendError::NotModern(backend_features));
+    }
+    let mut protocol_features = VhostUserProtocolFeatures::empty();
+    if backend_features & PROTOCOL_FEATURES_BIT != 0 {
+        let offered = frontend
+            .get_protocol_features()
+            .map_err(protocol("GET_PROTOCOL_FEATURES"))?;
+        protocol_features = offered & WANTED_PROTOCOL_FEATURES;
+        frontend
+            .set_protocol_features(protocol_features)
+            .map_err(protocol("SET_PROTOCOL_FEATURES"))?;
+        if protocol_features.contains(VhostUserProtocolFeatures::REPLY_ACK) {
+            // Every request waits for the backend's verdict: failures surface where they
+            // happen, and the backend has acted on a request before the guest goes on.
+            frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
+        }
+    }
+    if protocol_features.contains(VhostUserProtocolFeatures::MQ) {
+        let backend = frontend
+            .get_queue_num()
+            .map_err(protocol("GET_QUEUE_NUM"))?;
+        if backend < queue_sizes.len() as u64 {
+            return Err(FrontendError::TooFewQueues {
+                backend,
+                wanted: queue_sizes.len(),
+            });
+        }
+    }
+    let config = initial_config(kind, frontend, protocol_features, queue_sizes)?;
+    Ok((backend_features, protocol_features, config))
+}
+
+/// The device's config space: read from the backend (block, GPU) or built here (fs).
+fn initial_config(
+    kind: &DeviceKind,
+    frontend: &mut Frontend,
+    protocol_features: VhostUserProtocolFeatures,
+    queue_sizes: &[u16],
+) -> Result<Vec<u8>, FrontendError> {
+    let from_backend = |frontend: &mut Frontend, len: u32| {
+        if !protocol_features.contains(VhostUserProtocolFeatures::CONFIG) {
+            return Ok(vec![0; len as usize]);
+        }
+        let (_, payload) = frontend
+            .get_config(
+                0,
+                len,
+                VhostUserConfigFlags::WRITABLE,
+                &vec![0; len as usize],
+            )
+            .map_err(protocol("GET_CONFIG"))?;
+        if payload.len() < len as usize {
+            return Err(FrontendError::ShortConfig(payload.len()));
+        }
+        Ok(payload)
+    };
+    Ok(match kind {
+        DeviceKind::Block => {
+            let mut config = from_backend(frontend, BLK_CONFIG_LEN)?;
+            // The guest sees as many queues as this transport has.
+            let queues = (queue_sizes.len() as u16).to_le_bytes();
+            config[BLK_CONFIG_NUM_QUEUES..BLK_CONFIG_NUM_QUEUES + 2].copy_from_slice(&queues);
+            config
+        }
+        DeviceKind::Gpu => from_backend(frontend, 24)?,
+        DeviceKind::Fs { tag } => {
+            let mut config = vec![0u8; FS_TAG_LEN + 4];
+            config[..tag.len()].copy_from_slice(tag.as_bytes());
+            let request_queues = queue_sizes.len() as u32 - 1;
+            config[FS_TAG_LEN..].copy_from_slice(&request_queues.to_le_bytes());
+            config
+        }
+    })
+}
+
+impl VirtioDevice for VhostUserDevice {
+    fn device_type(&self) -> u16 {
+        self.kind.device_type()
+    }
+
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        self.queue_sizes.clone()
+    }
+
+    fn device_features(&self) -> u64 {
+        let mut features = self.backend_features & DEVICE_FEATURE_MASK;
+        if self.kind == DeviceKind::Block {
+            features &= !BLK_FEATURES_PAST_CONFIG;
+            if self.queue_sizes.len() == 1 {
+                features &= !VIRTIO_BLK_F_MQ;
+            }
+        }
+        features
+    }
+
+    fn ring_features(&self) -> u64 {
+        self.backend_features & (VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX)
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.acked_features = features | (self.backend_features & PROTOCOL_FEATURES_BIT);
+        if self.gone {
+            return;
+        }
+        let acked = self.acked_features;
+        if let Err(err) = self.watchdog.guard(|| self.frontend.set_features(acked)) {
+            self.lost("SET_FEATURES", &err);
+        }
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        if let Some(src) = self.config.get(start..start.saturating_add(data.len())) {
+            data.copy_from_slice(src);
+        }
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        let Some(dst) = self.config.get_mut(start..start.saturating_add(data.len())) else {
+            warn!(
+                offset,
+                len = data.len(),
+                "vhost-user: config write outside the config space"
+            );
+            return;
+        };
+        dst.copy_from_slice(data);
+        // fs config is ours; block (writeback) and GPU (events_clear) go to the backend.
+        if matches!(self.kind, DeviceKind::Fs { .. })
+            || self.gone
+            || !self
+                .protocol_features
+                .contains(VhostUserProtocolFeatures::CONFIG)
+        {
+            return;
+        }
+        let frontend = &mut self.frontend;
+        let written = self
+            .watchdog
+            .guard(|| frontend.set_config(offset as u32, VhostUserConfigFlags::WRITABLE, data));
+        if let Err(err) = written {
+            warn!(%err, offset, "vhost-user: SET_CONFIG failed");
+        }
+    }
+
+    fn process_queue(
+        &mut self,
+        index: usize,
+        queues: &mut [Queue],
+        mem: &GuestRam,
+    ) -> NeedsInterrupt {
+        // Only reached once the backend is gone (or before it ever got the rings).
+        self.fail_pending(queues, mem).contains(&index)
+    }
+
+    fn poll(&mut self, queues: &mut [Queue], mem: &GuestRam) -> Vec<usize> {
+        if self.active && self.hung_up() {
+            self.lost("socket closed", &"end of file");
+        }
+        if self.gone {
+            return self.fail_pending(queues, mem);
+        }
+        Vec::new()
+    }
+
+    fn queues_served_elsewhere(&self) -> bool {
+        !self.gone
+    }
+
+    fn activate(
+        &mut self,
+        queues: &[Queue],
+        kicks: &[EventFd],
+        calls: &[EventFd],
+    ) -> Result<(), String> {
+        let started = self.watchdog.guard(|| {
+            start_rings(
+                &mut self.frontend,
+                &self.mem,
+                self.acked_features,
+                queues,
+                kicks,
+                calls,
+            )
+        });
+        match started {
+            Ok(()) => {
+                self.active = true;
+                debug!(socket = %self.socket.display(), "vhost-user: rings handed over");
+                Ok(())
+            }
+            Err(err) => {
+                let text = format!(
+                    "{err}: {}",
+                    std::error::Error::source(&err)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                );
+                self.lost("activate", &text);
+                Err(text)
+            }
+        }
+    }
+
+    fn failed(&mut self) -> bool {
+        self.gone
+    }
+
+    fn reset(&mut self) {
+        if self.active && !self.gone {
+            let stopped = self.watchdog.guard(|| {
+                stop_rings(
+                    &mut self.frontend,
+                    self.queue_sizes.len(),
+                    self.protocol_features,
+                )
+            });
+            if let Err(err) = stopped {
+                self.lost("RESET_DEVICE", &err);
+            }
+        }
+        self.active = false;
+        self.adopted.fill(false);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

@@ -1,0 +1,167 @@
+//! A guest driver for transport tests: config space through the PCI root, registers through
+//! the MMIO bus, queue 0 (8 entries) in real guest memory at fixed addresses.
+
+use std::sync::{Arc, Mutex};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::transport::*;
+use super::*;
+use crate::bus::Bus;
+use crate::pci::msix::tests::RecordingSink;
+use crate::pci::{MmioAllocator, PciDevice, PciRoot};
+
+pub const DESC: u64 = 0x1000;
+pub const AVAIL: u64 = 0x2000;
+pub const USED: u64 = 0x3000;
+pub const REQ: u64 = 0x4000;
+pub const RESP: u64 = 0x5000;
+
+pub(crate) struct Guest {
+    pub(crate) bus: Arc<Bus>,
+    pub(crate) root: Arc<Mutex<PciRoot>>,
+    pub(crate) mem: GuestMemoryMmap,
+    pub(crate) dev: Arc<Mutex<VirtioPciDevice>>,
+    pub(crate) bar0: u64,
+}
+
+impl Guest {
+    /// Puts `device` on the transport in slot 1 of a fresh bus, with memory and bus mastering
+    /// enabled, as firmware leaves it.
+    pub(crate) fn attach(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemoryMmap,
+        vm: Option<Arc<dyn crate::hypervisor::Vm>>,
+        sink: RecordingSink,
+    ) -> Guest {
+        let device = VirtioPciDevice::new(device, mem.clone(), Box::new(sink), vm).unwrap();
+        let dev = Arc::new(Mutex::new(device));
+        let bus = Arc::new(Bus::new());
+        let mut root = PciRoot::new(bus.clone());
+        let mut alloc = MmioAllocator::new(0xc000_0000, 0x100_0000);
+        let slot = root.add_device(dev.clone(), &mut alloc).unwrap();
+        assert_eq!(slot, 1);
+        let root = Arc::new(Mutex::new(root));
+        let bar0 = dev.lock().unwrap().config().bar_address(0).unwrap();
+        let guest = Guest {
+            bus,
+            root,
+            mem,
+            dev,
+            bar0,
+        };
+        guest.cfg_write(4, &[0x06, 0x00]);
+        guest
+    }
+
+    pub(crate) fn cfg_write(&self, offset: usize, data: &[u8]) {
+        self.root
+            .lock()
+            .unwrap()
+            .config_write(0, 1, 0, offset, data);
+    }
+
+    pub(crate) fn cfg_read(&self, offset: usize, len: usize) -> u32 {
+        let mut data = [0u8; 4];
+        self.root
+            .lock()
+            .unwrap()
+            .config_read(0, 1, 0, offset, &mut data[..len]);
+        u32::from_le_bytes(data)
+    }
+
+    pub(crate) fn w(&self, offset: u64, value: u64, len: usize) {
+        assert!(self
+            .bus
+            .write(self.bar0 + offset, &value.to_le_bytes()[..len]));
+    }
+
+    pub(crate) fn r(&self, offset: u64, len: usize) -> u64 {
+        let mut data = [0u8; 8];
+        assert!(self.bus.read(self.bar0 + offset, &mut data[..len]));
+        u64::from_le_bytes(data)
+    }
+
+    /// The driver's side of initialisation, through FEATURES_OK and queue 0 setup.
+    pub(crate) fn init(&self, driver_features: u64) -> u8 {
+        self.w(0x14, 0, 1);
+        self.w(0x14, u64::from(status::ACKNOWLEDGE | status::DRIVER), 1);
+        self.w(0x08, 0, 4);
+        self.w(0x0c, driver_features & 0xffff_ffff, 4);
+        self.w(0x08, 1, 4);
+        self.w(0x0c, driver_features >> 32, 4);
+        self.w(
+            0x14,
+            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK),
+            1,
+        );
+        let status = self.r(0x14, 1) as u8;
+        self.w(0x16, 0, 2);
+        self.w(0x18, 8, 2);
+        self.w(0x20, DESC, 8);
+        self.w(0x28, AVAIL, 4);
+        self.w(0x2c, 0, 4);
+        self.w(0x30, USED, 8);
+        self.w(0x1c, 1, 2);
+        status
+    }
+
+    pub(crate) fn driver_ok(&self) {
+        let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
+        self.w(0x14, u64::from(s), 1);
+    }
+
+    /// Queues one request/response pair on queue 0 (avail index `n`).
+    pub(crate) fn post(&self, n: u16, request: &[u8]) {
+        self.mem.write_slice(request, GuestAddress(REQ)).unwrap();
+        let d0 = [
+            REQ.to_le_bytes().as_slice(),
+            &(request.len() as u32).to_le_bytes(),
+            &1u16.to_le_bytes(),
+            &1u16.to_le_bytes(),
+        ]
+        .concat();
+        let d1 = [
+            RESP.to_le_bytes().as_slice(),
+            &64u32.to_le_bytes(),
+            &2u16.to_le_bytes(),
+            &0u16.to_le_bytes(),
+        ]
+        .concat();
+        self.mem.write_slice(&d0, GuestAddress(DESC)).unwrap();
+        self.mem.write_slice(&d1, GuestAddress(DESC + 16)).unwrap();
+        self.mem
+            .write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * u64::from(n % 8)))
+            .unwrap();
+        self.mem.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
+    }
+
+    /// Queues a chain of (address, length, device-writable) buffers on queue 0 at avail index
+    /// `n`, using descriptors from `first` on.
+    pub(crate) fn post_chain(&self, n: u16, first: u16, buffers: &[(u64, u32, bool)]) {
+        for (i, &(addr, len, write)) in buffers.iter().enumerate() {
+            let index = first + i as u16;
+            let last = i + 1 == buffers.len();
+            let flags = u16::from(!last) | if write { 2 } else { 0 };
+            let next = if last { 0 } else { index + 1 };
+            let desc = [
+                addr.to_le_bytes().as_slice(),
+                &len.to_le_bytes(),
+                &flags.to_le_bytes(),
+                &next.to_le_bytes(),
+            ]
+            .concat();
+            self.mem
+                .write_slice(&desc, GuestAddress(DESC + 16 * u64::from(index)))
+                .unwrap();
+        }
+        self.mem
+            .write_obj(first, GuestAddress(AVAIL + 4 + 2 * u64::from(n % 8)))
+            .unwrap();
+        self.mem.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
+    }
+
+    pub(crate) fn used_idx(&self) -> u16 {
+        self.mem.read_obj(GuestAddress(USED + 2)).unwrap()
+    }
+}
