@@ -37,8 +37,8 @@ use crate::virtio_pci::{
 
 /// virtio device types the frontend knows how to configure.
 pub const VIRTIO_ID_BLOCK: u16 = 2;
-pub const VIRTIO_ID_GPU: u16 = 16;
 pub const VIRTIO_ID_FS: u16 = 26;
+pub use crate::virtio_pci::gpu::VIRTIO_ID_GPU;
 /// VHOST_USER_F_PROTOCOL_FEATURES: a vhost-user bit, never offered to the guest.
 const PROTOCOL_FEATURES_BIT: u64 = 1 << 30;
 /// Device-specific feature bits are 0..24; the transport owns the rest.
@@ -229,15 +229,6 @@ impl VhostUserDevice {
             gone: false,
             adopted: vec![false; queues],
         })
-    }
-
-    pub fn kind(&self) -> &DeviceKind {
-        &self.kind
-    }
-
-    /// Whether the backend went away.
-    pub fn backend_gone(&self) -> bool {
-        self.gone
     }
 
     fn lost(&mut self, step: &str, err: &dyn std::fmt::Display) {

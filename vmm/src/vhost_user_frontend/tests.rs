@@ -140,6 +140,8 @@ impl VhostUserBackendMut for MockDisk {
 }
 
 type SharedDisk = Arc<RwLock<MockDisk>>;
+/// Ends the daemon's connection, as a backend that dies would (set once it is connected).
+type Shutdown = Arc<Mutex<Option<vhost_user_backend::ShutdownHandle>>>;
 
 fn socket_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("vgpu-vu-{name}-{}.sock", std::process::id()))
@@ -147,13 +149,7 @@ fn socket_path(name: &str) -> PathBuf {
 
 /// Starts the mock disk daemon on a fresh socket; returns the socket, the disk, and a handle
 /// that ends the connection (as a backend that dies would).
-fn start_disk(
-    name: &str,
-) -> (
-    PathBuf,
-    SharedDisk,
-    Arc<Mutex<Option<vhost_user_backend::ShutdownHandle>>>,
-) {
+fn start_disk(name: &str) -> (PathBuf, SharedDisk, Shutdown) {
     let path = socket_path(name);
     let _ = std::fs::remove_file(&path);
     let disk = Arc::new(RwLock::new(MockDisk {
@@ -186,6 +182,15 @@ fn blk_guest(path: &std::path::Path) -> (Guest, RecordingSink) {
     let sink = RecordingSink::default();
     let guest = Guest::attach(Box::new(device), memory.ram, None, sink.clone());
     (guest, sink)
+}
+
+/// A block device on the mock disk with the driver started (DRIVER_OK).
+fn running_blk_guest(name: &str) -> (Guest, SharedDisk, Shutdown) {
+    let (path, disk, shutdown) = start_disk(name);
+    let (g, _) = blk_guest(&path);
+    g.init(VIRTIO_F_VERSION_1);
+    g.driver_ok();
+    (g, disk, shutdown)
 }
 
 /// A read or write of `sectors` sectors at `sector` on queue 0, avail index `n`.
@@ -266,10 +271,7 @@ fn negotiates_with_the_backend_and_shows_the_guest_only_what_it_can_use() {
 
 #[test]
 fn requests_go_to_the_backend_and_completions_come_back_as_interrupts() {
-    let (path, disk, _) = start_disk("io");
-    let (g, _) = blk_guest(&path);
-    g.init(VIRTIO_F_VERSION_1);
-    g.driver_ok();
+    let (g, disk, _) = running_blk_guest("io");
     assert!(g.dev.lock().unwrap().queues_served_elsewhere());
     // Read sectors 2..4: the backend's pattern arrives in guest memory.
     post_blk(&g, 0, false, 2, 2);
@@ -311,10 +313,7 @@ fn requests_go_to_the_backend_and_completions_come_back_as_interrupts() {
 
 #[test]
 fn a_backend_that_dies_leaves_the_vm_running_and_the_guest_gets_io_errors() {
-    let (path, _disk, shutdown) = start_disk("dies");
-    let (g, _) = blk_guest(&path);
-    g.init(VIRTIO_F_VERSION_1);
-    g.driver_ok();
+    let (g, _disk, shutdown) = running_blk_guest("dies");
     post_blk(&g, 0, false, 0, 1);
     wait_used(&g, 1);
     shutdown.lock().unwrap().take().unwrap().shutdown();
@@ -340,10 +339,7 @@ fn a_backend_that_dies_leaves_the_vm_running_and_the_guest_gets_io_errors() {
 
 #[test]
 fn a_request_the_backend_took_and_never_completed_is_failed_when_it_dies() {
-    let (path, disk, shutdown) = start_disk("in-flight");
-    let (g, _) = blk_guest(&path);
-    g.init(VIRTIO_F_VERSION_1);
-    g.driver_ok();
+    let (g, disk, shutdown) = running_blk_guest("in-flight");
     disk.write().unwrap().stall = true;
     post_blk(&g, 0, false, 0, 1);
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -194,6 +194,7 @@ pub fn attach(
     let region = super::shm::ShmRegion::new(vm.hv.clone(), SHM_SIZE, slots);
     let gpu = VirtioGpu::new(GpuDevice::new(backend, config)).with_shm(region);
     let (transport, worker) = super::plug(vm, Box::new(gpu), "virtio-gpu")?;
+    tracing::info!(backend = ?spec.backend, "virtio-gpu backend");
     Ok(PciGpu {
         handle: PciGpuHandle { transport },
         _worker: worker,

@@ -91,11 +91,11 @@ impl Waits {
 
 fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) {
     let mut events = vec![EpollEvent::default(); waits.notify.len() + 1];
+    let mut elsewhere = device
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .queues_served_elsewhere();
     loop {
-        let elsewhere = device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .queues_served_elsewhere();
         if let Err(err) = waits.follow(elsewhere) {
             warn!(%err, "virtio-pci worker: epoll registration failed; stopping");
             return;
@@ -131,6 +131,8 @@ fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) 
         if n == 0 {
             dev.poll_device();
         }
+        // Read under the lock already held, for the next wait.
+        elsewhere = dev.queues_served_elsewhere();
     }
 }
 
