@@ -2,7 +2,9 @@
 //! byte for byte, and a slice defined, modified or undefined by either tool seen so by the
 //! other. mdevctl reads only the real /sys and /etc/mdevctl.d, so it runs in a private mount
 //! namespace where the fake tree is bind-mounted over both (needs root and util-linux's
-//! `unshare`); mdevctl comes extracted from its Debian package by scripts/setup.sh.
+//! `unshare`); mdevctl comes extracted from its Debian package by scripts/setup.sh, which
+//! leaves no /etc/mdevctl.d to mount over, so the test makes the empty directory the package
+//! would have installed.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -62,8 +64,8 @@ impl Tools {
 
     fn theirs(&self, args: &[&str]) -> (bool, String, String) {
         let script = format!(
-            "mount --bind {root}/sys /sys && mount --bind {root}/etc/mdevctl.d /etc/mdevctl.d \
-             && exec {mdevctl} \"$@\"",
+            "mkdir -p /etc/mdevctl.d && mount --bind {root}/sys /sys \
+             && mount --bind {root}/etc/mdevctl.d /etc/mdevctl.d && exec {mdevctl} \"$@\"",
             root = self.root.display(),
             mdevctl = self.mdevctl.display()
         );
