@@ -3,13 +3,19 @@
 # gives /dev/kvm; there `vgpu run` boots a Debian kernel + initramfs (L2) with our virtio-gpu, the
 # inner virtio_gpu driver binds and draws colour bars, and the screenshot comes back to the host.
 #
-#   scripts/nested.sh [--suite display|venus] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
+#   scripts/nested.sh [--suite display|venus|vhost-user] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
 #                     [--timeout SECONDS] [--checks a+b+c]
 #
 # --suite venus (default: display): L2 runs on `--gpu virtio,backend=vulkan` (lavapipe in L1) with
 # Mesa's venus ICD; the guest lists its Vulkan devices, sends hostile venus streams, runs
 # vk-conformance (all checks, or --checks) and keeps the colour bars on screen. Results go to
 # target/nested-venus/ unless --out; --test then runs the nested_venus test.
+#
+# --suite vhost-user: L2 boots with its root on virtio-fs (virtiofsd) and two vhost-user-blk
+# disks (qemu-storage-daemon): file and disk contents checked both ways, one disk's backend killed
+# mid-run (the guest gets I/O errors, the VM goes on); with --qemu N, N rounds of the storage
+# benchmark on our VMM and on QEMU -enable-kvm with the same backends. Results go to
+# target/nested-vhost-user/; --test then runs the nested_vhost_user test.
 #
 # Writes DIR/l1.log (the whole L1 console), DIR/l2.png (the inner scanout) and DIR/times.txt, and
 # prints the timings. --qemu N (default 2) then boots the same L2 N more times each with QEMU
@@ -59,7 +65,11 @@ case "$suite" in
                   guests/nested/build.sh guests/nested/l1-run guests/nested/l2-venus scripts/nested.sh)
          l1_mem=3G; l1_cpu=max,family=23,model=1,stepping=2
          stamp_file=.ci/verified-nested-venus; out=${out:-$root/target/nested-venus} ;;
-  *) echo "nested.sh: unknown suite $suite (display, venus)" >&2; exit 2 ;;
+  vhost-user) covered=(vmm guests/lib guests/programs guests/nested/build.sh guests/nested/l1-run
+                       guests/nested/l1-vhost-user guests/nested/l2-vhost-user scripts/nested.sh)
+              l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-vhost-user
+              out=${out:-$root/target/nested-vhost-user} ;;
+  *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user)" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 cd "$root"
@@ -74,6 +84,7 @@ t0=$(date +%s.%N)
 if [ ! -x "${VGPU_BIN:-target/debug/vgpu}" ]; then cargo build -q -p vmm --bin vgpu; fi
 build_args=()
 [ $qemu_too = 1 ] && build_args+=(--qemu)
+[ "$suite" = vhost-user ] && build_args+=(--vhost-user)
 if [ "$suite" = venus ]; then
   build_args+=(--venus)
   [ -n "${VK_CONFORMANCE_BIN:-}" ] || cargo build -q --release -p vgpu-tests --bin vk-conformance
@@ -85,6 +96,10 @@ t1=$(date +%s.%N)
 append="console=ttyS0 panic=-1 quiet vgpu_run=l1-run"
 [ $qemu_too = 1 ] && append="$append vgpu_qemu=$rounds"
 [ "$suite" = venus ] && append="$append vgpu_suite=venus${checks:+ vgpu_checks=$checks}"
+if [ "$suite" = vhost-user ]; then
+  append="$append vgpu_suite=vhost-user"
+  [ $qemu_too = 1 ] && append="$append vgpu_vu_rounds=$rounds"
+fi
 rm -f "$out/l2.png" "$out/l1.log"
 set +e
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -M q35 -cpu $l1_cpu -smp 1 -m $l1_mem \
@@ -122,7 +137,13 @@ read -r _ qemu_mean qemu_all < <(span qemu)
 } > "$out/times.txt"
 cat "$out/times.txt"
 grep -a "VGPU-RESULT\|VGPU-L2 .* vgpu VGPU-\|VGPU-EXIT" "$out/l1.log" | tr -d '\r' | head -80 || true
-if [ -f "$out/l2.png" ]; then
+if [ "$suite" = vhost-user ]; then
+  grep -a "VGPU-BENCH" "$out/l1.log" | tr -d '\r' || true
+  if ! grep -aq "VGPU-RESULT vu-suite DONE" "$out/l1.log"; then
+    echo "nested: the vhost-user suite did not finish; see $out/l1.log" >&2
+    exit 1
+  fi
+elif [ -f "$out/l2.png" ]; then
   echo "nested: screenshot $out/l2.png"
 else
   echo "nested: no screenshot came back; see $out/l1.log" >&2
@@ -131,6 +152,7 @@ fi
 if [ $run_test = 1 ]; then
   test_name=nested_kvm
   [ "$suite" = venus ] && test_name=nested_venus
+  [ "$suite" = vhost-user ] && test_name=nested_vhost_user
   VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test $test_name
 fi
 # Recorded only after the test passed (with --test, a failing test exits above).

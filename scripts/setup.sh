@@ -8,11 +8,13 @@ SUDO=$(need_root)
 
 BASE_PKGS=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools pkg-config
            busybox-static cpio kmod zstd xz-utils
-           gcc libc6-dev libdrm-dev python3-venv curl)
-# QEMU 10 (vhost-user without KVM) and the 6.12 kernel come from bookworm-backports, and so does
+           gcc libc6-dev libdrm-dev python3-venv curl
+           libseccomp-dev libcap-ng-dev)
+# QEMU 10 (vhost-user without KVM) and the 6.12 kernel come from bookworm-backports, with its
+# qemu-storage-daemon (qemu-utils: the vhost-user-blk backend `vgpu run --disk` uses), and so does
 # libvirt 11.3, the one nearest QEMU 10, for the libvirt test and bench row (it brings
 # backports' systemd along, which nothing here runs: the test starts its own libvirtd).
-BACKPORT_PKGS=(qemu-system-x86 qemu-system-gui libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
+BACKPORT_PKGS=(qemu-system-x86 qemu-system-gui qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
 
 missing=()
 for p in "${BASE_PKGS[@]}" "${BACKPORT_PKGS[@]}"; do
@@ -56,6 +58,16 @@ install_mdevctl() {
   dpkg-deb -x "$tmp"/mdevctl_*.deb "$mdevctl_dir"
   rm -rf "$tmp"
   echo "setup: mdevctl in $mdevctl_dir"
+}
+
+# virtiofsd, the virtio-fs backend of `vgpu run --fs`: not packaged for bookworm, so built from
+# crates.io (it links libseccomp and libcap-ng) into .cache, where vgpu looks for it.
+virtiofsd_dir="$root/.cache/virtiofsd"
+install_virtiofsd() {
+  [ -x "$virtiofsd_dir/bin/virtiofsd" ] && return 0
+  echo "setup: building virtiofsd 1.14 from crates.io (a few minutes, once)"
+  cargo install -q --locked virtiofsd@1.14.0 --root "$virtiofsd_dir"
+  echo "setup: virtiofsd in $virtiofsd_dir"
 }
 
 # ncnn and wgpu-py, Vulkan clients nobody here wrote, for the venus tests and benchmark: PyPI
@@ -115,5 +127,6 @@ else
 fi
 install_venus_icd
 install_mdevctl
+install_virtiofsd
 install_pyvenv
 install_virgl_trixie

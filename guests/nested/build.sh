@@ -11,7 +11,12 @@
 #                                 vulkaninfo, vk-conformance, vgpu-venus-evil and l2-venus;
 #                                 and L1 gets lavapipe (the host's Mesa) for `backend=vulkan`
 #                                 and vk-conformance (the native baseline).
-# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus]
+#   with --vhost-user also:
+#   guests/out/nested-l2-vu.cpio.gz     inner guest for the vhost-user suite: virtio_blk and virtiofs
+#                                 (its root comes over virtio-fs; l2-vhost-user is its /sbin/init,
+#                                 copied into that root by L1); and L1 gets qemu-storage-daemon,
+#                                 virtiofsd (scripts/setup.sh builds it) and l1-vhost-user.
+# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -19,11 +24,13 @@ out=$root/guests/out
 vgpu=${VGPU_BIN:-$root/target/debug/vgpu}
 with_qemu=0
 with_venus=0
+with_vu=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vgpu) vgpu=$2; shift 2 ;;
     --qemu) with_qemu=1; shift ;;
     --venus) with_venus=1; shift ;;
+    --vhost-user) with_vu=1; shift ;;
     *) echo "nested/build.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -78,6 +85,16 @@ if [ $with_venus = 1 ]; then
           --file "$out/nested-l2-venus.cpio.gz:/l2/nested-l2-venus.cpio.gz"
           --file "$vulkan_loader:$multiarch/libvulkan.so.1" --file "$lvp:$lvp"
           --file /usr/share/vulkan/icd.d/lvp_icd.x86_64.json:/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)
+fi
+if [ $with_vu = 1 ]; then
+  virtiofsd=${VGPU_VIRTIOFSD:-$root/.cache/virtiofsd/bin/virtiofsd}
+  [ -x "$virtiofsd" ] || { echo "nested/build.sh: $virtiofsd missing; run scripts/setup.sh" >&2; exit 1; }
+  qsd=$(command -v qemu-storage-daemon)
+  "$root/guests/build-image.sh" --quiet --name nested-l2-vu --module virtio_blk --module virtiofs
+  bins+=("$virtiofsd" "$qsd")
+  files+=(--file "$virtiofsd:/bin/virtiofsd" --file "$qsd:/bin/qemu-storage-daemon"
+          --file "$here/l1-vhost-user:/bin/l1-vhost-user" --file "$here/l2-vhost-user:/bin/l2-vhost-user"
+          --file "$out/nested-l2-vu.cpio.gz:/l2/nested-l2-vu.cpio.gz")
 fi
 if [ $with_qemu = 1 ]; then
   qemu=$(command -v qemu-system-x86_64)

@@ -2,7 +2,8 @@
 //! PCI root, legacy devices, vCPUs, and the hooks device code plugs into.
 //!
 //! Device owners (PCI, virtio-pci) plug in through [`Vm::pci_root`], [`Vm::add_pci_device`],
-//! [`Vm::allocate_gsi`], [`Vm::allocate_memory_slot`] and [`Vm::add_gpu`]; a display device
+//! [`Vm::allocate_gsi`], [`Vm::allocate_memory_slot`], [`Vm::add_gpu`] and
+//! [`Vm::add_vhost_user`]; a display device
 //! registers itself with [`Vm::set_display`] so `vgpu run --screenshot` can reach it.
 
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use crate::hypervisor::{Hypervisor, HypervisorError, Vm as HvVm};
 use crate::memory::{Memory, MemoryError};
 use crate::pci::{self, MmioAllocator, PciConfigIo, PciConfigMmio, PciDevice, PciError, PciRoot};
 use crate::vcpu::{ExitSignal, VmExit};
+use crate::vhost_user_frontend::attach::{VhostUserAttachment, VhostUserSpec};
 
 /// First GSI handed out for MSI routes (0..24 are the IOAPIC's pins).
 const FIRST_MSI_GSI: u32 = 24;
@@ -35,6 +37,8 @@ pub enum VmError {
     Pci(#[from] PciError),
     #[error("the virtio-gpu device could not be created: {0}")]
     Gpu(String),
+    #[error(transparent)]
+    VhostUser(#[from] crate::vhost_user_frontend::attach::AttachError),
 }
 
 /// `--gpu virtio[,backend=B][,width=W][,height=H][,scanouts=N][,edid=on|off]`.
@@ -64,6 +68,8 @@ pub struct Vm {
     pci: Option<Arc<Mutex<PciRoot>>>,
     mmio_allocator: MmioAllocator,
     display: Option<Arc<Mutex<dyn Display>>>,
+    /// Devices served by vhost-user backends, kept running as long as the VM.
+    vhost_user: Vec<VhostUserAttachment>,
     next_gsi: u32,
     next_slot: u32,
 }
@@ -87,6 +93,7 @@ impl Vm {
             pci: None,
             mmio_allocator: MmioAllocator::new(pci::MMIO32_START, pci::MMIO32_SIZE),
             display: None,
+            vhost_user: Vec::new(),
             next_gsi: FIRST_MSI_GSI,
             next_slot,
         })
@@ -140,6 +147,16 @@ impl Vm {
             crate::virtio_pci::gpu::attach(self, spec).map_err(|e| VmError::Gpu(e.to_string()))?;
         self.set_display(Arc::new(Mutex::new(gpu)));
         Ok(())
+    }
+
+    /// Adds the device a `--disk` or `--fs` describes, starting its backend where the VMM
+    /// runs it itself; returns the backend process id then.
+    pub fn add_vhost_user(&mut self, spec: &VhostUserSpec) -> Result<Option<u32>, VmError> {
+        let index = self.vhost_user.len();
+        let device = crate::vhost_user_frontend::attach::attach(self, spec, index)?;
+        let pid = device.process.as_ref().map(|p| p.pid());
+        self.vhost_user.push(device);
+        Ok(pid)
     }
 
     /// Registers the display `vgpu run --screenshot` captures.

@@ -17,6 +17,7 @@ use crate::hypervisor::{Hypervisor, HypervisorError};
 use crate::raw::{self, RawError};
 use crate::serial::{self, SerialDevice, COM1_IRQ, COM1_LEN, COM1_PORT};
 use crate::vcpu::{VcpuError, VcpuRunner, VcpuThreads, VmExit};
+use crate::vhost_user_frontend::attach::{self, VhostUserSpec};
 use crate::vm::{GpuSpec, Vm, VmError};
 
 const DEFAULT_CMDLINE: &str =
@@ -27,7 +28,7 @@ const DEFAULT_LINUX_MEMORY: u64 = 512 << 20;
 pub struct RunArgs {
     /// Run a flat binary at guest address 0 in real mode (the seed's minimal VMM): port 0xf1
     /// goes to stdout and HLT ends the run with status 0.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "cmdline", "cpus"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "cmdline", "cpus", "disk", "fs"])]
     pub raw: Option<PathBuf>,
     /// Linux bzImage to boot.
     #[arg(long, value_name = "FILE", required_unless_present = "raw")]
@@ -47,6 +48,16 @@ pub struct RunArgs {
     /// virtio-gpu: `virtio[,backend=software|vulkan|rutabaga][,width=W][,height=H][,scanouts=N][,edid=on|off]`.
     #[arg(long, value_name = "SPEC", value_parser = parse_gpu)]
     pub gpu: Option<GpuSpec>,
+    /// A vhost-user-blk disk: `socket=S` (a backend listening there) or `path=FILE` (the VMM
+    /// runs qemu-storage-daemon on it), with `[,format=raw|qcow2][,readonly=on]` for path=
+    /// and `[,queues=N][,queue-size=Q]` for either. Repeatable.
+    #[arg(long, value_name = "SPEC", value_parser = attach::parse_disk)]
+    pub disk: Vec<VhostUserSpec>,
+    /// A virtio-fs share: `tag=T,socket=S` (virtiofsd listening there) or `tag=T,dir=DIR`
+    /// (the VMM runs virtiofsd on DIR), `[,queue-size=Q]`; the guest mounts it with
+    /// `mount -t virtiofs T /mnt`. Repeatable.
+    #[arg(long, value_name = "SPEC", value_parser = attach::parse_fs)]
+    pub fs: Vec<VhostUserSpec>,
     /// Write a PNG of a scanout when the guest stops (or at --screenshot-after), and whenever
     /// the VMM receives SIGUSR1 (`kill -USR1 <pid>`).
     #[arg(long, value_name = "PNG", requires = "gpu")]
@@ -233,6 +244,9 @@ fn run_linux(
     vm.pci_root()?;
     if let Some(gpu) = &args.gpu {
         vm.add_gpu(gpu)?;
+    }
+    for spec in args.disk.iter().chain(&args.fs) {
+        vm.add_vhost_user(spec)?;
     }
 
     let entry = boot::load_linux(

@@ -8,9 +8,13 @@
 //! from then on completes every request itself with the device type's I/O error
 //! ([`failing`]), so the guest sees errors instead of requests that never finish.
 
+pub mod attach;
+pub mod backend_process;
 pub mod failing;
 mod watchdog;
 
+#[cfg(test)]
+mod real_backends;
 #[cfg(test)]
 mod tests;
 

@@ -20,11 +20,11 @@ use crate::virtio_pci::status;
 use crate::virtio_pci::test_guest::{Guest, USED};
 use crate::virtio_pci::transport::{ISR_OFFSET, NOTIFY_OFFSET};
 
-const SECTOR: usize = 512;
+pub(super) const SECTOR: usize = 512;
 const DISK_SECTORS: usize = 64;
 const HEADER: u64 = 0x6000;
-const DATA: u64 = 0x7000;
-const STATUS: u64 = 0x8000;
+pub(super) const DATA: u64 = 0x7000;
+pub(super) const STATUS: u64 = 0x8000;
 /// virtio-blk features the mock offers: BLK_SIZE, FLUSH, and SECURE_ERASE (whose config the
 /// frontend does not read, so it must not reach the guest).
 const MOCK_BLK_FEATURES: u64 = 1 << 6 | 1 << 9 | 1 << 16;
@@ -194,7 +194,7 @@ fn running_blk_guest(name: &str) -> (Guest, SharedDisk, Shutdown) {
 }
 
 /// A read or write of `sectors` sectors at `sector` on queue 0, avail index `n`.
-fn post_blk(g: &Guest, n: u16, write: bool, sector: u64, sectors: u32) {
+pub(super) fn post_blk(g: &Guest, n: u16, write: bool, sector: u64, sectors: u32) {
     let header = [
         u32::from(write).to_le_bytes().as_slice(),
         &0u32.to_le_bytes(),
@@ -213,7 +213,7 @@ fn post_blk(g: &Guest, n: u16, write: bool, sector: u64, sectors: u32) {
 }
 
 /// Waits for the used index to reach `n`, polling the device as the worker would.
-fn wait_used(g: &Guest, n: u16) {
+pub(super) fn wait_used(g: &Guest, n: u16) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while g.used_idx() < n {
         assert!(
@@ -227,7 +227,7 @@ fn wait_used(g: &Guest, n: u16) {
 }
 
 /// Waits for the backend's used-buffer signal on queue 0 and relays it as the worker would.
-fn relay_call(g: &Guest) {
+pub(super) fn relay_call(g: &Guest) {
     let calls = g.dev.lock().unwrap().call_fds().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while calls[0].read().is_err() {

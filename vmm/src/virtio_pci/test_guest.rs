@@ -96,13 +96,7 @@ impl Guest {
             1,
         );
         let status = self.r(0x14, 1) as u8;
-        self.w(0x16, 0, 2);
-        self.w(0x18, 8, 2);
-        self.w(0x20, DESC, 8);
-        self.w(0x28, AVAIL, 4);
-        self.w(0x2c, 0, 4);
-        self.w(0x30, USED, 8);
-        self.w(0x1c, 1, 2);
+        self.setup_queue(0, DESC);
         status
     }
 
@@ -139,6 +133,30 @@ impl Guest {
     /// Queues a chain of (address, length, device-writable) buffers on queue 0 at avail index
     /// `n`, using descriptors from `first` on.
     pub(crate) fn post_chain(&self, n: u16, first: u16, buffers: &[(u64, u32, bool)]) {
+        self.post_chain_at(DESC, n, first, buffers);
+    }
+
+    /// Sets up queue `index` (8 entries) with its descriptor table at `rings` and its avail
+    /// and used rings in the next two pages, as queue 0 lies at DESC.
+    pub(crate) fn setup_queue(&self, index: u16, rings: u64) {
+        self.w(0x16, u64::from(index), 2);
+        self.w(0x18, 8, 2);
+        self.w(0x20, rings, 8);
+        self.w(0x28, rings + 0x1000, 4);
+        self.w(0x2c, 0, 4);
+        self.w(0x30, rings + 0x2000, 8);
+        self.w(0x1c, 1, 2);
+    }
+
+    /// [`Guest::post_chain`] on the queue whose rings are at `rings`.
+    pub(crate) fn post_chain_at(
+        &self,
+        rings: u64,
+        n: u16,
+        first: u16,
+        buffers: &[(u64, u32, bool)],
+    ) {
+        let avail = rings + 0x1000;
         for (i, &(addr, len, write)) in buffers.iter().enumerate() {
             let index = first + i as u16;
             let last = i + 1 == buffers.len();
@@ -152,16 +170,21 @@ impl Guest {
             ]
             .concat();
             self.mem
-                .write_slice(&desc, GuestAddress(DESC + 16 * u64::from(index)))
+                .write_slice(&desc, GuestAddress(rings + 16 * u64::from(index)))
                 .unwrap();
         }
         self.mem
-            .write_obj(first, GuestAddress(AVAIL + 4 + 2 * u64::from(n % 8)))
+            .write_obj(first, GuestAddress(avail + 4 + 2 * u64::from(n % 8)))
             .unwrap();
-        self.mem.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
+        self.mem.write_obj(n + 1, GuestAddress(avail + 2)).unwrap();
+    }
+
+    /// The used index of the queue whose rings are at `rings`.
+    pub(crate) fn used_idx_at(&self, rings: u64) -> u16 {
+        self.mem.read_obj(GuestAddress(rings + 0x2000 + 2)).unwrap()
     }
 
     pub(crate) fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(USED + 2)).unwrap()
+        self.used_idx_at(DESC)
     }
 }
