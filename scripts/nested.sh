@@ -138,7 +138,23 @@ read -r _ qemu_mean qemu_all < <(span qemu)
 cat "$out/times.txt"
 grep -a "VGPU-RESULT\|VGPU-L2 .* vgpu VGPU-\|VGPU-EXIT" "$out/l1.log" | tr -d '\r' | head -80 || true
 if [ "$suite" = vhost-user ]; then
-  grep -a "VGPU-BENCH" "$out/l1.log" | tr -d '\r' || true
+  # The storage benchmark (with --qemu): per metric, the mean over rounds on each VMM and ours
+  # against QEMU's (higher is better for both metrics). Also in DIR/bench.txt.
+  tr -d '\r' < "$out/l1.log" | awk '
+    $1 == "VGPU-L2" && $4 == "VGPU-BENCH" && $7 ~ /^[0-9.]+$/ {
+      split($5, who, "-"); key = who[2] " " $6
+      sum[who[1], key] += $7; n[who[1], key]++; keys[key] = 1
+      all[who[1], key] = all[who[1], key] sprintf("%s%g", (all[who[1], key] == "" ? "" : "/"), $7)
+    }
+    END {
+      printf "%-16s %-22s %-22s %s\n", "metric", "vgpu (mean; rounds)", "qemu -enable-kvm", "vgpu/qemu"
+      for (k in keys) {
+        v = n["vgpu", k] ? sum["vgpu", k] / n["vgpu", k] : 0
+        q = n["qemu", k] ? sum["qemu", k] / n["qemu", k] : 0
+        printf "%-16s %-22s %-22s %s\n", k, sprintf("%.1f; %s", v, all["vgpu", k]),
+          sprintf("%.1f; %s", q, all["qemu", k]), (q > 0 ? sprintf("%.2fx", v / q) : "-")
+      }
+    }' | tee "$out/bench.txt"
   if ! grep -aq "VGPU-RESULT vu-suite DONE" "$out/l1.log"; then
     echo "nested: the vhost-user suite did not finish; see $out/l1.log" >&2
     exit 1

@@ -11,6 +11,7 @@ cargo build -p vmm --bin vgpu
 bash guests/slices/build.sh --quiet   # mbochs/mdpy/mtty built against the guest kernel, vgpu, mdevctl
 bash scripts/nested.sh --ci --test  # nested real-KVM harness, once per change to vmm/ (minutes; see the script)
 bash scripts/nested.sh --suite venus --ci --test  # Vulkan in a nested guest, once per change to its paths
+bash scripts/nested.sh --suite vhost-user --ci --test  # virtio-fs root and disks from vhost-user backends
 bash scripts/fuzz.sh 60             # every fuzz target of the repo, a bounded run each
 # In CI the e2e tests must run: a missing QEMU 10, image or binary fails them instead of skipping.
 VGPU_E2E_REQUIRED=1 cargo test --workspace --all-targets 2>&1

@@ -26,6 +26,11 @@ pub struct MsiMessage {
 pub trait MsiSink: Send {
     fn route(&mut self, vector: u16, message: MsiMessage);
     fn fire(&mut self, vector: u16);
+    /// The eventfd that raises `vector` in the hypervisor with no VMM thread involved, where
+    /// there is one and the vector has a route.
+    fn irqfd(&self, _vector: u16) -> Option<&vmm_sys_util::eventfd::EventFd> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +119,17 @@ impl Msix {
 
     fn blocked(&self) -> bool {
         !self.enabled || self.function_masked
+    }
+
+    /// An eventfd another process may write to raise `vector` directly: only while the
+    /// vector would be delivered now (enabled, not masked, routed), since a write to it
+    /// bypasses the mask and pending bits kept here.
+    pub fn direct_fd(&self, vector: u16) -> Option<&vmm_sys_util::eventfd::EventFd> {
+        let index = usize::from(vector);
+        if index >= self.entries.len() || self.blocked() || self.entry_masked(index) {
+            return None;
+        }
+        self.sink.irqfd(vector)
     }
 
     /// Guest read of the table. Only aligned 4- and 8-byte accesses are defined; others read 0.
@@ -258,6 +274,8 @@ pub(crate) mod tests {
     pub(crate) struct RecordingSink {
         pub routes: Arc<Mutex<Vec<(u16, MsiMessage)>>>,
         pub fired: Arc<Mutex<Vec<u16>>>,
+        /// Irqfds to offer per vector (none by default), as a hypervisor's sink would.
+        pub irqfds: Arc<Vec<vmm_sys_util::eventfd::EventFd>>,
     }
 
     impl MsiSink for RecordingSink {
@@ -266,6 +284,15 @@ pub(crate) mod tests {
         }
         fn fire(&mut self, vector: u16) {
             self.fired.lock().unwrap().push(vector);
+        }
+        fn irqfd(&self, vector: u16) -> Option<&vmm_sys_util::eventfd::EventFd> {
+            let routes = self.routes.lock().unwrap();
+            let routed = routes
+                .iter()
+                .rev()
+                .find(|(v, _)| *v == vector)
+                .is_some_and(|(_, m)| m.address != 0);
+            self.irqfds.get(usize::from(vector)).filter(|_| routed)
         }
     }
 

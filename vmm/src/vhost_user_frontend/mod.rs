@@ -591,6 +591,16 @@ impl VirtioDevice for VhostUserDevice {
         }
     }
 
+    fn set_call(&mut self, index: usize, call: &EventFd) {
+        if !self.active || self.gone {
+            return;
+        }
+        let frontend = &mut self.frontend;
+        if let Err(err) = self.watchdog.guard(|| frontend.set_vring_call(index, call)) {
+            self.lost("SET_VRING_CALL", &err);
+        }
+    }
+
     fn failed(&mut self) -> bool {
         self.gone
     }

@@ -359,6 +359,81 @@ fn a_request_the_backend_took_and_never_completed_is_failed_when_it_dies() {
     );
 }
 
+/// Waits until `fd` was signalled; false after a second.
+fn signalled(fd: &EventFd) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if fd.read().is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+#[test]
+fn completions_go_straight_to_the_vectors_irqfd_unless_it_is_masked() {
+    let (path, _disk, _) = start_disk("irqfd");
+    let memory = crate::memory::Memory::new(1 << 20).unwrap();
+    let device =
+        VhostUserDevice::connect(DeviceKind::Block, &path, vec![8], memory.ram.clone()).unwrap();
+    let irqfds: Vec<EventFd> = (0..2)
+        .map(|_| EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap())
+        .collect();
+    let sink = RecordingSink {
+        irqfds: Arc::new(irqfds.iter().map(|fd| fd.try_clone().unwrap()).collect()),
+        ..Default::default()
+    };
+    let g = Guest::attach(Box::new(device), memory.ram, None, sink.clone());
+    g.init(VIRTIO_F_VERSION_1);
+    // MSI-X on, queue 0 on vector 1, routed and unmasked, as Linux leaves it before DRIVER_OK.
+    let msix_cap = {
+        let mut cap = g.cfg_read(0x34, 1) as usize;
+        while g.cfg_read(cap, 1) != 0x11 {
+            cap = g.cfg_read(cap + 1, 1) as usize;
+        }
+        cap
+    };
+    g.cfg_write(msix_cap + 2, &0x8000u16.to_le_bytes());
+    g.w(0x16, 0, 2);
+    g.w(0x1a, 1, 2);
+    let entry = crate::virtio_pci::transport::MSIX_TABLE_OFFSET + 16;
+    g.w(entry, 0xfee0_0000, 8);
+    g.w(entry + 8, 0x31, 4);
+    g.w(entry + 12, 0, 4);
+    g.driver_ok();
+    let calls = g.dev.lock().unwrap().call_fds().unwrap();
+
+    // The backend's completion raises the vector's irqfd itself: no relay, no ISR bit.
+    post_blk(&g, 0, false, 1, 1);
+    assert!(
+        signalled(&irqfds[1]),
+        "the backend did not signal the irqfd"
+    );
+    assert_eq!(g.used_idx(), 1);
+    assert!(
+        calls[0].read().is_err(),
+        "our call eventfd was signalled too"
+    );
+
+    // Masked, the vector's completions come through us and stay pending.
+    g.w(entry + 12, 1, 4);
+    post_blk(&g, 1, false, 2, 1);
+    relay_call(&g);
+    assert_eq!(g.used_idx(), 2);
+    assert!(irqfds[1].read().is_err(), "a masked vector was raised");
+    assert!(
+        sink.fired.lock().unwrap().is_empty(),
+        "delivered while masked"
+    );
+    // Unmasking delivers the pending one and gives the irqfd back to the backend.
+    g.w(entry + 12, 0, 4);
+    assert_eq!(*sink.fired.lock().unwrap(), vec![1]);
+    post_blk(&g, 2, false, 3, 1);
+    assert!(signalled(&irqfds[1]), "the irqfd was not given back");
+    assert_eq!(g.used_idx(), 3);
+}
+
 #[test]
 fn fs_devices_carry_their_tag_and_request_queue_count_in_config() {
     let (path, _disk, _) = start_disk("fs");

@@ -55,6 +55,11 @@ impl MsiSink for IrqfdMsiSink {
         }
     }
 
+    fn irqfd(&self, vector: u16) -> Option<&EventFd> {
+        let index = usize::from(vector);
+        (*self.routed.get(index)?).then(|| &self.irqfds[index])
+    }
+
     fn fire(&mut self, vector: u16) {
         let Some(fd) = self.irqfds.get(usize::from(vector)) else {
             return;

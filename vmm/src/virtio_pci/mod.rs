@@ -131,6 +131,10 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), String> {
         Ok(())
     }
+    /// Queue `index`'s backend is to signal used buffers on `call` from now on (the transport
+    /// switches between an irqfd that interrupts the guest directly and its own eventfd while
+    /// the vector is masked). Only called after a successful `activate`.
+    fn set_call(&mut self, _index: usize, _call: &vmm_sys_util::eventfd::EventFd) {}
     /// Whether the device failed for good (its backend went away): the transport then sets
     /// DEVICE_NEEDS_RESET and raises a config interrupt, once.
     fn failed(&mut self) -> bool {

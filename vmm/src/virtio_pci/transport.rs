@@ -55,6 +55,11 @@ pub struct VirtioPciDevice {
     notify: Vec<EventFd>,
     /// One eventfd per queue for a backend serving the queues elsewhere to signal used buffers.
     calls: Vec<EventFd>,
+    /// Per queue, the vector whose irqfd that backend signals instead (interrupting the guest
+    /// without us), or `None` while it signals `calls`. Meaningful while `handed_over`.
+    direct: Vec<Option<u16>>,
+    /// The rings are with a backend elsewhere (activate succeeded, no reset since).
+    handed_over: bool,
     failure_reported: bool,
     vm: Option<Arc<dyn Vm>>,
     ioeventfds_at: Option<u64>,
@@ -173,6 +178,8 @@ impl VirtioPciDevice {
             mem,
             notify,
             calls,
+            direct: vec![None; sizes.len()],
+            handed_over: false,
             failure_reported: false,
             vm,
             ioeventfds_at: None,
@@ -309,6 +316,8 @@ impl VirtioPciDevice {
             q.reset();
         }
         self.vectors.fill(NO_VECTOR);
+        self.direct.fill(None);
+        self.handed_over = false;
         self.common.reset();
         self.isr = 0;
     }
@@ -337,17 +346,56 @@ impl VirtioPciDevice {
                 debug!("virtio-pci: DRIVER_OK without bus mastering enabled");
             }
             if self.device.queues_served_elsewhere() {
-                let activated = self
-                    .device
-                    .activate(&self.queues, &self.notify, &self.calls);
-                if let Err(err) = activated {
-                    warn!(%err, "virtio-pci: handing the queues to their backend failed");
-                    self.needs_reset();
-                }
+                self.hand_over();
                 return;
             }
             for index in 0..self.queues.len() {
                 self.process_queue(index);
+            }
+        }
+    }
+
+    /// Gives the rings to the backend that serves them, each with the eventfd it is to signal:
+    /// the queue's vector's irqfd where that can be delivered directly, our own otherwise.
+    fn hand_over(&mut self) {
+        let mut calls = Vec::with_capacity(self.queues.len());
+        for index in 0..self.queues.len() {
+            let (target, fd) = call_target(&self.msix, &self.vectors, &self.calls, index);
+            match fd.try_clone() {
+                Ok(fd) => calls.push(fd),
+                Err(err) => {
+                    warn!(%err, "virtio-pci: duplicating a call eventfd");
+                    self.needs_reset();
+                    return;
+                }
+            }
+            self.direct[index] = target;
+        }
+        match self.device.activate(&self.queues, &self.notify, &calls) {
+            Ok(()) => self.handed_over = true,
+            Err(err) => {
+                warn!(%err, "virtio-pci: handing the queues to their backend failed");
+                self.needs_reset();
+            }
+        }
+    }
+
+    /// After an MSI-X or vector change: points each backend-served queue at the eventfd it
+    /// should signal now (a masked vector's signals must come through us to stay pending).
+    fn retarget_calls(&mut self) {
+        if !self.handed_over || !self.device.queues_served_elsewhere() {
+            return;
+        }
+        for index in 0..self.queues.len() {
+            let (target, fd) = call_target(&self.msix, &self.vectors, &self.calls, index);
+            if target != self.direct[index] {
+                debug!(
+                    queue = index,
+                    ?target,
+                    "virtio-pci: backend call retargeted"
+                );
+                self.device.set_call(index, fd);
+                self.direct[index] = target;
             }
         }
     }
@@ -359,7 +407,7 @@ impl VirtioPciDevice {
             vectors: &mut self.vectors,
         };
         match self.common.write(offset, data, &mut queues, vectors) {
-            CommonEvent::None => {}
+            CommonEvent::None => self.retarget_calls(),
             CommonEvent::Reset => self.reset(),
             CommonEvent::Status { old } => self.status_changed(old),
         }
@@ -391,6 +439,24 @@ impl VirtioPciDevice {
     }
 }
 
+/// The eventfd queue `index`'s backend should signal: its vector's irqfd while the vector can
+/// be delivered directly (`Some(vector)`), else the transport's own call eventfd.
+fn call_target<'a>(
+    msix: &'a Msix,
+    vectors: &[u16],
+    calls: &'a [EventFd],
+    index: usize,
+) -> (Option<u16>, &'a EventFd) {
+    let vector = vectors[index];
+    match (vector != NO_VECTOR)
+        .then(|| msix.direct_fd(vector))
+        .flatten()
+    {
+        Some(fd) => (Some(vector), fd),
+        None => (None, &calls[index]),
+    }
+}
+
 impl PciDevice for VirtioPciDevice {
     fn config(&self) -> &PciConfig {
         &self.config
@@ -404,6 +470,7 @@ impl PciDevice for VirtioPciDevice {
         let control = self.msix_cap + 2;
         if offset < control + 2 && offset + len > control {
             self.msix.set_control(self.config.read_u16(control));
+            self.retarget_calls();
         }
     }
 
@@ -456,6 +523,7 @@ impl PciDevice for VirtioPciDevice {
             }
             o if (MSIX_TABLE_OFFSET..MSIX_TABLE_OFFSET + self.msix.table_size()).contains(&o) => {
                 self.msix.write_table(o - MSIX_TABLE_OFFSET, data);
+                self.retarget_calls();
             }
             _ => warn!(
                 offset,
