@@ -13,7 +13,9 @@
 #
 # --suite vhost-user: L2 boots with its root on virtio-fs (virtiofsd) and two vhost-user-blk
 # disks (qemu-storage-daemon): file and disk contents checked both ways, one disk's backend killed
-# mid-run (the guest gets I/O errors, the VM goes on); with --qemu N, N rounds of the storage
+# mid-run (the guest gets I/O errors, the VM goes on), then L2 draws colour bars on a virtio-gpu
+# served by our vhost-user GPU backend and by QEMU's (DIR/l2-gpu-ours.png, l2-gpu-qemu.png);
+# with --qemu N, N rounds of the storage
 # benchmark on our VMM and on QEMU -enable-kvm with the same backends. Results go to
 # target/nested-vhost-user/; --test then runs the nested_vhost_user test.
 #
@@ -110,6 +112,13 @@ set -e
 t2=$(date +%s.%N)
 tr -d '\r' < "$out/l1.log" | sed -n '/^VGPU-PNG-BEGIN/,/^VGPU-PNG-END/p' | sed '1d;$d' | base64 -d > "$out/l2.png" 2>/dev/null || true
 [ -s "$out/l2.png" ] || rm -f "$out/l2.png"
+# The vhost-user suite's display runs: one PNG per GPU backend.
+for label in ours qemu; do
+  png="$out/l2-gpu-$label.png"
+  tr -d '\r' < "$out/l1.log" | sed -n "/^VGPU-PNG-$label-BEGIN/,/^VGPU-PNG-$label-END/p" | sed '1d;$d' \
+    | base64 -d > "$png" 2>/dev/null || true
+  [ -s "$png" ] || rm -f "$png"
+done
 
 # L1 uptime stamps: boot-to-init = "VGPU-INIT start" of an inner guest minus its START line.
 # Prints: first boot (the GPU run), mean of the later boots, and each later boot.

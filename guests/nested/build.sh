@@ -15,7 +15,8 @@
 #   guests/out/nested-l2-vu.cpio.gz     inner guest for the vhost-user suite: virtio_blk and virtiofs
 #                                 (its root comes over virtio-fs; l2-vhost-user is its /sbin/init,
 #                                 copied into that root by L1); and L1 gets qemu-storage-daemon,
-#                                 virtiofsd (scripts/setup.sh builds it) and l1-vhost-user.
+#                                 virtiofsd (scripts/setup.sh builds it), QEMU's vhost-user-gpu
+#                                 and l1-vhost-user; L2 also gets l2-draw for the display runs.
 # Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -90,9 +91,12 @@ if [ $with_vu = 1 ]; then
   virtiofsd=${VGPU_VIRTIOFSD:-$root/.cache/virtiofsd/bin/virtiofsd}
   [ -x "$virtiofsd" ] || { echo "nested/build.sh: $virtiofsd missing; run scripts/setup.sh" >&2; exit 1; }
   qsd=$(command -v qemu-storage-daemon)
-  "$root/guests/build-image.sh" --quiet --name nested-l2-vu --module virtio_blk --module virtiofs
-  bins+=("$virtiofsd" "$qsd")
+  qemu_gpu=/usr/lib/qemu/vhost-user-gpu
+  "$root/guests/build-image.sh" --quiet --name nested-l2-vu --module virtio_blk --module virtiofs \
+    --file "$here/l2-draw:/bin/l2-draw"
+  bins+=("$virtiofsd" "$qsd" "$qemu_gpu")
   files+=(--file "$virtiofsd:/bin/virtiofsd" --file "$qsd:/bin/qemu-storage-daemon"
+          --file "$qemu_gpu:/bin/vhost-user-gpu"
           --file "$here/l1-vhost-user:/bin/l1-vhost-user" --file "$here/l2-vhost-user:/bin/l2-vhost-user"
           --file "$out/nested-l2-vu.cpio.gz:/l2/nested-l2-vu.cpio.gz")
 fi

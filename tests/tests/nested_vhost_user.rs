@@ -1,11 +1,13 @@
 //! vhost-user backends under our VMM with real KVM, nested: scripts/nested.sh --suite vhost-user
 //! boots L2 on `vgpu run` with its root file system on virtio-fs (virtiofsd) and two
 //! vhost-user-blk disks (qemu-storage-daemon), one of whose backends L1 kills mid-run. L1
-//! checks contents both ways and prints a result line per check; here every one must pass. It
+//! checks contents both ways and prints a result line per check; here every one must pass, and
+//! the colour bars L2 then drew on a virtio-gpu our vhost-user GPU backend and QEMU's served
+//! must be in the screenshots. It
 //! takes minutes, so it runs only with VGPU_NESTED=1 (scripts/nested.sh --suite vhost-user
 //! --test).
 
-use vgpu_tests::nested::results;
+use vgpu_tests::nested::{read_png, results};
 
 /// What L1 checks (guests/nested/l1-vhost-user), each a "VGPU-RESULT NAME PASS ..." line.
 const CHECKS: &[&str] = &[
@@ -18,11 +20,13 @@ const CHECKS: &[&str] = &[
     "vu-backend-killed",
     "vu-disconnect-logged",
     "vu-vm-survived",
+    "vu-gpu-ours",
+    "vu-gpu-qemu",
 ];
 
 #[test]
 fn inner_linux_guest_boots_from_virtio_fs_and_survives_a_dead_disk_backend() {
-    let Some((_, log)) = results(
+    let Some((out, log)) = results(
         "nested_vhost_user",
         "vhost-user",
         "target/nested-vhost-user",
@@ -51,4 +55,12 @@ fn inner_linux_guest_boots_from_virtio_fs_and_survives_a_dead_disk_backend() {
         !log.contains("panicked"),
         "the VMM panicked somewhere:\n{log}"
     );
+    // L2's colour bars, drawn through `--gpu vhost-user` with each backend.
+    for backend in ["ours", "qemu"] {
+        let image = read_png(&out.join(format!("l2-gpu-{backend}.png")));
+        assert_eq!((image.width, image.height), (1024, 768), "{backend}");
+        image
+            .check_bars()
+            .unwrap_or_else(|e| panic!("{backend} backend: {e}"));
+    }
 }

@@ -41,10 +41,14 @@ pub enum VmError {
     VhostUser(#[from] crate::vhost_user_frontend::attach::AttachError),
 }
 
-/// `--gpu virtio[,backend=B][,width=W][,height=H][,scanouts=N][,edid=on|off]`.
+/// `--gpu virtio[,backend=B][,width=W][,height=H][,scanouts=N][,edid=on|off]` or
+/// `--gpu vhost-user,socket=S[,width=W][,height=H][,scanouts=N]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuSpec {
+    /// Served in the VMM by this backend, unless `vhost_user` is set.
     pub backend: BackendKind,
+    /// Served by the vhost-user GPU backend listening on this socket.
+    pub vhost_user: Option<std::path::PathBuf>,
     /// Every scanout starts with this mode.
     pub scanouts: Vec<DisplayMode>,
     pub edid: bool,
@@ -140,9 +144,19 @@ impl Vm {
         Ok(root.add_device(device, &mut self.mmio_allocator)?)
     }
 
-    /// Adds the virtio-gpu PCI device `spec` describes and makes it the display
-    /// `--screenshot` captures.
+    /// Adds the virtio-gpu PCI device `spec` describes (served here, or by a vhost-user GPU
+    /// backend) and makes it the display `--screenshot` captures.
     pub fn add_gpu(&mut self, spec: &GpuSpec) -> Result<(), VmError> {
+        if let Some(socket) = &spec.vhost_user {
+            let (device, display) = crate::vhost_user_frontend::attach::attach_gpu(
+                self,
+                socket,
+                spec.scanouts.clone(),
+            )?;
+            self.vhost_user.push(device);
+            self.set_display(Arc::new(Mutex::new(display)));
+            return Ok(());
+        }
         let gpu =
             crate::virtio_pci::gpu::attach(self, spec).map_err(|e| VmError::Gpu(e.to_string()))?;
         self.set_display(Arc::new(Mutex::new(gpu)));

@@ -45,7 +45,9 @@ pub struct RunArgs {
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=MAX_CPUS as i64))]
     pub cpus: u8,
-    /// virtio-gpu: `virtio[,backend=software|vulkan|rutabaga][,width=W][,height=H][,scanouts=N][,edid=on|off]`.
+    /// virtio-gpu: `virtio[,backend=software|vulkan|rutabaga][,width=W][,height=H][,scanouts=N][,edid=on|off]`,
+    /// or `vhost-user,socket=S[,width=W][,height=H][,scanouts=N]` for one a vhost-user GPU
+    /// backend serves (`vgpu vhost-user-gpu`, QEMU's vhost-user-gpu).
     #[arg(long, value_name = "SPEC", value_parser = parse_gpu)]
     pub gpu: Option<GpuSpec>,
     /// A vhost-user-blk disk: `socket=S` (a backend listening there) or `path=FILE` (the VMM
@@ -121,17 +123,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Parses the `--gpu` value.
 pub fn parse_gpu(s: &str) -> Result<GpuSpec, String> {
     let mut parts = s.split(',');
-    match parts.next() {
-        Some("virtio") => {}
+    let vhost_user = match parts.next() {
+        Some("virtio") => false,
+        Some("vhost-user") => true,
         other => {
             return Err(format!(
-                "unknown GPU kind {:?}: only `virtio` is supported",
+                "unknown GPU kind {:?}: `virtio` or `vhost-user`",
                 other.unwrap_or("")
             ))
         }
-    }
+    };
     let (mut backend, mut width, mut height, mut count, mut edid) =
         (BackendKind::Software, 1024u32, 768u32, 1usize, true);
+    let mut socket = None;
     for part in parts {
         let (key, value) = part
             .split_once('=')
@@ -141,19 +145,23 @@ pub fn parse_gpu(s: &str) -> Result<GpuSpec, String> {
                 .map_err(|_| format!("GPU option {key}={v:?} is not a number"))
         };
         match key {
-            "backend" => backend = value.parse().map_err(|e| format!("{e}"))?,
+            "backend" if !vhost_user => backend = value.parse().map_err(|e| format!("{e}"))?,
+            "socket" if vhost_user => socket = Some(PathBuf::from(value)),
             "width" => width = number(value)?,
             "height" => height = number(value)?,
             "scanouts" => count = number(value)? as usize,
-            "edid" => {
+            "edid" if !vhost_user => {
                 edid = match value {
                     "on" | "true" | "1" => true,
                     "off" | "false" | "0" => false,
                     _ => return Err(format!("edid={value:?}: expected on or off")),
                 }
             }
-            _ => return Err(format!("unknown GPU option {key:?}")),
+            _ => return Err(format!("unknown GPU option {key:?} for this kind")),
         }
+    }
+    if vhost_user && socket.is_none() {
+        return Err("a vhost-user GPU needs socket=S".into());
     }
     if !(1..=16).contains(&count) {
         return Err(format!("scanouts={count}: virtio-gpu has 1 to 16"));
@@ -163,6 +171,7 @@ pub fn parse_gpu(s: &str) -> Result<GpuSpec, String> {
     }
     Ok(GpuSpec {
         backend,
+        vhost_user: socket,
         scanouts: vec![DisplayMode::new(width, height); count],
         edid,
     })
@@ -428,8 +437,14 @@ mod tests {
         assert_eq!(spec.backend, BackendKind::Vulkan);
         assert_eq!(spec.scanouts, vec![DisplayMode::new(640, 480); 2]);
         assert!(!spec.edid);
+        let spec = parse_gpu("vhost-user,socket=/run/gpu.sock,width=800,height=600").unwrap();
+        assert_eq!(spec.vhost_user, Some(PathBuf::from("/run/gpu.sock")));
+        assert_eq!(spec.scanouts, vec![DisplayMode::new(800, 600)]);
         for bad in [
             "vfio",
+            "vhost-user",
+            "vhost-user,socket=s,backend=vulkan",
+            "virtio,socket=s",
             "virtio,backend=opengl",
             "virtio,width",
             "virtio,width=wide",

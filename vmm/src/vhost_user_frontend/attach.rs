@@ -238,7 +238,7 @@ pub fn attach(
     let name = match spec.kind {
         DeviceKind::Block => "vhost-user-blk",
         DeviceKind::Fs { .. } => "vhost-user-fs",
-        DeviceKind::Gpu => "vhost-user-gpu",
+        DeviceKind::Gpu { .. } => "vhost-user-gpu",
     };
     let (_, worker) = crate::virtio_pci::plug(vm, Box::new(device), name)
         .map_err(|e| AttachError::Plug(spec.kind.name(), e))?;
@@ -246,6 +246,37 @@ pub fn attach(
         _worker: worker,
         process,
     })
+}
+
+/// virtio-gpu's control and cursor queues.
+const GPU_QUEUE_SIZES: [u16; 2] = [256, 16];
+
+/// Plugs a virtio-gpu whose queues the vhost-user GPU backend on `socket` serves (ours, or
+/// QEMU's vhost-user-gpu), its scanouts `modes`; returns it and the display its scanouts
+/// arrive on.
+pub fn attach_gpu(
+    vm: &mut crate::vm::Vm,
+    socket: &Path,
+    modes: Vec<gpu_interface::DisplayMode>,
+) -> Result<(VhostUserAttachment, super::gpu_display::GpuDisplay), AttachError> {
+    let mut device = VhostUserDevice::connect(
+        DeviceKind::Gpu {
+            scanouts: modes.len() as u32,
+        },
+        socket,
+        GPU_QUEUE_SIZES.to_vec(),
+        vm.memory.ram.clone(),
+    )?;
+    let (display, backend_end) =
+        super::gpu_display::GpuDisplay::start(modes).map_err(FrontendError::GpuSocket)?;
+    device.set_gpu_socket(&backend_end)?;
+    let (_, worker) = crate::virtio_pci::plug(vm, Box::new(device), "vhost-user-gpu")
+        .map_err(|e| AttachError::Plug("gpu", e))?;
+    let attachment = VhostUserAttachment {
+        _worker: worker,
+        process: None,
+    };
+    Ok((attachment, display))
 }
 
 #[cfg(test)]

@@ -11,15 +11,18 @@
 pub mod attach;
 pub mod backend_process;
 pub mod failing;
+pub mod gpu_display;
 mod watchdog;
 
+#[cfg(test)]
+mod gpu_tests;
 #[cfg(test)]
 mod real_backends;
 #[cfg(test)]
 mod tests;
 
 use std::any::Any;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,6 +57,11 @@ const VIRTIO_BLK_F_MQ: u64 = 1 << 12;
 /// we pass on.
 const BLK_CONFIG_LEN: u32 = 60;
 const BLK_CONFIG_NUM_QUEUES: usize = 34;
+/// virtio_gpu_config: events_read, events_clear, num_scanouts, num_capsets. A backend refuses
+/// a longer read (QEMU's vhost-user-gpu answers it with an empty reply).
+const GPU_CONFIG_LEN: u32 = 16;
+const GPU_CONFIG_NUM_SCANOUTS: usize = 8;
+const GPU_CONFIG_NUM_CAPSETS: usize = 12;
 /// virtio_fs_config: tag[36], num_request_queues.
 pub const FS_TAG_LEN: usize = 36;
 /// A backend that does not answer within this long is treated as gone.
@@ -85,6 +93,8 @@ pub enum FrontendError {
     TooFewQueues { backend: u64, wanted: usize },
     #[error("the backend's configuration space is too short ({0} bytes)")]
     ShortConfig(usize),
+    #[error("handing the GPU backend its display socket (VHOST_USER_GPU_SET_SOCKET)")]
+    GpuSocket(#[source] std::io::Error),
     #[error("a virtio-fs tag is 1 to {FS_TAG_LEN} bytes, not {0:?}")]
     BadTag(String),
     #[error("a {kind} device has {min} to 64 queues, not {count}")]
@@ -106,8 +116,9 @@ pub enum DeviceKind {
     Block,
     /// virtio-fs: the frontend owns the config space (tag, request queues), as QEMU's does.
     Fs { tag: String },
-    /// virtio-gpu; config space from the backend.
-    Gpu,
+    /// virtio-gpu: num_capsets from the backend; the scanout count and the display events
+    /// are the frontend's (QEMU's vhost-user-gpu leaves them to its frontend).
+    Gpu { scanouts: u32 },
 }
 
 impl DeviceKind {
@@ -115,7 +126,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Block => VIRTIO_ID_BLOCK,
             DeviceKind::Fs { .. } => VIRTIO_ID_FS,
-            DeviceKind::Gpu => VIRTIO_ID_GPU,
+            DeviceKind::Gpu { .. } => VIRTIO_ID_GPU,
         }
     }
 
@@ -123,7 +134,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Block => "block",
             DeviceKind::Fs { .. } => "fs",
-            DeviceKind::Gpu => "gpu",
+            DeviceKind::Gpu { .. } => "gpu",
         }
     }
 
@@ -131,7 +142,7 @@ impl DeviceKind {
     fn min_queues(&self) -> usize {
         match self {
             DeviceKind::Block => 1,
-            DeviceKind::Fs { .. } | DeviceKind::Gpu => 2,
+            DeviceKind::Fs { .. } | DeviceKind::Gpu { .. } => 2,
         }
     }
 }
@@ -267,6 +278,35 @@ impl VhostUserDevice {
         n < 0 && {
             let err = std::io::Error::last_os_error();
             !matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EINTR))
+        }
+    }
+
+    /// Hands a GPU backend the socket it sends its scanouts over (VHOST_USER_GPU_SET_SOCKET,
+    /// not in the vhost crate's frontend: written here, as QEMU does, without a reply).
+    pub fn set_gpu_socket(&mut self, display: &UnixStream) -> Result<(), FrontendError> {
+        use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+        const GPU_SET_SOCKET: u32 = 33;
+        const VERSION_1: u32 = 0x1;
+        let header = [GPU_SET_SOCKET, VERSION_1, 0]
+            .map(u32::to_le_bytes)
+            .concat();
+        // SAFETY: the fd is the frontend's socket, open for as long as `self`; ManuallyDrop
+        // keeps this second owner from closing it.
+        let socket = std::mem::ManuallyDrop::new(unsafe {
+            UnixStream::from_raw_fd(self.frontend.as_raw_fd())
+        });
+        let sent = self
+            .watchdog
+            .guard(|| socket.send_with_fd(header.as_slice(), display.as_raw_fd()));
+        match sent {
+            Ok(n) if n == header.len() => Ok(()),
+            Ok(n) => Err(FrontendError::GpuSocket(std::io::Error::other(format!(
+                "{n} of {} bytes sent",
+                header.len()
+            )))),
+            Err(err) => Err(FrontendError::GpuSocket(std::io::Error::from_raw_os_error(
+                err.errno(),
+            ))),
         }
     }
 
@@ -445,7 +485,13 @@ fn initial_config(
             config[BLK_CONFIG_NUM_QUEUES..BLK_CONFIG_NUM_QUEUES + 2].copy_from_slice(&queues);
             config
         }
-        DeviceKind::Gpu => from_backend(frontend, 24)?,
+        DeviceKind::Gpu { scanouts } => {
+            let mut config = from_backend(frontend, GPU_CONFIG_LEN)?;
+            config[..GPU_CONFIG_NUM_CAPSETS].fill(0);
+            config[GPU_CONFIG_NUM_SCANOUTS..GPU_CONFIG_NUM_CAPSETS]
+                .copy_from_slice(&scanouts.to_le_bytes());
+            config
+        }
         DeviceKind::Fs { tag } => {
             let mut config = vec![0u8; FS_TAG_LEN + 4];
             config[..tag.len()].copy_from_slice(tag.as_bytes());
@@ -514,7 +560,15 @@ impl VirtioDevice for VhostUserDevice {
             return;
         };
         dst.copy_from_slice(data);
-        // fs config is ours; block (writeback) and GPU (events_clear) go to the backend.
+        if let DeviceKind::Gpu { .. } = self.kind {
+            // events_clear acknowledges events_read, both ours; nothing else is writable.
+            let word = |c: &[u8], at: usize| u32::from_le_bytes(c[at..at + 4].try_into().unwrap());
+            let events = word(&self.config, 0) & !word(&self.config, 4);
+            self.config[..4].copy_from_slice(&events.to_le_bytes());
+            self.config[4..8].fill(0);
+            return;
+        }
+        // fs config is ours; block (writeback) goes to the backend.
         if matches!(self.kind, DeviceKind::Fs { .. })
             || self.gone
             || !self

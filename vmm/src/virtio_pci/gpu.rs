@@ -215,6 +215,7 @@ mod tests {
         let mut vm = crate::vm::Vm::new(&hv, 16 << 20, true).unwrap();
         let spec = crate::vm::GpuSpec {
             backend: BackendKind::Software,
+            vhost_user: None,
             scanouts: vec![DisplayMode::new(640, 480)],
             edid: true,
         };
