@@ -387,20 +387,10 @@ fn completions_go_straight_to_the_vectors_irqfd_unless_it_is_masked() {
     let g = Guest::attach(Box::new(device), memory.ram, None, sink.clone());
     g.init(VIRTIO_F_VERSION_1);
     // MSI-X on, queue 0 on vector 1, routed and unmasked, as Linux leaves it before DRIVER_OK.
-    let msix_cap = {
-        let mut cap = g.cfg_read(0x34, 1) as usize;
-        while g.cfg_read(cap, 1) != 0x11 {
-            cap = g.cfg_read(cap + 1, 1) as usize;
-        }
-        cap
-    };
-    g.cfg_write(msix_cap + 2, &0x8000u16.to_le_bytes());
+    g.enable_msix();
     g.w(0x16, 0, 2);
     g.w(0x1a, 1, 2);
-    let entry = crate::virtio_pci::transport::MSIX_TABLE_OFFSET + 16;
-    g.w(entry, 0xfee0_0000, 8);
-    g.w(entry + 8, 0x31, 4);
-    g.w(entry + 12, 0, 4);
+    let entry = g.route_vector(1, 0x31);
     g.driver_ok();
     let calls = g.dev.lock().unwrap().call_fds().unwrap();
 

@@ -100,6 +100,25 @@ impl Guest {
         status
     }
 
+    /// Turns MSI-X on through its capability's Message Control.
+    pub(crate) fn enable_msix(&self) {
+        let mut cap = self.cfg_read(0x34, 1) as usize;
+        while self.cfg_read(cap, 1) != 0x11 {
+            cap = self.cfg_read(cap + 1, 1) as usize;
+        }
+        self.cfg_write(cap + 2, &0x8000u16.to_le_bytes());
+    }
+
+    /// Routes MSI-X table entry `vector` to the local APIC with `data`, unmasked; returns the
+    /// entry's offset in BAR 0.
+    pub(crate) fn route_vector(&self, vector: u64, data: u32) -> u64 {
+        let entry = MSIX_TABLE_OFFSET + 16 * vector;
+        self.w(entry, 0xfee0_0000, 8);
+        self.w(entry + 8, u64::from(data), 4);
+        self.w(entry + 12, 0, 4);
+        entry
+    }
+
     pub(crate) fn driver_ok(&self) {
         let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK;
         self.w(0x14, u64::from(s), 1);

@@ -160,22 +160,13 @@ fn negotiates_features_and_serves_a_queue_with_isr_and_msix() {
     assert_eq!(acked, VIRTIO_F_VERSION_1 | 1 << 3);
 
     // MSI-X: enable, give queue 0 vector 1 and unmask it.
-    let msix_cap = {
-        let mut cap = g.cfg_read(0x34, 1) as usize;
-        while g.cfg_read(cap, 1) != 0x11 {
-            cap = g.cfg_read(cap + 1, 1) as usize;
-        }
-        cap
-    };
-    g.cfg_write(msix_cap + 2, &0x8000u16.to_le_bytes());
+    g.enable_msix();
     g.w(0x1a, 1, 2);
     assert_eq!(g.r(0x1a, 2), 1);
     g.w(0x1a, 9, 2);
     assert_eq!(g.r(0x1a, 2), u64::from(NO_VECTOR), "no such vector");
     g.w(0x1a, 1, 2);
-    g.w(MSIX_TABLE_OFFSET + 16, 0xfee0_0000, 8);
-    g.w(MSIX_TABLE_OFFSET + 24, 0x31, 4);
-    g.w(MSIX_TABLE_OFFSET + 28, 0, 4);
+    g.route_vector(1, 0x31);
     g.post(1, b"xy");
     g.w(NOTIFY_OFFSET, 0, 2);
     assert_eq!(g.used_idx(), 2);
