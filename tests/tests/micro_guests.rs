@@ -109,7 +109,7 @@ fn bad_options_and_files_fail_with_a_message() {
         (
             &["run", "--kernel", "k", "--gpu", "vfio"],
             2,
-            "only `virtio`",
+            "unknown GPU kind \"vfio\"",
         ),
         (
             &["run", "--kernel", "k", "--gpu", "virtio,backend=opengl"],
