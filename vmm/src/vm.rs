@@ -164,13 +164,12 @@ impl Vm {
     }
 
     /// Adds the device a `--disk` or `--fs` describes, starting its backend where the VMM
-    /// runs it itself; returns the backend process id then.
-    pub fn add_vhost_user(&mut self, spec: &VhostUserSpec) -> Result<Option<u32>, VmError> {
+    /// runs it itself.
+    pub fn add_vhost_user(&mut self, spec: &VhostUserSpec) -> Result<(), VmError> {
         let index = self.vhost_user.len();
         let device = crate::vhost_user_frontend::attach::attach(self, spec, index)?;
-        let pid = device.process.as_ref().map(|p| p.pid());
         self.vhost_user.push(device);
-        Ok(pid)
+        Ok(())
     }
 
     /// Registers the display `vgpu run --screenshot` captures.

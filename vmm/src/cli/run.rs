@@ -150,13 +150,7 @@ pub fn parse_gpu(s: &str) -> Result<GpuSpec, String> {
             "width" => width = number(value)?,
             "height" => height = number(value)?,
             "scanouts" => count = number(value)? as usize,
-            "edid" if !vhost_user => {
-                edid = match value {
-                    "on" | "true" | "1" => true,
-                    "off" | "false" | "0" => false,
-                    _ => return Err(format!("edid={value:?}: expected on or off")),
-                }
-            }
+            "edid" if !vhost_user => edid = attach::on_off(key, value)?,
             _ => return Err(format!("unknown GPU option {key:?} for this kind")),
         }
     }

@@ -74,7 +74,8 @@ fn queue_size(value: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("queue-size={value:?}: a power of two up to 32768"))
 }
 
-fn on_off(key: &str, value: &str) -> Result<bool, String> {
+/// `on`/`true`/`1` or `off`/`false`/`0`, for option `key`.
+pub(crate) fn on_off(key: &str, value: &str) -> Result<bool, String> {
     match value {
         "on" | "true" | "1" => Ok(true),
         "off" | "false" | "0" => Ok(false),
@@ -164,7 +165,7 @@ pub fn parse_fs(s: &str) -> Result<VhostUserSpec, String> {
 /// when the VMM started it. Dropping it stops the worker, then the backend.
 pub struct VhostUserAttachment {
     _worker: Worker,
-    pub process: Option<BackendProcess>,
+    _process: Option<BackendProcess>,
 }
 
 /// A socket path of ours for a backend the VMM starts.
@@ -244,7 +245,7 @@ pub fn attach(
         .map_err(|e| AttachError::Plug(spec.kind.name(), e))?;
     Ok(VhostUserAttachment {
         _worker: worker,
-        process,
+        _process: process,
     })
 }
 
@@ -274,7 +275,7 @@ pub fn attach_gpu(
         .map_err(|e| AttachError::Plug("gpu", e))?;
     let attachment = VhostUserAttachment {
         _worker: worker,
-        process: None,
+        _process: None,
     };
     Ok((attachment, display))
 }

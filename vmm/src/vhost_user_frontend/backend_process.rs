@@ -88,10 +88,6 @@ impl BackendProcess {
             program,
         })
     }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 /// Whether some process listens on the Unix socket at `socket`, seen in /proc/net/unix

@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
-use gpu_interface::{DisplayMode, Frame, GpuError, GpuResult, PixelFormat};
+use gpu_interface::{DisplayMode, Frame, GpuError, GpuResult, PixelFormat, Rect};
 use tracing::{debug, info, warn};
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
@@ -221,8 +221,8 @@ impl GpuDisplay {
                 info!(%err, "vhost-user-gpu: the backend closed its display socket");
                 return;
             }
-            let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().unwrap());
-            let (request, size) = (word(0), word(8) as usize);
+            let [request, _flags, size] = words(&header).expect("a header is three words");
+            let size = size as usize;
             if size > MAX_MESSAGE {
                 warn!(
                     request,
@@ -319,7 +319,7 @@ impl GpuDisplay {
             with_fd = fd.is_some(),
             "vhost-user-gpu: DMABUF_SCANOUT"
         );
-        self.scanout(&[id, width, height].map(u32::to_le_bytes).concat());
+        self.set_mode(id, width, height);
         let mut scanouts = self.scanouts.lock().unwrap_or_else(|e| e.into_inner());
         let Some(slot) = scanouts.buffers.get_mut(id as usize) else {
             return;
@@ -328,8 +328,7 @@ impl GpuDisplay {
         if width == 0 || height == 0 {
             return;
         }
-        let inside = x.checked_add(width).is_some_and(|r| r <= fd_width)
-            && y.checked_add(height).is_some_and(|b| b <= fd_height)
+        let inside = Rect::new(x, y, width, height).fits_in(fd_width, fd_height)
             && u64::from(fd_width) * 4 <= u64::from(stride);
         match fd {
             _ if !matches!(fourcc, DRM_FORMAT_XRGB8888 | DRM_FORMAT_ARGB8888) => {
@@ -380,9 +379,7 @@ impl GpuDisplay {
             warn!(id, "vhost-user-gpu: DMABUF_UPDATE without a buffer scanout");
             return;
         };
-        let fits = x.checked_add(width).is_some_and(|r| r <= frame.width)
-            && y.checked_add(height).is_some_and(|b| b <= frame.height);
-        if !fits {
+        if !Rect::new(x, y, width, height).fits_in(frame.width, frame.height) {
             warn!(
                 id,
                 x, y, width, height, "vhost-user-gpu: DMABUF_UPDATE outside the scanout"
@@ -415,6 +412,11 @@ impl GpuDisplay {
             warn!(len = body.len(), "vhost-user-gpu: short SCANOUT");
             return;
         };
+        self.set_mode(id, width, height);
+    }
+
+    /// Scanout `id` shows a black `width` x `height` frame from now on, or nothing at 0x0.
+    fn set_mode(&self, id: u32, width: u32, height: u32) {
         let mut scanouts = self.scanouts.lock().unwrap_or_else(|e| e.into_inner());
         let Some(slot) = scanouts.frames.get_mut(id as usize) else {
             warn!(id, "vhost-user-gpu: SCANOUT for a scanout we do not have");
@@ -448,8 +450,7 @@ impl GpuDisplay {
             warn!(id, "vhost-user-gpu: UPDATE for a scanout that is off");
             return;
         };
-        let fits = x.checked_add(width).is_some_and(|r| r <= frame.width)
-            && y.checked_add(height).is_some_and(|b| b <= frame.height);
+        let fits = Rect::new(x, y, width, height).fits_in(frame.width, frame.height);
         let row = width as usize * 4;
         if !fits || pixels.len() != row * height as usize {
             warn!(
