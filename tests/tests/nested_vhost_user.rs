@@ -18,6 +18,7 @@ const CHECKS: &[&str] = &[
     "vu-blk-write",
     "vu-blk-second-disk",
     "vu-backend-killed",
+    "vu-backend-reconnected",
     "vu-disconnect-logged",
     "vu-vm-survived",
     "vu-gpu-ours",

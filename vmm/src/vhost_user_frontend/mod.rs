@@ -6,12 +6,15 @@
 //!
 //! When the backend goes away the VM keeps running: the device reports DEVICE_NEEDS_RESET and
 //! from then on completes every request itself with the device type's I/O error
-//! ([`failing`]), so the guest sees errors instead of requests that never finish.
+//! ([`failing`]), so the guest sees errors instead of requests that never finish. A block
+//! backend that listens again on the same socket takes the rings over where they stand
+//! ([`reconnect`]).
 
 pub mod attach;
 pub mod backend_process;
 pub mod failing;
 pub mod gpu_display;
+mod reconnect;
 mod watchdog;
 
 #[cfg(test)]
@@ -139,6 +142,12 @@ impl DeviceKind {
     }
 
     /// The fewest queues the device type works with (fs: hiprio + one request queue).
+    /// Whether a backend that comes back can take the device over: a block device's state is
+    /// the disk; a FUSE session or a GPU's resources die with their backend.
+    fn reconnects(&self) -> bool {
+        *self == DeviceKind::Block
+    }
+
     fn min_queues(&self) -> usize {
         match self {
             DeviceKind::Block => 1,
@@ -165,6 +174,15 @@ pub struct VhostUserDevice {
     gone: bool,
     /// Queues whose ring position was taken over from the backend after it went away.
     adopted: Vec<bool>,
+    /// The eventfds of the rings the driver started (kept to hand them to a new backend).
+    rings: Option<RingFds>,
+    reconnect: reconnect::Reconnect,
+}
+
+/// Each queue's kick eventfd and the call eventfd its backend is to signal now.
+struct RingFds {
+    kicks: Vec<EventFd>,
+    calls: Vec<EventFd>,
 }
 
 impl VhostUserDevice {
@@ -199,26 +217,7 @@ impl VhostUserDevice {
                 return Err(FrontendError::BadTag(tag.clone()));
             }
         }
-        let stream = UnixStream::connect(socket).map_err(|source| FrontendError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
-        // A backend that stops answering must not hang the vCPU that touched the device.
-        stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
-            .map_err(|source| FrontendError::Connect {
-                path: socket.to_path_buf(),
-                source,
-            })?;
-        let mut frontend = Frontend::from_stream(stream, queue_sizes.len() as u64);
-        let watchdog =
-            watchdog::Watchdog::new(frontend.as_raw_fd(), timeout).map_err(|source| {
-                FrontendError::Connect {
-                    path: socket.to_path_buf(),
-                    source,
-                }
-            })?;
+        let (mut frontend, watchdog) = open(socket, queue_sizes.len(), timeout)?;
         let (backend_features, protocol_features, config) =
             watchdog.guard(|| negotiate(&kind, &mut frontend, &queue_sizes))?;
         info!(
@@ -243,6 +242,8 @@ impl VhostUserDevice {
             active: false,
             gone: false,
             adopted: vec![false; queues],
+            rings: None,
+            reconnect: reconnect::Reconnect::new(timeout),
         })
     }
 
@@ -326,6 +327,27 @@ impl VhostUserDevice {
         }
         interrupt
     }
+}
+
+/// Connects to the backend on `socket`, with `timeout` on every exchange.
+fn open(
+    socket: &Path,
+    queues: usize,
+    timeout: Duration,
+) -> Result<(Frontend, watchdog::Watchdog), FrontendError> {
+    let connect_error = |source| FrontendError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let stream = UnixStream::connect(socket).map_err(connect_error)?;
+    // A backend that stops answering must not hang the vCPU that touched the device.
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(connect_error)?;
+    let frontend = Frontend::from_stream(stream, queues as u64);
+    let watchdog = watchdog::Watchdog::new(frontend.as_raw_fd(), timeout).map_err(connect_error)?;
+    Ok((frontend, watchdog))
 }
 
 /// Shares guest RAM and hands every ready ring over, with its kick and call eventfds.
@@ -600,10 +622,22 @@ impl VirtioDevice for VhostUserDevice {
         if self.active && self.hung_up() {
             self.lost("socket closed", &"end of file");
         }
-        if self.gone {
-            return self.fail_pending(queues, mem);
+        if !self.gone {
+            return Vec::new();
         }
-        Vec::new()
+        let failed = self.fail_pending(queues, mem);
+        if self.kind.reconnects() {
+            self.try_reconnect(queues);
+        }
+        failed
+    }
+
+    fn take_config_changed(&mut self) -> bool {
+        self.reconnect.take_config_changed()
+    }
+
+    fn recovered(&mut self) -> bool {
+        self.reconnect.take_recovered()
     }
 
     fn queues_served_elsewhere(&self) -> bool {
@@ -616,6 +650,25 @@ impl VirtioDevice for VhostUserDevice {
         kicks: &[EventFd],
         calls: &[EventFd],
     ) -> Result<(), String> {
+        let fds = kicks
+            .iter()
+            .map(EventFd::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|kicks| {
+                let calls = calls
+                    .iter()
+                    .map(EventFd::try_clone)
+                    .collect::<Result<_, _>>()?;
+                Ok(RingFds { kicks, calls })
+            });
+        match fds {
+            Ok(fds) => self.rings = Some(fds),
+            Err(err) => return Err(format!("duplicating the ring eventfds: {err}")),
+        }
+        if self.gone {
+            // Kept for a backend that comes back; until then requests fail here.
+            return Ok(());
+        }
         let started = self.watchdog.guard(|| {
             start_rings(
                 &mut self.frontend,
@@ -646,6 +699,12 @@ impl VirtioDevice for VhostUserDevice {
     }
 
     fn set_call(&mut self, index: usize, call: &EventFd) {
+        let slot = self.rings.as_mut().and_then(|r| r.calls.get_mut(index));
+        match (slot, call.try_clone()) {
+            (Some(slot), Ok(call)) => *slot = call,
+            (Some(_), Err(err)) => warn!(%err, "vhost-user: duplicating a call eventfd"),
+            (None, _) => {}
+        }
         if !self.active || self.gone {
             return;
         }
@@ -673,6 +732,7 @@ impl VirtioDevice for VhostUserDevice {
             }
         }
         self.active = false;
+        self.rings = None;
         self.adopted.fill(false);
     }
 

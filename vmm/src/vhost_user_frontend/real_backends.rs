@@ -10,9 +10,10 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::attach::{start_backend, Source};
 use super::backend_process::{self, BackendProcess};
-use super::tests::{post_blk, wait_used, DATA, SECTOR, STATUS};
+use super::tests::{poll_until, post_blk, wait_used, DATA, SECTOR, STATUS};
 use super::*;
 use crate::pci::msix::tests::RecordingSink;
+use crate::virtio_pci::status;
 use crate::virtio_pci::test_guest::Guest;
 use crate::virtio_pci::transport::NOTIFY_OFFSET;
 
@@ -31,8 +32,8 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 #[test]
-fn qemu_storage_daemon_serves_reads_and_writes_of_a_disk_image() {
-    const TEST: &str = "qemu_storage_daemon_serves_reads_and_writes_of_a_disk_image";
+fn qemu_storage_daemon_serves_a_disk_image_and_is_taken_back_after_a_restart() {
+    const TEST: &str = "qemu_storage_daemon_serves_a_disk_image_and_is_taken_back_after_a_restart";
     let dir = scratch("qsd");
     let image = dir.join("disk.raw");
     let pattern: Vec<u8> = (0..64 * SECTOR).map(|i| (i * 7 % 253) as u8).collect();
@@ -79,10 +80,31 @@ fn qemu_storage_daemon_serves_reads_and_writes_of_a_disk_image() {
         pattern[8 * SECTOR..9 * SECTOR]
     );
 
-    // The daemon goes when its owner does, and takes its socket along.
+    // The daemon dies: requests fail. Started again on the same socket, it takes the rings
+    // over and the guest reads what it wrote before, without resetting its driver.
+    drop(process);
+    assert!(!socket.exists(), "the daemon takes its socket along");
+    let needs_reset = |g: &Guest| g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET != 0;
+    poll_until(&g, "disconnect noticed", needs_reset);
+    post_blk(&g, 2, false, 9, 1);
+    wait_used(&g, 3);
+    assert_eq!(
+        g.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(),
+        failing::VIRTIO_BLK_S_IOERR
+    );
+    let (process, again) = start_backend(&source, 1, 0).unwrap();
+    assert_eq!(again, socket);
+    poll_until(&g, "reconnect", |g| !needs_reset(g));
+    g.mem.write_slice(&[0; SECTOR], GuestAddress(DATA)).unwrap();
+    post_blk(&g, 3, false, 9, 1);
+    wait_used(&g, 4);
+    assert_eq!(g.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0);
+    let mut data = vec![0u8; SECTOR];
+    g.mem.read_slice(&mut data, GuestAddress(DATA)).unwrap();
+    assert_eq!(data, [0x5a; SECTOR]);
+
     drop(g);
     drop(process);
-    assert!(!socket.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -118,7 +118,7 @@ impl VhostUserBackendMut for MockDisk {
     fn set_event_idx(&mut self, _enabled: bool) {}
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         let mut config = [0u8; 96];
-        config[..8].copy_from_slice(&(DISK_SECTORS as u64).to_le_bytes());
+        config[..8].copy_from_slice(&((self.disk.len() / SECTOR) as u64).to_le_bytes());
         config[20..24].copy_from_slice(&(SECTOR as u32).to_le_bytes());
         // The backend could serve 2 queues; the device has 1.
         config[34..36].copy_from_slice(&2u16.to_le_bytes());
@@ -150,12 +150,15 @@ fn socket_path(name: &str) -> PathBuf {
 /// Starts the mock disk daemon on a fresh socket; returns the socket, the disk, and a handle
 /// that ends the connection (as a backend that dies would).
 fn start_disk(name: &str) -> (PathBuf, SharedDisk, Shutdown) {
+    start_disk_of(name, DISK_SECTORS)
+}
+
+/// [`start_disk`] with a disk of `sectors` sectors.
+fn start_disk_of(name: &str, sectors: usize) -> (PathBuf, SharedDisk, Shutdown) {
     let path = socket_path(name);
     let _ = std::fs::remove_file(&path);
     let disk = Arc::new(RwLock::new(MockDisk {
-        disk: (0..DISK_SECTORS * SECTOR)
-            .map(|i| (i % 251) as u8)
-            .collect(),
+        disk: (0..sectors * SECTOR).map(|i| (i % 251) as u8).collect(),
         mem: None,
         acked: 0,
         resets: 0,
@@ -335,6 +338,61 @@ fn a_backend_that_dies_leaves_the_vm_running_and_the_guest_gets_io_errors() {
     );
     let used_len: u32 = g.mem.read_obj(GuestAddress(USED + 4 + 8 + 4)).unwrap();
     assert_eq!(used_len, 1);
+}
+
+/// Polls the device as the worker would until `done` holds (for at most five seconds).
+pub(super) fn poll_until(g: &Guest, what: &str, done: impl Fn(&Guest) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done(g) {
+        assert!(Instant::now() < deadline, "{what}: never happened");
+        g.dev.lock().unwrap().poll_device();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_block_backend_that_comes_back_takes_the_rings_over_without_a_driver_reset() {
+    let (g, _old, shutdown) = running_blk_guest("returns");
+    post_blk(&g, 0, false, 0, 1);
+    wait_used(&g, 1);
+    shutdown.lock().unwrap().take().unwrap().shutdown();
+    let needs_reset = |g: &Guest| g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET != 0;
+    poll_until(&g, "disconnect noticed", needs_reset);
+    post_blk(&g, 1, false, 0, 1);
+    assert_eq!(g.used_idx(), 2);
+    assert_eq!(
+        g.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(),
+        failing::VIRTIO_BLK_S_IOERR,
+        "failed while no backend listens"
+    );
+    let generation = g.r(0x15, 1);
+    // The backend returns on the same socket, with a disk twice the size.
+    let (_, disk, _) = start_disk_of("returns", 2 * DISK_SECTORS);
+    poll_until(&g, "reconnect", |g| !needs_reset(g));
+    assert!(g.dev.lock().unwrap().queues_served_elsewhere());
+    assert_ne!(g.r(0x15, 1), generation, "config generation moved");
+    assert_eq!(g.r(ISR_OFFSET, 1) & 2, 2, "config-change interrupt");
+    assert_eq!(g.r(0x2000, 8), 2 * DISK_SECTORS as u64, "the new capacity");
+    // Sector 100 exists only on the new disk; the new backend serves it at ring index 2.
+    post_blk(&g, 2, false, 100, 1);
+    wait_used(&g, 3);
+    assert_eq!(g.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0);
+    let mut data = vec![0u8; SECTOR];
+    g.mem.read_slice(&mut data, GuestAddress(DATA)).unwrap();
+    let expected: Vec<u8> = (100 * SECTOR..101 * SECTOR)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    assert_eq!(data, expected);
+    assert_eq!(
+        disk.read().unwrap().taken,
+        1,
+        "only the new request reached it"
+    );
+    assert_ne!(
+        disk.read().unwrap().acked & VIRTIO_F_VERSION_1,
+        0,
+        "features set again"
+    );
 }
 
 #[test]

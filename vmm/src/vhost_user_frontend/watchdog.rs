@@ -29,8 +29,12 @@ impl Watchdog {
 
     /// Runs `exchange` with the deadline armed.
     pub fn guard<R>(&self, exchange: impl FnOnce() -> R) -> R {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + self.timeout);
+        self.guard_within(self.timeout, exchange)
+    }
+
+    /// Runs `exchange` with a deadline `limit` from now.
+    pub fn guard_within<R>(&self, limit: Duration, exchange: impl FnOnce() -> R) -> R {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + limit);
         let result = exchange();
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = None;
         result

@@ -140,6 +140,11 @@ pub trait VirtioDevice: Send {
     fn failed(&mut self) -> bool {
         false
     }
+    /// Whether the failure `failed` reported is over (a backend came back and took the rings
+    /// over): the transport then clears DEVICE_NEEDS_RESET and raises a config interrupt.
+    fn recovered(&mut self) -> bool {
+        false
+    }
     /// Device reset by the driver (status 0).
     fn reset(&mut self);
     /// The concrete device, for host-side requests (screenshots, display mode changes).

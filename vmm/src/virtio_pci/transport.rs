@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -278,7 +278,14 @@ impl VirtioPciDevice {
         for index in self.device.poll(&mut self.queues, &self.mem) {
             self.signal_used(index);
         }
-        if self.device.take_config_changed() {
+        let mut config_changed = self.device.take_config_changed();
+        if self.failure_reported && self.device.recovered() {
+            info!("virtio-pci: the device works again");
+            self.failure_reported = false;
+            self.common.status &= !status::DEVICE_NEEDS_RESET;
+            config_changed = true;
+        }
+        if config_changed {
             self.signal_config();
         }
     }
@@ -345,9 +352,13 @@ impl VirtioPciDevice {
             if self.config.command() & COMMAND_BUS_MASTER == 0 {
                 debug!("virtio-pci: DRIVER_OK without bus mastering enabled");
             }
-            if self.device.queues_served_elsewhere() {
+            // A device whose backend is gone still gets the rings' eventfds, for a backend
+            // that comes back; until then its requests are served (failed) here.
+            if self.device.queues_served_elsewhere() || self.device.failed() {
                 self.hand_over();
-                return;
+                if self.device.queues_served_elsewhere() {
+                    return;
+                }
             }
             for index in 0..self.queues.len() {
                 self.process_queue(index);
@@ -383,7 +394,8 @@ impl VirtioPciDevice {
     /// After an MSI-X or vector change: points each backend-served queue at the eventfd it
     /// should signal now (a masked vector's signals must come through us to stay pending).
     fn retarget_calls(&mut self) {
-        if !self.handed_over || !self.device.queues_served_elsewhere() {
+        // Also while the backend is gone: the device keeps the target for one that returns.
+        if !self.handed_over {
             return;
         }
         for index in 0..self.queues.len() {
