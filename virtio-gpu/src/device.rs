@@ -146,6 +146,11 @@ impl GpuDevice {
         self.shm = Some(mapper);
     }
 
+    /// Drops the mapper (its transport went away); RESOURCE_MAP_BLOB fails until the next one.
+    pub fn remove_shm_mapper(&mut self) {
+        self.shm = None;
+    }
+
     /// Changes a scanout's mode as a host display would (`None` unplugs it) and raises
     /// VIRTIO_GPU_EVENT_DISPLAY. Returns true when the transport should send a config-change
     /// interrupt; false for an unknown scanout or an unchanged mode.

@@ -103,6 +103,54 @@ pub fn cursor(type_: u32, scanout: u32, x: u32, y: u32, id: u32, hot: (u32, u32)
     cmd.as_bytes().to_vec()
 }
 
+/// CTX_CREATE of context `ctx` with capset `capset` (0: the backend's default).
+pub fn ctx_create(ctx: u32, capset: u32, name: &str) -> Vec<u8> {
+    let mut cmd = CtxCreate::new_zeroed();
+    cmd.hdr = CtrlHeader {
+        ctx_id: ctx.into(),
+        ..header(VIRTIO_GPU_CMD_CTX_CREATE)
+    };
+    let name = &name.as_bytes()[..name.len().min(cmd.debug_name.len())];
+    cmd.nlen = (name.len() as u32).into();
+    cmd.context_init = capset.into();
+    cmd.debug_name[..name.len()].copy_from_slice(name);
+    cmd.as_bytes().to_vec()
+}
+
+/// RESOURCE_CREATE_BLOB in context `ctx` of a `size`-byte blob from `mem`, without entries.
+pub fn create_blob(ctx: u32, id: u32, mem: u32, flags: u32, size: u64) -> Vec<u8> {
+    let mut cmd = ResourceCreateBlob::new_zeroed();
+    cmd.hdr = CtrlHeader {
+        ctx_id: ctx.into(),
+        ..header(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB)
+    };
+    cmd.resource_id = id.into();
+    cmd.blob_mem = mem.into();
+    cmd.blob_flags = flags.into();
+    cmd.size = size.into();
+    cmd.as_bytes().to_vec()
+}
+
+/// RESOURCE_MAP_BLOB of resource `id` at `offset` in the host-visible region.
+pub fn map_blob(id: u32, offset: u64) -> Vec<u8> {
+    let cmd = ResourceMapBlob {
+        hdr: header(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB),
+        resource_id: id.into(),
+        padding: 0.into(),
+        offset: offset.into(),
+    };
+    cmd.as_bytes().to_vec()
+}
+
+pub fn unmap_blob(id: u32) -> Vec<u8> {
+    let cmd = ResourceUnmapBlob {
+        hdr: header(VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB),
+        resource_id: id.into(),
+        padding: 0.into(),
+    };
+    cmd.as_bytes().to_vec()
+}
+
 /// The response type of a response.
 pub fn response_type(resp: &[u8]) -> u32 {
     resp.get(..4)

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost::vhost_user::GpuBackend;
+use vhost::vhost_user::message::{
+    VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures,
+};
+use vhost::vhost_user::{Backend, GpuBackend};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::{VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1};
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
@@ -115,7 +117,11 @@ impl GpuVhostUserBackend {
     /// Forgets the guest memory and the display socket of a connection that ended.
     pub fn disconnect(&self) {
         self.reset();
-        self.lock().mem = None;
+        let mut state = self.lock();
+        state.mem = None;
+        // It holds the connection's backend request channel.
+        state.device.remove_shm_mapper();
+        drop(state);
         self.display.set(None);
         *self
             .display_ready
@@ -287,9 +293,28 @@ impl VhostUserBackend for GpuVhostUserBackend {
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        // BACKEND_REQ + SHMEM (+ REPLY_ACK, so a map is done before the guest hears of it):
+        // host-visible blobs mapped into the frontend's region; QEMU 10 knows none of SHMEM.
         VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::RESET_DEVICE
             | VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::SHMEM
+    }
+
+    fn set_backend_req_fd(&self, backend: Backend) {
+        tracing::debug!("the frontend opened its backend request channel");
+        self.lock()
+            .device
+            .set_shm_mapper(Box::new(super::shm::FrontendShm::new(backend)));
+    }
+
+    fn get_shmem_config(&self) -> std::io::Result<VhostUserShMemConfig> {
+        let id = usize::from(super::shm::HOST_VISIBLE_SHMID);
+        let mut sizes = [0u64; 2];
+        sizes[id] = super::shm::HOST_VISIBLE_SIZE;
+        Ok(VhostUserShMemConfig::new(sizes.len() as u32, &sizes))
     }
 
     fn reset_device(&self) {

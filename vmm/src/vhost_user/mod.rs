@@ -7,16 +7,17 @@
 //! - [`server`]: connections one after another, signals, screenshots.
 //! - [`fd_relay`]: `--fd` (an inherited connected socket).
 //!
-//! Blob resources mapped into the guest need the frontend to map backend memory into the
-//! device's shared-memory region (`VHOST_USER_BACKEND_SHMEM_MAP`, protocol feature `SHMEM`).
-//! QEMU 10.0 has neither the message nor a shared-memory region on `vhost-user-gpu-pci`, so no
-//! mapper is installed here and host-visible blobs stay off over vhost-user.
+//! - [`shm`]: host-visible blobs, mapped by the frontend into the device's shared-memory region
+//!   (`VHOST_USER_BACKEND_SHMEM_MAP`, protocol feature `SHMEM`): `vgpu run --gpu vhost-user`
+//!   does; QEMU 10.0 has neither the message nor a region on `vhost-user-gpu-pci`, so under
+//!   QEMU RESOURCE_MAP_BLOB fails as it would without a region.
 
 pub mod backend;
 pub mod display;
 pub mod fd_relay;
 pub mod negotiate;
 pub mod server;
+pub mod shm;
 
 pub use backend::GpuVhostUserBackend;
 pub use display::{DisplaySocket, VhostUserDisplay};

@@ -16,7 +16,7 @@ pub(super) const VIRTIOFSD_CANDIDATES: &[&str] = &[
         "/../.cache/virtiofsd/bin/virtiofsd"
     ),
 ];
-const STORAGE_DAEMON_CANDIDATES: &[&str] = &["/usr/bin/qemu-storage-daemon"];
+pub(super) const STORAGE_DAEMON_CANDIDATES: &[&str] = &["/usr/bin/qemu-storage-daemon"];
 
 /// Why a vhost-user device could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +271,18 @@ pub fn attach_gpu(
     let (display, backend_end) =
         super::gpu_display::GpuDisplay::start(modes).map_err(FrontendError::GpuSocket)?;
     device.set_gpu_socket(&backend_end)?;
+    if let Some(size) = device.shm_request() {
+        // The backend maps host-visible blobs here (SHMEM_MAP); the guest sees it as BAR 2.
+        let slots = (0..crate::virtio_pci::gpu::SHM_SLOTS)
+            .map(|_| vm.allocate_memory_slot())
+            .collect();
+        let region = crate::virtio_pci::shm::ShmRegion::new(vm.hv.clone(), size, slots);
+        device.set_shm_region(region);
+        tracing::info!(
+            size,
+            "vhost-user-gpu: host-visible region for the backend's blobs"
+        );
+    }
     let (_, worker) = crate::virtio_pci::plug(vm, Box::new(device), "vhost-user-gpu")
         .map_err(|e| AttachError::Plug("gpu", e))?;
     let attachment = VhostUserAttachment {

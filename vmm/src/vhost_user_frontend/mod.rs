@@ -12,8 +12,10 @@
 
 pub mod attach;
 pub mod backend_process;
+mod backend_requests;
 pub mod failing;
 pub mod gpu_display;
+mod handshake;
 mod reconnect;
 mod watchdog;
 
@@ -25,19 +27,20 @@ mod real_backends;
 mod tests;
 
 use std::any::Any;
+
+use handshake::{initial_config, negotiate, open, start_rings, stop_rings, Negotiated};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
-use vhost::vhost_user::message::{
-    VhostUserConfigFlags, VhostUserHeaderFlag, VhostUserProtocolFeatures,
-};
+use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
-use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use vhost::VhostBackend;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap as GuestRam};
+use vm_memory::GuestMemoryMmap as GuestRam;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::virtio_pci::{
@@ -73,7 +76,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 const WANTED_PROTOCOL_FEATURES: VhostUserProtocolFeatures = VhostUserProtocolFeatures::MQ
     .union(VhostUserProtocolFeatures::REPLY_ACK)
     .union(VhostUserProtocolFeatures::CONFIG)
-    .union(VhostUserProtocolFeatures::RESET_DEVICE);
+    .union(VhostUserProtocolFeatures::RESET_DEVICE)
+    .union(VhostUserProtocolFeatures::BACKEND_REQ);
 
 /// Why a vhost-user device could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +181,14 @@ pub struct VhostUserDevice {
     /// The eventfds of the rings the driver started (kept to hand them to a new backend).
     rings: Option<RingFds>,
     reconnect: reconnect::Reconnect,
+    /// The config space changed (a backend said so, or a returning one differs).
+    config_changed: bool,
+    /// What the backend request channel acts on.
+    shared: backend_requests::Shared,
+    requests: Option<backend_requests::BackendRequests>,
+    /// The region GET_SHMEM_CONFIG asked for (shmid, size), and the one placed for it.
+    shm_offered: Option<(u8, u64)>,
+    shm: Option<crate::virtio_pci::shm::ShmRegion>,
 }
 
 /// Each queue's kick eventfd and the call eventfd its backend is to signal now.
@@ -218,8 +230,16 @@ impl VhostUserDevice {
             }
         }
         let (mut frontend, watchdog) = open(socket, queue_sizes.len(), timeout)?;
-        let (backend_features, protocol_features, config) =
-            watchdog.guard(|| negotiate(&kind, &mut frontend, &queue_sizes))?;
+        let shared = backend_requests::Shared::default();
+        let negotiated =
+            watchdog.guard(|| negotiate(&kind, &mut frontend, &queue_sizes, &shared))?;
+        let Negotiated {
+            features: backend_features,
+            protocol_features,
+            config,
+            requests,
+            shm,
+        } = negotiated;
         info!(
             socket = %socket.display(),
             kind = kind.name(),
@@ -244,6 +264,11 @@ impl VhostUserDevice {
             adopted: vec![false; queues],
             rings: None,
             reconnect: reconnect::Reconnect::new(timeout),
+            config_changed: false,
+            shared,
+            requests,
+            shm_offered: shm,
+            shm: None,
         })
     }
 
@@ -258,6 +283,7 @@ impl VhostUserDevice {
         }
         self.gone = true;
         self.active = false;
+        self.requests = None;
     }
 
     /// Whether the backend closed its end (checked without blocking, between requests).
@@ -311,6 +337,45 @@ impl VhostUserDevice {
         }
     }
 
+    /// The backend said its config changed (CONFIG_CHANGE_MSG): a block device's is read
+    /// again (a resized disk); the other kinds' config is the frontend's.
+    fn refresh_config(&mut self) {
+        if self.kind != DeviceKind::Block {
+            debug!(kind = self.kind.name(), "vhost-user: config change ignored");
+            return;
+        }
+        let (kind, frontend) = (&self.kind, &mut self.frontend);
+        let (protocol_features, queue_sizes) = (self.protocol_features, &self.queue_sizes);
+        let read = self
+            .watchdog
+            .guard(|| initial_config(kind, frontend, protocol_features, queue_sizes));
+        match read {
+            Ok(config) if config != self.config => {
+                info!(socket = %self.socket.display(), "vhost-user: the device's config changed");
+                self.config = config;
+                self.config_changed = true;
+            }
+            Ok(_) => {}
+            Err(err) => self.lost("GET_CONFIG", &err),
+        }
+    }
+
+    /// The size of the shared-memory region the backend maps into, if it asked for one.
+    pub fn shm_request(&self) -> Option<u64> {
+        self.shm_offered.map(|(_, size)| size)
+    }
+
+    /// Gives the device the region the backend asked for (before it is plugged: the region
+    /// becomes BAR 2); the backend's SHMEM_MAP requests fill it from then on.
+    pub fn set_shm_region(&mut self, region: crate::virtio_pci::shm::ShmRegion) {
+        let Some((shmid, _)) = self.shm_offered else {
+            return;
+        };
+        *self.shared.region.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((shmid, region.clone()));
+        self.shm = Some(region);
+    }
+
     /// Takes over queue positions from a backend that went away, then fails what is pending.
     fn fail_pending(&mut self, queues: &mut [Queue], mem: &GuestRam) -> Vec<usize> {
         let mut interrupt = Vec::new();
@@ -327,201 +392,6 @@ impl VhostUserDevice {
         }
         interrupt
     }
-}
-
-/// Connects to the backend on `socket`, with `timeout` on every exchange.
-fn open(
-    socket: &Path,
-    queues: usize,
-    timeout: Duration,
-) -> Result<(Frontend, watchdog::Watchdog), FrontendError> {
-    let connect_error = |source| FrontendError::Connect {
-        path: socket.to_path_buf(),
-        source,
-    };
-    let stream = UnixStream::connect(socket).map_err(connect_error)?;
-    // A backend that stops answering must not hang the vCPU that touched the device.
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(connect_error)?;
-    let frontend = Frontend::from_stream(stream, queues as u64);
-    let watchdog = watchdog::Watchdog::new(frontend.as_raw_fd(), timeout).map_err(connect_error)?;
-    Ok((frontend, watchdog))
-}
-
-/// Shares guest RAM and hands every ready ring over, with its kick and call eventfds.
-fn start_rings(
-    frontend: &mut Frontend,
-    mem: &GuestRam,
-    acked_features: u64,
-    queues: &[Queue],
-    kicks: &[EventFd],
-    calls: &[EventFd],
-) -> Result<(), FrontendError> {
-    let regions = mem
-        .iter()
-        .map(VhostUserMemoryRegionInfo::from_guest_region)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(protocol("describing guest memory"))?;
-    frontend
-        .set_mem_table(&regions)
-        .map_err(protocol("SET_MEM_TABLE"))?;
-    for (index, queue) in queues.iter().enumerate() {
-        if !queue.ready() {
-            continue;
-        }
-        let ring = VringConfigData {
-            queue_max_size: queue.max_size(),
-            queue_size: queue.size(),
-            flags: 0,
-            desc_table_addr: host_address(mem, queue.desc_table())?,
-            used_ring_addr: host_address(mem, queue.used_ring())?,
-            avail_ring_addr: host_address(mem, queue.avail_ring())?,
-            log_addr: None,
-        };
-        frontend
-            .set_vring_num(index, queue.size())
-            .map_err(protocol("SET_VRING_NUM"))?;
-        frontend
-            .set_vring_addr(index, &ring)
-            .map_err(protocol("SET_VRING_ADDR"))?;
-        frontend
-            .set_vring_base(index, queue.next_avail())
-            .map_err(protocol("SET_VRING_BASE"))?;
-        frontend
-            .set_vring_call(index, &calls[index])
-            .map_err(protocol("SET_VRING_CALL"))?;
-        frontend
-            .set_vring_kick(index, &kicks[index])
-            .map_err(protocol("SET_VRING_KICK"))?;
-        if acked_features & PROTOCOL_FEATURES_BIT != 0 {
-            frontend
-                .set_vring_enable(index, true)
-                .map_err(protocol("SET_VRING_ENABLE"))?;
-        }
-    }
-    Ok(())
-}
-
-/// Stops every ring the backend holds (GET_VRING_BASE) and resets it where it can.
-fn stop_rings(
-    frontend: &mut Frontend,
-    queues: usize,
-    protocol_features: VhostUserProtocolFeatures,
-) -> Result<(), vhost::Error> {
-    for index in 0..queues {
-        if let Err(err) = frontend.get_vring_base(index) {
-            debug!(%err, queue = index, "vhost-user: GET_VRING_BASE");
-        }
-    }
-    if protocol_features.contains(VhostUserProtocolFeatures::RESET_DEVICE) {
-        frontend.reset_device()?;
-    }
-    Ok(())
-}
-
-/// The host address of guest address `gpa` in our mapping, as vhost-user ring addresses are
-/// given (the backend translates them through the memory table's user addresses).
-fn host_address(mem: &GuestRam, gpa: u64) -> Result<u64, FrontendError> {
-    use vm_memory::GuestAddress;
-    mem.get_host_address(GuestAddress(gpa))
-        .map(|p| p as u64)
-        .map_err(|_| FrontendError::Protocol {
-            step: "ring outside guest memory",
-            source: vhost::Error::InvalidGuestMemory,
-        })
-}
-
-/// What is negotiated before the guest driver starts: owner, features, protocol features,
-/// queue count, config space.
-fn negotiate(
-    kind: &DeviceKind,
-    frontend: &mut Frontend,
-    queue_sizes: &[u16],
-) -> Result<(u64, VhostUserProtocolFeatures, Vec<u8>), FrontendError> {
-    frontend.set_owner().map_err(protocol("SET_OWNER"))?;
-    let backend_features = frontend.get_features().map_err(protocol("GET_FEATURES"))?;
-    if backend_features & VIRTIO_F_VERSION_1 == 0 {
-        return Err(FrontendError::NotModern(backend_features));
-    }
-    let mut protocol_features = VhostUserProtocolFeatures::empty();
-    if backend_features & PROTOCOL_FEATURES_BIT != 0 {
-        let offered = frontend
-            .get_protocol_features()
-            .map_err(protocol("GET_PROTOCOL_FEATURES"))?;
-        protocol_features = offered & WANTED_PROTOCOL_FEATURES;
-        frontend
-            .set_protocol_features(protocol_features)
-            .map_err(protocol("SET_PROTOCOL_FEATURES"))?;
-        if protocol_features.contains(VhostUserProtocolFeatures::REPLY_ACK) {
-            // Every request waits for the backend's verdict: failures surface where they
-            // happen, and the backend has acted on a request before the guest goes on.
-            frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
-        }
-    }
-    if protocol_features.contains(VhostUserProtocolFeatures::MQ) {
-        let backend = frontend
-            .get_queue_num()
-            .map_err(protocol("GET_QUEUE_NUM"))?;
-        if backend < queue_sizes.len() as u64 {
-            return Err(FrontendError::TooFewQueues {
-                backend,
-                wanted: queue_sizes.len(),
-            });
-        }
-    }
-    let config = initial_config(kind, frontend, protocol_features, queue_sizes)?;
-    Ok((backend_features, protocol_features, config))
-}
-
-/// The device's config space: read from the backend (block, GPU) or built here (fs).
-fn initial_config(
-    kind: &DeviceKind,
-    frontend: &mut Frontend,
-    protocol_features: VhostUserProtocolFeatures,
-    queue_sizes: &[u16],
-) -> Result<Vec<u8>, FrontendError> {
-    let from_backend = |frontend: &mut Frontend, len: u32| {
-        if !protocol_features.contains(VhostUserProtocolFeatures::CONFIG) {
-            return Ok(vec![0; len as usize]);
-        }
-        let (_, payload) = frontend
-            .get_config(
-                0,
-                len,
-                VhostUserConfigFlags::WRITABLE,
-                &vec![0; len as usize],
-            )
-            .map_err(protocol("GET_CONFIG"))?;
-        if payload.len() < len as usize {
-            return Err(FrontendError::ShortConfig(payload.len()));
-        }
-        Ok(payload)
-    };
-    Ok(match kind {
-        DeviceKind::Block => {
-            let mut config = from_backend(frontend, BLK_CONFIG_LEN)?;
-            // The guest sees as many queues as this transport has.
-            let queues = (queue_sizes.len() as u16).to_le_bytes();
-            config[BLK_CONFIG_NUM_QUEUES..BLK_CONFIG_NUM_QUEUES + 2].copy_from_slice(&queues);
-            config
-        }
-        DeviceKind::Gpu { scanouts } => {
-            let mut config = from_backend(frontend, GPU_CONFIG_LEN)?;
-            config[..GPU_CONFIG_NUM_CAPSETS].fill(0);
-            config[GPU_CONFIG_NUM_SCANOUTS..GPU_CONFIG_NUM_CAPSETS]
-                .copy_from_slice(&scanouts.to_le_bytes());
-            config
-        }
-        DeviceKind::Fs { tag } => {
-            let mut config = vec![0u8; FS_TAG_LEN + 4];
-            config[..tag.len()].copy_from_slice(tag.as_bytes());
-            let request_queues = queue_sizes.len() as u32 - 1;
-            config[FS_TAG_LEN..].copy_from_slice(&request_queues.to_le_bytes());
-            config
-        }
-    })
 }
 
 impl VirtioDevice for VhostUserDevice {
@@ -623,6 +493,9 @@ impl VirtioDevice for VhostUserDevice {
             self.lost("socket closed", &"end of file");
         }
         if !self.gone {
+            if self.shared.config_changed.swap(false, Ordering::AcqRel) {
+                self.refresh_config();
+            }
             return Vec::new();
         }
         let failed = self.fail_pending(queues, mem);
@@ -633,7 +506,17 @@ impl VirtioDevice for VhostUserDevice {
     }
 
     fn take_config_changed(&mut self) -> bool {
-        self.reconnect.take_config_changed()
+        std::mem::take(&mut self.config_changed)
+    }
+
+    fn shm_size(&self) -> Option<u64> {
+        self.shm.as_ref().map(|region| region.size())
+    }
+
+    fn shm_moved(&mut self, base: Option<u64>) {
+        if let Some(region) = &self.shm {
+            region.relocate(base);
+        }
     }
 
     fn recovered(&mut self) -> bool {

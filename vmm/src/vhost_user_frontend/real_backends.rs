@@ -108,6 +108,77 @@ fn qemu_storage_daemon_serves_a_disk_image_and_is_taken_back_after_a_restart() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Sends one QMP command on a fresh monitor connection (after the capabilities handshake);
+/// returns the reply line.
+fn qmp(monitor: &std::path::Path, command: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(monitor).unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap()).lines();
+    lines.next(); // the greeting
+    let mut reply = |request: &str| {
+        (&stream).write_all(request.as_bytes()).unwrap();
+        lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|line| line.contains("\"return\"") || line.contains("\"error\""))
+            .unwrap()
+    };
+    reply(r#"{"execute":"qmp_capabilities"}"#);
+    reply(command)
+}
+
+#[test]
+fn a_disk_resized_in_qemu_storage_daemon_shows_the_guest_its_new_capacity() {
+    const TEST: &str = "a_disk_resized_in_qemu_storage_daemon_shows_the_guest_its_new_capacity";
+    let program = match backend_process::find_program(
+        "qemu-storage-daemon",
+        "VGPU_QEMU_STORAGE_DAEMON",
+        super::attach::STORAGE_DAEMON_CANDIDATES,
+    ) {
+        Ok(program) => program,
+        Err(e) => return skip(TEST, e.to_string()),
+    };
+    let dir = scratch("resize");
+    let image = dir.join("disk.raw");
+    std::fs::write(&image, vec![0u8; 64 * SECTOR]).unwrap();
+    let (socket, monitor) = (dir.join("blk.sock"), dir.join("qmp.sock"));
+    let mut command =
+        backend_process::storage_daemon_command(&program, &image, "raw", false, 1, &socket);
+    command
+        .arg("--chardev")
+        .arg(format!(
+            "socket,id=qmp,path={},server=on,wait=off",
+            monitor.display()
+        ))
+        .arg("--monitor")
+        .arg("chardev=qmp");
+    let process = BackendProcess::start(command, socket.clone()).unwrap();
+    let memory = crate::memory::Memory::new(1 << 20).unwrap();
+    let device =
+        VhostUserDevice::connect(DeviceKind::Block, &socket, vec![8], memory.ram.clone()).unwrap();
+    let g = Guest::attach(Box::new(device), memory.ram, None, RecordingSink::default());
+    g.init(VIRTIO_F_VERSION_1);
+    g.driver_ok();
+    assert_eq!(g.r(0x2000, 8), 64);
+    let generation = g.r(0x15, 1);
+    let resized = qmp(
+        &monitor,
+        &format!(
+            r#"{{"execute":"block_resize","arguments":{{"node-name":"disk0","size":{}}}}}"#,
+            128 * SECTOR
+        ),
+    );
+    assert!(resized.contains("\"return\""), "block_resize: {resized}");
+    // qemu-storage-daemon sends CONFIG_CHANGE_MSG on the backend channel; the frontend reads
+    // the config again and raises a config interrupt.
+    poll_until(&g, "the new capacity", |g| g.r(0x2000, 8) == 128);
+    assert_ne!(g.r(0x15, 1), generation, "config generation moved");
+    assert_eq!(g.r(crate::virtio_pci::transport::ISR_OFFSET, 1) & 2, 2);
+    drop(g);
+    drop(process);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// FUSE opcodes and sizes (include/uapi/linux/fuse.h).
 const FUSE_LOOKUP: u32 = 1;
 const FUSE_OPEN: u32 = 14;

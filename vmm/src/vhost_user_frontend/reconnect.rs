@@ -10,13 +10,14 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use tracing::{info, trace, warn};
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost::vhost_user::Frontend;
 use vhost::VhostBackend;
 use virtio_queue::Queue;
 
+use super::backend_requests::Shared;
+use super::handshake::{negotiate, open, start_rings, Negotiated};
 use super::watchdog::Watchdog;
-use super::{negotiate, open, start_rings, DeviceKind, VhostUserDevice, PROTOCOL_FEATURES_BIT};
+use super::{DeviceKind, VhostUserDevice, PROTOCOL_FEATURES_BIT};
 
 /// How often a lost backend's socket is tried.
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -29,9 +30,7 @@ const HANDSHAKE_LIMIT: Duration = Duration::from_secs(1);
 struct Connection {
     frontend: Frontend,
     watchdog: Watchdog,
-    features: u64,
-    protocol_features: VhostUserProtocolFeatures,
-    config: Vec<u8>,
+    negotiated: Negotiated,
 }
 
 /// When to try next, the attempt under way, and what the transport is still to be told.
@@ -40,7 +39,6 @@ pub(super) struct Reconnect {
     next_attempt: Instant,
     attempt: Option<Receiver<Connection>>,
     recovered: bool,
-    config_changed: bool,
 }
 
 impl Reconnect {
@@ -50,7 +48,6 @@ impl Reconnect {
             next_attempt: Instant::now(),
             attempt: None,
             recovered: false,
-            config_changed: false,
         }
     }
 
@@ -61,6 +58,7 @@ impl Reconnect {
         socket: &Path,
         kind: &DeviceKind,
         queue_sizes: &[u16],
+        shared: &Shared,
     ) -> Option<Connection> {
         if let Some(attempt) = &self.attempt {
             match attempt.try_recv() {
@@ -80,11 +78,12 @@ impl Reconnect {
         let (sender, receiver) = mpsc::channel();
         let (socket, kind, queue_sizes) =
             (socket.to_path_buf(), kind.clone(), queue_sizes.to_vec());
+        let shared = shared.clone();
         let timeout = self.timeout;
         let spawned = std::thread::Builder::new()
             .name("vhost-user-reconnect".into())
             .spawn(move || {
-                if let Some(connection) = attempt(&socket, &kind, &queue_sizes, timeout) {
+                if let Some(connection) = attempt(&socket, &kind, &queue_sizes, &shared, timeout) {
                     let _ = sender.send(connection);
                 }
             });
@@ -98,10 +97,6 @@ impl Reconnect {
     pub(super) fn take_recovered(&mut self) -> bool {
         std::mem::take(&mut self.recovered)
     }
-
-    pub(super) fn take_config_changed(&mut self) -> bool {
-        std::mem::take(&mut self.config_changed)
-    }
 }
 
 /// Connects to `socket` and negotiates as at boot.
@@ -109,6 +104,7 @@ fn attempt(
     socket: &Path,
     kind: &DeviceKind,
     queue_sizes: &[u16],
+    shared: &Shared,
     timeout: Duration,
 ) -> Option<Connection> {
     let (mut frontend, watchdog) = match open(socket, queue_sizes.len(), timeout) {
@@ -119,14 +115,12 @@ fn attempt(
         }
     };
     match watchdog.guard_within(HANDSHAKE_LIMIT.min(timeout), || {
-        negotiate(kind, &mut frontend, queue_sizes)
+        negotiate(kind, &mut frontend, queue_sizes, shared)
     }) {
-        Ok((features, protocol_features, config)) => Some(Connection {
+        Ok(negotiated) => Some(Connection {
             frontend,
             watchdog,
-            features,
-            protocol_features,
-            config,
+            negotiated,
         }),
         Err(err) => {
             warn!(%err, socket = %socket.display(), "vhost-user: a returning backend failed to negotiate");
@@ -140,18 +134,24 @@ impl VhostUserDevice {
     /// has been negotiated with. `queues` are the transport's rings, already adopted and
     /// drained of pending requests.
     pub(super) fn try_reconnect(&mut self, queues: &[Queue]) {
+        let shared = &self.shared;
         let Some(Connection {
             mut frontend,
             watchdog,
-            features,
-            protocol_features,
-            config,
+            negotiated,
         }) = self
             .reconnect
-            .poll(&self.socket, &self.kind, &self.queue_sizes)
+            .poll(&self.socket, &self.kind, &self.queue_sizes, shared)
         else {
             return;
         };
+        let Negotiated {
+            features,
+            protocol_features,
+            config,
+            requests,
+            shm: _,
+        } = negotiated;
         let in_use = self.acked_features & !PROTOCOL_FEATURES_BIT;
         if features & in_use != in_use {
             warn!(
@@ -187,10 +187,11 @@ impl VhostUserDevice {
         self.watchdog = watchdog;
         self.backend_features = features;
         self.protocol_features = protocol_features;
+        self.requests = requests;
         self.acked_features = acked;
         if config != self.config {
             self.config = config;
-            self.reconnect.config_changed = true;
+            self.config_changed = true;
         }
         self.active = self.rings.is_some();
         self.gone = false;

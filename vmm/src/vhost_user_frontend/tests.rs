@@ -115,6 +115,20 @@ impl VhostUserBackendMut for MockDisk {
     fn reset_device(&mut self) {
         self.resets += 1;
     }
+    fn exit_event(
+        &self,
+        _thread_index: usize,
+    ) -> Option<(
+        vmm_sys_util::event::EventConsumer,
+        vmm_sys_util::event::EventNotifier,
+    )> {
+        // Lets a daemon that ends stop its ring worker too, as a dying process's would; left
+        // running, it would go on reading the guest's kicks.
+        vmm_sys_util::event::new_event_consumer_and_notifier(
+            vmm_sys_util::event::EventFlag::NONBLOCK,
+        )
+        .ok()
+    }
     fn set_event_idx(&mut self, _enabled: bool) {}
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         let mut config = [0u8; 96];

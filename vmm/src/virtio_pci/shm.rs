@@ -193,7 +193,7 @@ impl Drop for State {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::os::fd::{FromRawFd, OwnedFd};
 
     use gpu_interface::MapCache;
@@ -202,7 +202,8 @@ mod tests {
     use crate::hypervisor::mock::MockHypervisor;
     use crate::hypervisor::Hypervisor;
 
-    fn memfd(len: u64) -> OwnedFd {
+    /// A memfd of `len` bytes.
+    pub(crate) fn memfd(len: u64) -> OwnedFd {
         // SAFETY: valid NUL-terminated name and flags; returns a new fd or -1 (checked).
         let fd = unsafe { libc::memfd_create(c"shm-test".as_ptr(), libc::MFD_CLOEXEC) };
         assert!(fd >= 0);

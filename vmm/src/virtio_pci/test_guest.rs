@@ -38,7 +38,8 @@ impl Guest {
         let dev = Arc::new(Mutex::new(device));
         let bus = Arc::new(Bus::new());
         let mut root = PciRoot::new(bus.clone());
-        let mut alloc = MmioAllocator::new(0xc000_0000, 0x100_0000);
+        // Room for a GPU's 256 MiB shared-memory BAR after the small ones.
+        let mut alloc = MmioAllocator::new(0xc000_0000, 0x2000_0000);
         let slot = root.add_device(dev.clone(), &mut alloc).unwrap();
         assert_eq!(slot, 1);
         let root = Arc::new(Mutex::new(root));
