@@ -22,6 +22,7 @@ const CHECKS: &[&str] = &[
     "vu-disconnect-logged",
     "vu-vm-survived",
     "vu-gpu-ours",
+    "vu-gpu-host-visible",
     "vu-gpu-qemu",
 ];
 

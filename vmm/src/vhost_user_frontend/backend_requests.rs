@@ -23,12 +23,24 @@ use super::{protocol, FrontendError};
 use crate::virtio_pci::shm::ShmRegion;
 
 /// What the backend's requests act on, shared with the device.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct Shared {
     /// Set by CONFIG_CHANGE_MSG; the device takes it when it polls.
     pub config_changed: Arc<AtomicBool>,
+    /// Signalled with `config_changed`, so the worker polls the device at once.
+    pub wake: Arc<EventFd>,
     /// The shared-memory region SHMEM_MAP fills, once the VMM has placed it.
     pub region: Arc<Mutex<Option<(u8, ShmRegion)>>>,
+}
+
+impl Shared {
+    pub(super) fn new() -> std::io::Result<Self> {
+        Ok(Shared {
+            config_changed: Arc::default(),
+            wake: Arc::new(EventFd::new(EFD_NONBLOCK)?),
+            region: Arc::default(),
+        })
+    }
 }
 
 /// The serving thread, told to stop on drop. It is not joined: one stuck halfway through a
@@ -130,6 +142,7 @@ impl VhostUserFrontendReqHandlerMut for Handler {
     fn handle_config_change(&mut self) -> HandlerResult<u64> {
         debug!("vhost-user: the backend's configuration changed");
         self.shared.config_changed.store(true, Ordering::Release);
+        self.shared.wake.write(1)?;
         Ok(0)
     }
 
@@ -224,7 +237,7 @@ mod tests {
         let vm: Arc<dyn Vm> = Arc::from(hv.create_vm().unwrap());
         let region = ShmRegion::new(vm, 1 << 20, vec![7]);
         region.relocate(Some(0xd000_0000));
-        let shared = Shared::default();
+        let shared = Shared::new().unwrap();
         let mut handler = Handler {
             shared: shared.clone(),
         };
@@ -256,5 +269,6 @@ mod tests {
         assert!(hv.state.lock().unwrap().memory_slots.is_empty());
         handler.handle_config_change().unwrap();
         assert!(shared.config_changed.load(Ordering::Acquire));
+        assert_eq!(shared.wake.read().unwrap(), 1, "the worker is woken");
     }
 }

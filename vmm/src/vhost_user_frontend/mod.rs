@@ -41,6 +41,7 @@ use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::VhostBackend;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap as GuestRam;
+use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::virtio_pci::{
@@ -230,7 +231,10 @@ impl VhostUserDevice {
             }
         }
         let (mut frontend, watchdog) = open(socket, queue_sizes.len(), timeout)?;
-        let shared = backend_requests::Shared::default();
+        let shared = backend_requests::Shared::new().map_err(|source| FrontendError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
         let negotiated =
             watchdog.guard(|| negotiate(&kind, &mut frontend, &queue_sizes, &shared))?;
         let Negotiated {
@@ -493,6 +497,7 @@ impl VirtioDevice for VhostUserDevice {
             self.lost("socket closed", &"end of file");
         }
         if !self.gone {
+            let _ = self.shared.wake.read();
             if self.shared.config_changed.swap(false, Ordering::AcqRel) {
                 self.refresh_config();
             }
@@ -507,6 +512,20 @@ impl VirtioDevice for VhostUserDevice {
 
     fn take_config_changed(&mut self) -> bool {
         std::mem::take(&mut self.config_changed)
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        // Only reconnect attempts are timed; everything else arrives as an event.
+        (self.gone && self.kind.reconnects()).then_some(reconnect::INTERVAL)
+    }
+
+    fn poll_fds(&self) -> Vec<(std::os::fd::RawFd, EventSet)> {
+        let mut fds = vec![(self.shared.wake.as_raw_fd(), EventSet::IN)];
+        if self.active && !self.gone {
+            // The backend hanging up; its replies are read where they are awaited.
+            fds.push((self.frontend.as_raw_fd(), EventSet::READ_HANG_UP));
+        }
+        fds
     }
 
     fn shm_size(&self) -> Option<u64> {

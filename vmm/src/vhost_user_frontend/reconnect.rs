@@ -20,7 +20,7 @@ use super::watchdog::Watchdog;
 use super::{DeviceKind, VhostUserDevice, PROTOCOL_FEATURES_BIT};
 
 /// How often a lost backend's socket is tried.
-const INTERVAL: Duration = Duration::from_millis(200);
+pub(super) const INTERVAL: Duration = Duration::from_millis(200);
 /// A live backend answers the handshake at once; one that accepted and stays silent (a
 /// listener about to close) is given up on after this long, so the next attempt can start.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(1);

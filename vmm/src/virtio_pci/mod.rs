@@ -104,6 +104,17 @@ pub trait VirtioDevice: Send {
     fn poll(&mut self, _queues: &mut [Queue], _mem: &GuestRam) -> Vec<usize> {
         Vec::new()
     }
+    /// How often the worker polls the device while nothing else happens: often for devices
+    /// with asynchronous completions (fences); `None` for one that only needs polling when one
+    /// of its [`VirtioDevice::poll_fds`] fires (an idle VM then wakes no VMM thread).
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(5))
+    }
+    /// Descriptors whose events (`EventSet` bits) mean the device wants a poll now: a
+    /// backend's socket hanging up, a backend's request waiting. Asked again after each poll.
+    fn poll_fds(&self) -> Vec<(std::os::fd::RawFd, vmm_sys_util::epoll::EventSet)> {
+        Vec::new()
+    }
     /// Whether the configuration space changed since the last call (config interrupt).
     fn take_config_changed(&mut self) -> bool {
         false

@@ -2,10 +2,12 @@
 //! ioeventfds behind the notification area.
 
 use std::any::Any;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::common::{CommonConfig, CommonEvent, Queues, COMMON_CFG_SIZE};
@@ -201,6 +203,11 @@ impl VirtioPciDevice {
         self.device.queues_served_elsewhere()
     }
 
+    /// How often the worker should poll the device, and what else should wake it.
+    pub fn poll_needs(&self) -> (Option<std::time::Duration>, Vec<(RawFd, EventSet)>) {
+        (self.device.poll_interval(), self.device.poll_fds())
+    }
+
     /// The backend serving the queues elsewhere signalled used buffers on queue `index`.
     pub fn used_elsewhere(&mut self, index: usize) {
         if index < self.queues.len() && self.common.status & status::DRIVER_OK != 0 {
@@ -272,11 +279,12 @@ impl VirtioPciDevice {
         if self.common.status & status::DRIVER_OK == 0 {
             return;
         }
-        if !self.failure_reported && self.device.failed() {
-            self.needs_reset();
-        }
         for index in self.device.poll(&mut self.queues, &self.mem) {
             self.signal_used(index);
+        }
+        // After the poll, which may be what noticed the failure (a backend hanging up).
+        if !self.failure_reported && self.device.failed() {
+            self.needs_reset();
         }
         let mut config_changed = self.device.take_config_changed();
         if self.failure_reported && self.device.recovered() {

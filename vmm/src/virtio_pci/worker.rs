@@ -1,10 +1,10 @@
 //! The thread that serves queue notifications arriving through ioeventfds, and polls the device
-//! for asynchronous completions (fences) while the guest is not notifying.
+//! for asynchronous completions (fences) while the guest is not notifying, as often as the
+//! device asks, or when one of its poll descriptors fires.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tracing::{debug, warn};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -12,9 +12,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::{VirtioPciDevice, VirtioPciError};
 
-/// How often the device is polled for completions when nothing else happens.
-const POLL_INTERVAL: Duration = Duration::from_millis(5);
 const STOP_TOKEN: u64 = u64::MAX;
+/// A device's poll descriptor fired.
+const POLL_TOKEN: u64 = u64::MAX - 1;
 
 /// Serves one [`VirtioPciDevice`] until dropped.
 pub struct Worker {
@@ -44,6 +44,7 @@ impl Worker {
             notify,
             calls,
             elsewhere: None,
+            poll_fds: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
@@ -64,6 +65,8 @@ struct Waits {
     calls: Vec<EventFd>,
     /// Which set is registered: `Some(true)` the calls, `Some(false)` the kicks.
     elsewhere: Option<bool>,
+    /// The device's poll descriptors registered now.
+    poll_fds: Vec<(RawFd, EventSet)>,
 }
 
 impl Waits {
@@ -87,36 +90,67 @@ impl Waits {
         self.elsewhere = Some(elsewhere);
         Ok(())
     }
+
+    /// Registers the device's poll descriptors `wanted` in place of the current ones.
+    fn poll_on(&mut self, wanted: Vec<(RawFd, EventSet)>) -> std::io::Result<()> {
+        if self.poll_fds == wanted {
+            return Ok(());
+        }
+        for (fd, _) in std::mem::take(&mut self.poll_fds) {
+            // The device may have closed it already (epoll then dropped it): nothing to undo.
+            let _ = self
+                .epoll
+                .ctl(ControlOperation::Delete, fd, EpollEvent::default());
+        }
+        for &(fd, events) in &wanted {
+            self.epoll.ctl(
+                ControlOperation::Add,
+                fd,
+                EpollEvent::new(events, POLL_TOKEN),
+            )?;
+        }
+        self.poll_fds = wanted;
+        Ok(())
+    }
 }
 
 fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) {
-    let mut events = vec![EpollEvent::default(); waits.notify.len() + 1];
-    let mut elsewhere = device
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .queues_served_elsewhere();
+    let mut events = vec![EpollEvent::default(); waits.notify.len() + 2];
+    let (mut elsewhere, (mut interval, mut poll_fds)) = {
+        let dev = device.lock().unwrap_or_else(|e| e.into_inner());
+        (dev.queues_served_elsewhere(), dev.poll_needs())
+    };
     loop {
-        if let Err(err) = waits.follow(elsewhere) {
+        if let Err(err) = waits
+            .follow(elsewhere)
+            .and_then(|()| waits.poll_on(poll_fds))
+        {
             warn!(%err, "virtio-pci worker: epoll registration failed; stopping");
             return;
         }
-        let n = match waits
-            .epoll
-            .wait(POLL_INTERVAL.as_millis() as i32, &mut events)
-        {
+        let timeout = interval.map_or(-1, |i| i.as_millis().min(i32::MAX as u128) as i32);
+        let n = match waits.epoll.wait(timeout, &mut events) {
             Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {
+                poll_fds = waits.poll_fds.clone();
+                continue;
+            }
             Err(err) => {
                 warn!(%err, "virtio-pci worker: epoll failed; stopping");
                 return;
             }
         };
         let mut dev = device.lock().unwrap_or_else(|e| e.into_inner());
+        let mut poll = n == 0;
         for event in &events[..n] {
             let token = event.data();
             if token == STOP_TOKEN {
                 debug!("virtio-pci worker: stopping");
                 return;
+            }
+            if token == POLL_TOKEN {
+                poll = true;
+                continue;
             }
             let q = token as usize;
             // Drain the counter; several signals fold into one pass.
@@ -128,11 +162,12 @@ fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) 
                 dev.process_queue(q);
             }
         }
-        if n == 0 {
+        if poll {
             dev.poll_device();
         }
         // Read under the lock already held, for the next wait.
         elsewhere = dev.queues_served_elsewhere();
+        (interval, poll_fds) = dev.poll_needs();
     }
 }
 
