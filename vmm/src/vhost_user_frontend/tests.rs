@@ -613,3 +613,29 @@ fn malformed_backend_replies_are_errors_not_panics() {
     let err = VhostUserDevice::connect(DeviceKind::Block, &missing, vec![8], memory.ram.clone());
     assert!(matches!(err, Err(FrontendError::Connect { .. })));
 }
+
+#[test]
+fn the_worker_notices_a_backend_that_dies_without_polling_on_a_timer() {
+    // The worker starts before the driver, as in a VM: it learns of the handed-over rings
+    // (and the backend socket to watch) from the transport, not from a timer.
+    let (path, _disk, shutdown) = start_disk("worker-dies");
+    let (g, _) = blk_guest(&path);
+    let worker = crate::virtio_pci::Worker::spawn(g.dev.clone(), "vu-worker").unwrap();
+    g.init(VIRTIO_F_VERSION_1);
+    g.driver_ok();
+    assert!(g.dev.lock().unwrap().queues_served_elsewhere());
+    std::thread::sleep(Duration::from_millis(50));
+    shutdown.lock().unwrap().take().unwrap().shutdown();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never noticed the hang-up"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Failing mode: the worker serves the kicks itself now.
+    post_blk(&g, 0, false, 0, 1);
+    assert_eq!(g.used_idx(), 1);
+    drop(worker);
+}

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vmm_sys_util::eventfd::EventFd;
+
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -294,4 +296,82 @@ fn event_idx_suppresses_interrupts_the_driver_did_not_ask_for() {
     // avail_event (after the 8 used entries) tells the driver to kick for the next buffer.
     let avail_event: u16 = g.mem.read_obj(GuestAddress(USED + 4 + 8 * 8)).unwrap();
     assert_eq!(avail_event, 2);
+}
+
+/// A device polled only when its eventfd fires: counts the polls.
+struct Woken {
+    wake: EventFd,
+    polls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl VirtioDevice for Woken {
+    fn device_type(&self) -> u16 {
+        63
+    }
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![8]
+    }
+    fn device_features(&self) -> u64 {
+        0
+    }
+    fn ack_features(&mut self, _features: u64) {}
+    fn read_config(&self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    fn process_queue(&mut self, _: usize, _: &mut [Queue], _: &GuestMemoryMmap) -> bool {
+        false
+    }
+    fn poll(&mut self, _queues: &mut [Queue], _mem: &GuestMemoryMmap) -> Vec<usize> {
+        let _ = self.wake.read();
+        self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+    fn poll_fds(&self) -> Vec<(std::os::fd::RawFd, vmm_sys_util::epoll::EventSet)> {
+        use std::os::fd::AsRawFd;
+        vec![(self.wake.as_raw_fd(), vmm_sys_util::epoll::EventSet::IN)]
+    }
+    fn reset(&mut self) {}
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+#[test]
+fn a_device_without_a_poll_interval_is_polled_only_when_its_descriptor_fires() {
+    let wake = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let device = Woken {
+        wake: wake.try_clone().unwrap(),
+        polls: polls.clone(),
+    };
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+    let g = Guest::attach(Box::new(device), mem, None, RecordingSink::default());
+    g.init(VIRTIO_F_VERSION_1);
+    g.driver_ok();
+    let worker = Worker::spawn(g.dev.clone(), "virtio-woken").unwrap();
+    let polls_then = polls.load(std::sync::atomic::Ordering::SeqCst);
+    let count = || polls.load(std::sync::atomic::Ordering::SeqCst) - polls_then;
+    // A 5 ms interval would have polled some 40 times by now.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(), 0, "an idle device is left alone");
+    wake.write(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the descriptor never woke the worker"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        count(),
+        1,
+        "one poll per wake-up (the device drained its eventfd)"
+    );
+    drop(worker);
 }

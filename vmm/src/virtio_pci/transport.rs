@@ -65,7 +65,16 @@ pub struct VirtioPciDevice {
     failure_reported: bool,
     vm: Option<Arc<dyn Vm>>,
     ioeventfds_at: Option<u64>,
+    /// Signalled when what the worker waits on changes under it (the driver started or reset
+    /// the device from a vCPU): a worker with no poll interval would otherwise sleep on.
+    rearm: EventFd,
+    /// What the worker was last told: served elsewhere, poll interval, poll descriptors.
+    waits_published: Option<WorkerWaits>,
 }
+
+/// What the worker should wait on: the backend's call fds (queues served elsewhere) or the
+/// kicks, how often to poll, and the device's poll descriptors.
+pub type WorkerWaits = (bool, Option<std::time::Duration>, Vec<(RawFd, EventSet)>);
 
 /// Builds a vendor capability (virtio_pci_cap, or virtio_pci_cap64 when `offset`/`len` need it).
 fn virtio_cap(cfg_type: u8, bar: u8, id: u8, offset: u64, len: u64, extra: &[u8]) -> Vec<u8> {
@@ -185,6 +194,8 @@ impl VirtioPciDevice {
             failure_reported: false,
             vm,
             ioeventfds_at: None,
+            rearm: EventFd::new(EFD_NONBLOCK)?,
+            waits_published: None,
         })
     }
 
@@ -203,9 +214,39 @@ impl VirtioPciDevice {
         self.device.queues_served_elsewhere()
     }
 
-    /// How often the worker should poll the device, and what else should wake it.
-    pub fn poll_needs(&self) -> (Option<std::time::Duration>, Vec<(RawFd, EventSet)>) {
-        (self.device.poll_interval(), self.device.poll_fds())
+    /// What the worker should wait on now; it is told again (through [`Self::rearm_fd`]) when
+    /// that changes outside the worker.
+    pub fn worker_waits(&mut self) -> WorkerWaits {
+        let waits = self.current_waits();
+        self.waits_published = Some(waits.clone());
+        waits
+    }
+
+    /// Readable when the worker should ask [`Self::worker_waits`] again.
+    pub fn rearm_fd(&self) -> std::io::Result<EventFd> {
+        self.rearm.try_clone()
+    }
+
+    fn current_waits(&self) -> WorkerWaits {
+        (
+            self.device.queues_served_elsewhere(),
+            self.device.poll_interval(),
+            self.device.poll_fds(),
+        )
+    }
+
+    /// After a vCPU's access: wakes the worker if what it waits on changed.
+    fn rearm_worker(&mut self) {
+        if self
+            .waits_published
+            .as_ref()
+            .is_some_and(|published| *published != self.current_waits())
+        {
+            if let Err(err) = self.rearm.write(1) {
+                warn!(%err, "virtio-pci: waking the worker failed");
+            }
+            self.waits_published = None;
+        }
     }
 
     /// The backend serving the queues elsewhere signalled used buffers on queue `index`.
@@ -551,6 +592,7 @@ impl PciDevice for VirtioPciDevice {
                 "virtio-pci: write to a read-only or unused offset"
             ),
         }
+        self.rearm_worker();
     }
 
     fn bar_moved(&mut self, bar: usize, _old: Option<u64>, new: Option<u64>) {

@@ -15,6 +15,8 @@ use super::{VirtioPciDevice, VirtioPciError};
 const STOP_TOKEN: u64 = u64::MAX;
 /// A device's poll descriptor fired.
 const POLL_TOKEN: u64 = u64::MAX - 1;
+/// The transport says what to wait on changed.
+const REARM_TOKEN: u64 = u64::MAX - 2;
 
 /// Serves one [`VirtioPciDevice`] until dropped.
 pub struct Worker {
@@ -27,9 +29,9 @@ impl Worker {
         device: Arc<Mutex<VirtioPciDevice>>,
         name: &str,
     ) -> Result<Worker, VirtioPciError> {
-        let (notify, calls) = {
+        let (notify, calls, rearm) = {
             let dev = device.lock().unwrap_or_else(|e| e.into_inner());
-            (dev.notify_fds()?, dev.call_fds()?)
+            (dev.notify_fds()?, dev.call_fds()?, dev.rearm_fd()?)
         };
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let epoll = Epoll::new()?;
@@ -37,6 +39,11 @@ impl Worker {
             ControlOperation::Add,
             stop.as_raw_fd(),
             EpollEvent::new(EventSet::IN, STOP_TOKEN),
+        )?;
+        epoll.ctl(
+            ControlOperation::Add,
+            rearm.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, REARM_TOKEN),
         )?;
         let stop_clone = stop.try_clone()?;
         let waits = Waits {
@@ -48,7 +55,7 @@ impl Worker {
         };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || serve(device, waits, stop_clone))?;
+            .spawn(move || serve(device, waits, stop_clone, rearm))?;
         Ok(Worker {
             stop,
             thread: Some(thread),
@@ -114,12 +121,12 @@ impl Waits {
     }
 }
 
-fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) {
-    let mut events = vec![EpollEvent::default(); waits.notify.len() + 2];
-    let (mut elsewhere, (mut interval, mut poll_fds)) = {
-        let dev = device.lock().unwrap_or_else(|e| e.into_inner());
-        (dev.queues_served_elsewhere(), dev.poll_needs())
-    };
+fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd, rearm: EventFd) {
+    let mut events = vec![EpollEvent::default(); waits.notify.len() + 3];
+    let (mut elsewhere, mut interval, mut poll_fds) = device
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .worker_waits();
     loop {
         if let Err(err) = waits
             .follow(elsewhere)
@@ -152,6 +159,10 @@ fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) 
                 poll = true;
                 continue;
             }
+            if token == REARM_TOKEN {
+                let _ = rearm.read();
+                continue;
+            }
             let q = token as usize;
             // Drain the counter; several signals fold into one pass.
             if elsewhere {
@@ -166,8 +177,7 @@ fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd) 
             dev.poll_device();
         }
         // Read under the lock already held, for the next wait.
-        elsewhere = dev.queues_served_elsewhere();
-        (interval, poll_fds) = dev.poll_needs();
+        (elsewhere, interval, poll_fds) = dev.worker_waits();
     }
 }
 
