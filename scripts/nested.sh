@@ -59,7 +59,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$suite" in
-  display) covered=(vmm); l1_mem=2G; l1_cpu=max; stamp_file=guests/nested/verified-vmm-tree
+  display) covered=(vmm virtio-gpu guests/nested/l2-draw); l1_mem=2G; l1_cpu=max; stamp_file=guests/nested/verified-vmm-tree
            out=${out:-$root/target/nested} ;;
   # TCG's max CPU says AMD family 6, which LLVM (lavapipe's JIT in L1) takes for a 32-bit Athlon
   # ("64-bit code requested on a subtarget that doesn't support it"): say Zen instead.
@@ -67,8 +67,9 @@ case "$suite" in
                   guests/nested/build.sh guests/nested/l1-run guests/nested/l2-venus scripts/nested.sh)
          l1_mem=3G; l1_cpu=max,family=23,model=1,stepping=2
          stamp_file=.ci/verified-nested-venus; out=${out:-$root/target/nested-venus} ;;
-  vhost-user) covered=(vmm guests/lib guests/programs guests/nested/build.sh guests/nested/l1-run
-                       guests/nested/l1-vhost-user guests/nested/l2-vhost-user scripts/nested.sh)
+  vhost-user) covered=(vmm virtio-gpu guests/lib guests/programs guests/nested/build.sh
+                       guests/nested/l1-run guests/nested/l1-vhost-user guests/nested/l2-vhost-user
+                       guests/nested/l2-draw scripts/nested.sh)
               l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-vhost-user
               out=${out:-$root/target/nested-vhost-user} ;;
   *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user)" >&2; exit 2 ;;
