@@ -12,7 +12,11 @@ use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::{FromBytes, IntoBytes};
+
+// The driver-side request builders the crate has; not every test binary uses each.
+#[allow(unused_imports)]
+pub use virtio_gpu::guest_driver::requests::{ctx_create, header as hdr, map_blob};
 
 pub const QSIZE: u16 = 256;
 pub const MEM_SIZE: usize = 32 << 20;
@@ -221,13 +225,6 @@ pub fn resp_type(resp: &[u8]) -> u32 {
         .unwrap_or(0)
 }
 
-pub fn hdr(type_: u32) -> CtrlHeader {
-    CtrlHeader {
-        type_: type_.into(),
-        ..CtrlHeader::new_zeroed()
-    }
-}
-
 pub fn ctx_hdr(type_: u32, ctx_id: u32) -> CtrlHeader {
     CtrlHeader {
         ctx_id: ctx_id.into(),
@@ -387,15 +384,6 @@ pub fn uploaded_resource(g: &mut Guest, id: u32, w: u32, h: u32, f: impl Fn(u32,
     );
 }
 
-pub fn ctx_create(ctx: u32, capset: u32, name: &str) -> Vec<u8> {
-    let mut c = CtxCreate::new_zeroed();
-    c.hdr = ctx_hdr(VIRTIO_GPU_CMD_CTX_CREATE, ctx);
-    c.nlen = (name.len() as u32).into();
-    c.context_init = capset.into();
-    c.debug_name[..name.len()].copy_from_slice(name.as_bytes());
-    c.as_bytes().to_vec()
-}
-
 pub fn submit(h: CtrlHeader, cmds: &[Command]) -> Vec<u8> {
     let mut stream_bytes = Vec::new();
     for c in cmds {
@@ -415,18 +403,6 @@ pub fn submit_bytes(h: CtrlHeader, stream: &[u8]) -> Vec<u8> {
     .to_vec();
     v.extend_from_slice(stream);
     v
-}
-
-#[allow(dead_code)] // used by the blob and venus tests
-pub fn map_blob(id: u32, offset: u64) -> Vec<u8> {
-    ResourceMapBlob {
-        hdr: hdr(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB),
-        resource_id: id.into(),
-        padding: 0.into(),
-        offset: offset.into(),
-    }
-    .as_bytes()
-    .to_vec()
 }
 
 pub fn setup_ctx(g: &mut Guest, ctx: u32) {

@@ -7,7 +7,6 @@
 //! (REPLY_ACK) and a warning, and the guest never reaches memory the backend did not give.
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gpu_interface::{BlobMapping, MapCache};
@@ -25,10 +24,9 @@ use crate::virtio_pci::shm::ShmRegion;
 /// What the backend's requests act on, shared with the device.
 #[derive(Clone)]
 pub(super) struct Shared {
-    /// Set by CONFIG_CHANGE_MSG; the device takes it when it polls.
-    pub config_changed: Arc<AtomicBool>,
-    /// Signalled with `config_changed`, so the worker polls the device at once.
-    pub wake: Arc<EventFd>,
+    /// Signalled by CONFIG_CHANGE_MSG; one of the device's poll fds, so the worker polls it
+    /// at once and the device reads (clears) it.
+    pub config_changed: Arc<EventFd>,
     /// The shared-memory region SHMEM_MAP fills, once the VMM has placed it.
     pub region: Arc<Mutex<Option<(u8, ShmRegion)>>>,
 }
@@ -36,8 +34,7 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn new() -> std::io::Result<Self> {
         Ok(Shared {
-            config_changed: Arc::default(),
-            wake: Arc::new(EventFd::new(EFD_NONBLOCK)?),
+            config_changed: Arc::new(EventFd::new(EFD_NONBLOCK)?),
             region: Arc::default(),
         })
     }
@@ -141,8 +138,7 @@ fn refuse(what: String) -> std::io::Error {
 impl VhostUserFrontendReqHandlerMut for Handler {
     fn handle_config_change(&mut self) -> HandlerResult<u64> {
         debug!("vhost-user: the backend's configuration changed");
-        self.shared.config_changed.store(true, Ordering::Release);
-        self.shared.wake.write(1)?;
+        self.shared.config_changed.write(1)?;
         Ok(0)
     }
 
@@ -268,7 +264,10 @@ mod tests {
         handler.shmem_unmap(&map(1, 0, 0x3000, 0x2000, 0)).unwrap();
         assert!(hv.state.lock().unwrap().memory_slots.is_empty());
         handler.handle_config_change().unwrap();
-        assert!(shared.config_changed.load(Ordering::Acquire));
-        assert_eq!(shared.wake.read().unwrap(), 1, "the worker is woken");
+        assert_eq!(
+            shared.config_changed.read().unwrap(),
+            1,
+            "the worker is woken"
+        );
     }
 }

@@ -27,12 +27,9 @@ mod real_backends;
 mod tests;
 
 use std::any::Any;
-
-use handshake::{initial_config, negotiate, open, start_rings, stop_rings, Negotiated};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
@@ -43,6 +40,8 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap as GuestRam;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
+
+use handshake::{initial_config, negotiate, open, start_rings, stop_rings, Negotiated};
 
 use crate::virtio_pci::{
     NeedsInterrupt, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
@@ -146,13 +145,13 @@ impl DeviceKind {
         }
     }
 
-    /// The fewest queues the device type works with (fs: hiprio + one request queue).
     /// Whether a backend that comes back can take the device over: a block device's state is
     /// the disk; a FUSE session or a GPU's resources die with their backend.
     fn reconnects(&self) -> bool {
         *self == DeviceKind::Block
     }
 
+    /// The fewest queues the device type works with (fs: hiprio + one request queue).
     fn min_queues(&self) -> usize {
         match self {
             DeviceKind::Block => 1,
@@ -496,9 +495,10 @@ impl VirtioDevice for VhostUserDevice {
         if self.active && self.hung_up() {
             self.lost("socket closed", &"end of file");
         }
+        // Drained whether or not the backend is still there: a level-triggered poll fd.
+        let config_changed = self.shared.config_changed.read().is_ok();
         if !self.gone {
-            let _ = self.shared.wake.read();
-            if self.shared.config_changed.swap(false, Ordering::AcqRel) {
+            if config_changed {
                 self.refresh_config();
             }
             return Vec::new();
@@ -520,7 +520,7 @@ impl VirtioDevice for VhostUserDevice {
     }
 
     fn poll_fds(&self) -> Vec<(std::os::fd::RawFd, EventSet)> {
-        let mut fds = vec![(self.shared.wake.as_raw_fd(), EventSet::IN)];
+        let mut fds = vec![(self.shared.config_changed.as_raw_fd(), EventSet::IN)];
         if self.active && !self.gone {
             // The backend hanging up; its replies are read where they are awaited.
             fds.push((self.frontend.as_raw_fd(), EventSet::READ_HANG_UP));

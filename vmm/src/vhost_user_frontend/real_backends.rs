@@ -10,10 +10,9 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::attach::{start_backend, Source};
 use super::backend_process::{self, BackendProcess};
-use super::tests::{poll_until, post_blk, wait_used, DATA, SECTOR, STATUS};
+use super::tests::{needs_reset, poll_until, post_blk, wait_used, DATA, SECTOR, STATUS};
 use super::*;
 use crate::pci::msix::tests::RecordingSink;
-use crate::virtio_pci::status;
 use crate::virtio_pci::test_guest::Guest;
 use crate::virtio_pci::transport::NOTIFY_OFFSET;
 
@@ -22,6 +21,23 @@ fn skip(test: &str, why: String) {
         panic!("{test}: cannot run but VGPU_E2E_REQUIRED=1: {why}");
     }
     eprintln!("SKIPPED {test}: {why}");
+}
+
+/// The backend program `name` (from `env` or one of `candidates`); `None` after reporting the
+/// skip of `test` when it is missing.
+fn program_or_skip(
+    test: &str,
+    name: &'static str,
+    env: &'static str,
+    candidates: &[&str],
+) -> Option<PathBuf> {
+    match backend_process::find_program(name, env, candidates) {
+        Ok(program) => Some(program),
+        Err(e) => {
+            skip(test, e.to_string());
+            None
+        }
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -84,7 +100,6 @@ fn qemu_storage_daemon_serves_a_disk_image_and_is_taken_back_after_a_restart() {
     // over and the guest reads what it wrote before, without resetting its driver.
     drop(process);
     assert!(!socket.exists(), "the daemon takes its socket along");
-    let needs_reset = |g: &Guest| g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET != 0;
     poll_until(&g, "disconnect noticed", needs_reset);
     post_blk(&g, 2, false, 9, 1);
     wait_used(&g, 3);
@@ -130,13 +145,13 @@ fn qmp(monitor: &std::path::Path, command: &str) -> String {
 #[test]
 fn a_disk_resized_in_qemu_storage_daemon_shows_the_guest_its_new_capacity() {
     const TEST: &str = "a_disk_resized_in_qemu_storage_daemon_shows_the_guest_its_new_capacity";
-    let program = match backend_process::find_program(
+    let Some(program) = program_or_skip(
+        TEST,
         "qemu-storage-daemon",
         "VGPU_QEMU_STORAGE_DAEMON",
         super::attach::STORAGE_DAEMON_CANDIDATES,
-    ) {
-        Ok(program) => program,
-        Err(e) => return skip(TEST, e.to_string()),
+    ) else {
+        return;
     };
     let dir = scratch("resize");
     let image = dir.join("disk.raw");
@@ -274,13 +289,13 @@ fn u64_at(bytes: &[u8], offset: usize) -> u64 {
 #[test]
 fn virtiofsd_shares_a_directory_both_ways() {
     const TEST: &str = "virtiofsd_shares_a_directory_both_ways";
-    let program = match backend_process::find_program(
+    let Some(program) = program_or_skip(
+        TEST,
         "virtiofsd",
         "VGPU_VIRTIOFSD",
         super::attach::VIRTIOFSD_CANDIDATES,
-    ) {
-        Ok(program) => program,
-        Err(e) => return skip(TEST, e.to_string()),
+    ) else {
+        return;
     };
     let dir = scratch("fs");
     let shared = dir.join("shared");

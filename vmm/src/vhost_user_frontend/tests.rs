@@ -335,12 +335,7 @@ fn a_backend_that_dies_leaves_the_vm_running_and_the_guest_gets_io_errors() {
     wait_used(&g, 1);
     shutdown.lock().unwrap().take().unwrap().shutdown();
     // The next poll notices the hang-up: DEVICE_NEEDS_RESET and a config interrupt.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET == 0 {
-        assert!(Instant::now() < deadline, "disconnect never noticed");
-        g.dev.lock().unwrap().poll_device();
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    poll_until(&g, "disconnect noticed", needs_reset);
     assert_eq!(g.r(ISR_OFFSET, 1) & 2, 2, "config-change interrupt");
     assert!(!g.dev.lock().unwrap().queues_served_elsewhere());
     // New requests complete at once, with the I/O error status.
@@ -352,6 +347,11 @@ fn a_backend_that_dies_leaves_the_vm_running_and_the_guest_gets_io_errors() {
     );
     let used_len: u32 = g.mem.read_obj(GuestAddress(USED + 4 + 8 + 4)).unwrap();
     assert_eq!(used_len, 1);
+}
+
+/// Whether the device status says DEVICE_NEEDS_RESET.
+pub(super) fn needs_reset(g: &Guest) -> bool {
+    g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET != 0
 }
 
 /// Polls the device as the worker would until `done` holds (for at most five seconds).
@@ -370,7 +370,6 @@ fn a_block_backend_that_comes_back_takes_the_rings_over_without_a_driver_reset()
     post_blk(&g, 0, false, 0, 1);
     wait_used(&g, 1);
     shutdown.lock().unwrap().take().unwrap().shutdown();
-    let needs_reset = |g: &Guest| g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET != 0;
     poll_until(&g, "disconnect noticed", needs_reset);
     post_blk(&g, 1, false, 0, 1);
     assert_eq!(g.used_idx(), 2);
@@ -627,7 +626,7 @@ fn the_worker_notices_a_backend_that_dies_without_polling_on_a_timer() {
     std::thread::sleep(Duration::from_millis(50));
     shutdown.lock().unwrap().take().unwrap().shutdown();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while g.r(0x14, 1) as u8 & status::DEVICE_NEEDS_RESET == 0 {
+    while !needs_reset(&g) {
         assert!(
             Instant::now() < deadline,
             "the worker never noticed the hang-up"

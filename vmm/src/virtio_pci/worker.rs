@@ -99,7 +99,7 @@ impl Waits {
     }
 
     /// Registers the device's poll descriptors `wanted` in place of the current ones.
-    fn poll_on(&mut self, wanted: Vec<(RawFd, EventSet)>) -> std::io::Result<()> {
+    fn poll_on(&mut self, wanted: &[(RawFd, EventSet)]) -> std::io::Result<()> {
         if self.poll_fds == wanted {
             return Ok(());
         }
@@ -109,14 +109,14 @@ impl Waits {
                 .epoll
                 .ctl(ControlOperation::Delete, fd, EpollEvent::default());
         }
-        for &(fd, events) in &wanted {
+        for &(fd, events) in wanted {
             self.epoll.ctl(
                 ControlOperation::Add,
                 fd,
                 EpollEvent::new(events, POLL_TOKEN),
             )?;
         }
-        self.poll_fds = wanted;
+        self.poll_fds = wanted.to_vec();
         Ok(())
     }
 }
@@ -130,7 +130,7 @@ fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd, 
     loop {
         if let Err(err) = waits
             .follow(elsewhere)
-            .and_then(|()| waits.poll_on(poll_fds))
+            .and_then(|()| waits.poll_on(&poll_fds))
         {
             warn!(%err, "virtio-pci worker: epoll registration failed; stopping");
             return;
@@ -138,10 +138,7 @@ fn serve(device: Arc<Mutex<VirtioPciDevice>>, mut waits: Waits, _stop: EventFd, 
         let timeout = interval.map_or(-1, |i| i.as_millis().min(i32::MAX as u128) as i32);
         let n = match waits.epoll.wait(timeout, &mut events) {
             Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {
-                poll_fds = waits.poll_fds.clone();
-                continue;
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(err) => {
                 warn!(%err, "virtio-pci worker: epoll failed; stopping");
                 return;
