@@ -13,6 +13,7 @@ pub mod format;
 pub mod geometry;
 pub mod resource;
 pub mod screenshot;
+pub mod slice;
 
 pub use compute::{CapsetInfo, ComputeBackend, FenceTimeline, RingIdx};
 pub use display::{CursorImage, DisplayBackend, DisplayListener, DisplayMode, Frame, ScanoutId};
@@ -23,6 +24,7 @@ pub use resource::{
     BlobDesc, BlobMapping, BlobMem, MapCache, Resource2dDesc, Resource3dDesc, ResourceId, RowSink,
     RowSource, Transfer3d,
 };
+pub use slice::{GateTicket, MemoryQuota, OverQuota, QuotaCharge, SliceLimits, SubmitGate};
 
 /// A backend that serves both display and compute: what a virtio-gpu device drives.
 pub trait GpuBackend: DisplayBackend + ComputeBackend + Send {

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod clock;
 pub mod executor;
 mod font;
+pub mod live;
 pub mod metrics;
 pub mod params;
 pub mod plot;
@@ -21,6 +22,7 @@ pub mod tenant;
 pub mod workload;
 
 pub use clock::{Clock, MonotonicClock, Nanos, SimClock, MS};
+pub use live::{LiveScheduler, TenantStats};
 pub use params::Params;
 pub use policy::{Policy, PolicyKind};
 pub use scheduler::{Decision, Dispatch, SchedError, Scheduler, WatchdogEvent};

@@ -21,6 +21,8 @@ pub enum ParamsError {
     Zero(&'static str),
     #[error("interactive bandwidth {0}% is outside 1-90%")]
     Bandwidth(u32),
+    #[error("anticipation {0} ns is longer than a time slice")]
+    Anticipation(Nanos),
 }
 
 /// Knobs shared by all policies; each policy reads those it needs.
@@ -46,6 +48,13 @@ pub struct Params {
     /// Deadline policy: the share of each balance period an interactive tenant may take in the
     /// latency class before it competes as an ordinary fair tenant.
     pub interactive_bandwidth_pct: u32,
+    /// A tenant whose job completed with nothing queued counts as still backlogged for this
+    /// long (anticipatory scheduling, as BFQ idles a queue): real tenants submit one job, wait
+    /// for it and submit the next, and without this every completion would hand the device to
+    /// the other tenants, so shares would alternate 1:1 whatever the weights. 0 (the default)
+    /// is work-conserving.
+    /// At most one slice, so a silent tenant cannot hold the device idle for long.
+    pub anticipation: Nanos,
 }
 
 impl Default for Params {
@@ -60,6 +69,7 @@ impl Default for Params {
             watchdog_penalty: 1,
             interactive_deadline: 2 * MS,
             interactive_bandwidth_pct: 25,
+            anticipation: 0,
         }
     }
 }
@@ -103,6 +113,9 @@ impl Params {
         }
         if !(1..=90).contains(&self.interactive_bandwidth_pct) {
             return Err(ParamsError::Bandwidth(self.interactive_bandwidth_pct));
+        }
+        if self.anticipation > self.slice {
+            return Err(ParamsError::Anticipation(self.anticipation));
         }
         Ok(())
     }

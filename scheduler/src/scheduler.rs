@@ -150,6 +150,21 @@ impl<C: Clock> Scheduler<C> {
         Ok(id)
     }
 
+    /// Changes a tenant's weight. Weight-aware policies keep per-tenant accounts built from
+    /// the weights, so the policy's state is rebuilt as a policy switch rebuilds it.
+    pub fn set_weight(&mut self, id: TenantId, weight: u32) -> Result<(), SchedError> {
+        if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
+            return Err(SchedError::Weight(weight));
+        }
+        let t = self
+            .tenants
+            .get_mut(id)
+            .ok_or(SchedError::UnknownTenant(id))?;
+        t.spec.weight = weight;
+        self.set_policy(self.policy.kind());
+        Ok(())
+    }
+
     /// Removes a tenant and drops its queued jobs (returned). A job of it still on the device
     /// completes first; the tenant is gone once it does.
     pub fn remove_tenant(&mut self, id: TenantId) -> Result<Vec<JobId>, SchedError> {
@@ -184,6 +199,7 @@ impl<C: Clock> Scheduler<C> {
         }
         self.next_job += 1;
         let was_active = t.active();
+        t.expected_until = None;
         if t.queue.is_empty() && !t.running {
             t.head_ready_at = Some(now);
         }
@@ -204,12 +220,13 @@ impl<C: Clock> Scheduler<C> {
             return Decision::Busy;
         }
         let now = self.clock.now();
+        self.expire_expectations(now);
         if let Some(s) = self.slice {
             let go_on = s.left > 0
                 && self.tenants.runnable(s.tenant)
                 && !self.policy.preempt(s.tenant, &self.tenants, now);
             if go_on {
-                return Decision::Run(self.dispatch(s.tenant, now));
+                return self.dispatch_or_wait(s.tenant, now);
             }
             self.slice = None;
         }
@@ -219,7 +236,7 @@ impl<C: Clock> Scheduler<C> {
                     tenant,
                     left: budget as i64,
                 });
-                Decision::Run(self.dispatch(tenant, now))
+                self.dispatch_or_wait(tenant, now)
             }
             Pick::Run { tenant, .. } => {
                 tracing::error!(?tenant, policy = %self.policy.kind(), "policy picked a tenant with no work");
@@ -227,6 +244,35 @@ impl<C: Clock> Scheduler<C> {
             }
             Pick::IdleUntil(t) => Decision::Idle { until: Some(t) },
             Pick::Idle => Decision::Idle { until: None },
+        }
+    }
+
+    /// Tenants whose expected job did not come in time sleep now, as they would have at their
+    /// last completion.
+    fn expire_expectations(&mut self, now: Nanos) {
+        let expired: Vec<TenantId> = self
+            .tenants
+            .iter()
+            .filter(|t| t.expected_until.is_some_and(|u| u <= now))
+            .map(|t| t.id)
+            .collect();
+        for id in expired {
+            if let Some(t) = self.tenants.get_mut(id) {
+                t.expected_until = None;
+            }
+            self.policy.sleep(id, now);
+        }
+    }
+
+    /// Dispatches the tenant's next job, or holds the device for it while it is expected.
+    fn dispatch_or_wait(&mut self, tenant: TenantId, now: Nanos) -> Decision {
+        match self
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.queue.is_empty().then_some(t.expected_until).flatten())
+        {
+            Some(until) => Decision::Idle { until: Some(until) },
+            None => Decision::Run(self.dispatch(tenant, now)),
         }
     }
 
@@ -300,8 +346,12 @@ impl<C: Clock> Scheduler<C> {
         }
         t.head_ready_at = (!t.queue.is_empty()).then_some(now);
         let idle = t.queue.is_empty();
+        let anticipate = self.params.anticipation > 0;
+        if idle && anticipate {
+            t.expected_until = Some(now + self.params.anticipation);
+        }
         self.policy.charge(r.tenant, charged, now);
-        if idle {
+        if idle && !anticipate {
             self.policy.sleep(r.tenant, now);
         }
         Ok(event)
@@ -335,6 +385,86 @@ mod tests {
         clock.advance(len);
         s.complete(d.job, len).unwrap();
         d
+    }
+
+    /// Two closed-loop tenants (one job at a time, each submitted `think` after the last one
+    /// completed, as real applications do), weights 1:3: b's share of the device.
+    fn closed_loop_share(kind: PolicyKind, anticipation: Nanos) -> f64 {
+        let clock = SimClock::new();
+        let params = Params {
+            anticipation,
+            ..Params::default()
+        };
+        let mut s = Scheduler::new(clock.clone(), params, kind).unwrap();
+        let a = s.add_tenant(TenantSpec::new("a")).unwrap();
+        let b = s.add_tenant(TenantSpec::new("b").weight(3)).unwrap();
+        let (job, think) = (MS, MS / 20);
+        let mut next = [Some(0), Some(0)];
+        while clock.now() < 2000 * MS {
+            for (i, id) in [a, b].into_iter().enumerate() {
+                if next[i].is_some_and(|t| t <= clock.now()) {
+                    s.submit(id).unwrap();
+                    next[i] = None;
+                }
+            }
+            match s.decide() {
+                Decision::Run(d) => {
+                    clock.advance(job);
+                    s.complete(d.job, job).unwrap();
+                    next[d.tenant.0 as usize] = Some(clock.now() + think);
+                }
+                Decision::Idle { until } => {
+                    let wake = next.iter().flatten().chain(until.iter()).min().copied();
+                    clock.set(wake.expect("a closed loop always has a next event"));
+                }
+                Decision::Busy => unreachable!("jobs complete before the next decision"),
+            }
+        }
+        let used = |id| s.tenants().get(id).unwrap().used as f64;
+        used(b) / (used(a) + used(b))
+    }
+
+    #[test]
+    fn anticipation_lets_closed_loop_tenants_follow_their_weights() {
+        for kind in [PolicyKind::Weighted, PolicyKind::Fair] {
+            // Work-conserving: every completion hands the device over, so shares alternate.
+            let plain = closed_loop_share(kind, 0);
+            assert!((plain - 0.5).abs() < 0.02, "{kind}: {plain}");
+            let anticipated = closed_loop_share(kind, MS / 2);
+            assert!((anticipated - 0.75).abs() < 0.03, "{kind}: {anticipated}");
+        }
+    }
+
+    #[test]
+    fn an_expected_tenant_that_stays_silent_gives_the_device_up() {
+        let clock = SimClock::new();
+        let params = Params {
+            anticipation: MS / 2,
+            ..Params::default()
+        };
+        let mut s = Scheduler::new(clock.clone(), params, PolicyKind::Fair).unwrap();
+        let a = s.add_tenant(TenantSpec::new("a")).unwrap();
+        let b = s.add_tenant(TenantSpec::new("b")).unwrap();
+        s.submit(a).unwrap();
+        let d = run_job(&clock, &mut s, MS / 4);
+        assert_eq!(d.tenant, a);
+        s.submit(b).unwrap();
+        // a's slice goes on: the device waits for a, not longer than the anticipation.
+        assert_eq!(
+            s.decide(),
+            Decision::Idle {
+                until: Some(clock.now() + MS / 2)
+            }
+        );
+        clock.advance(MS / 2);
+        assert_eq!(run_job(&clock, &mut s, MS / 4).tenant, b);
+        assert_eq!(s.tenants().get(a).unwrap().expected_until(), None);
+        assert!(Params {
+            anticipation: 3 * MS,
+            ..Params::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

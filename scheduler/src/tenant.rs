@@ -113,6 +113,9 @@ pub struct Tenant {
     pub watchdog_strikes: u32,
     /// Removed while its job ran: leaves once the job completes.
     pub(crate) leaving: bool,
+    /// Its last job completed with nothing queued; it counts as backlogged until then
+    /// (`Params::anticipation`).
+    pub(crate) expected_until: Option<Nanos>,
 }
 
 impl Tenant {
@@ -127,17 +130,23 @@ impl Tenant {
             jobs_done: 0,
             watchdog_strikes: 0,
             leaving: false,
+            expected_until: None,
         }
     }
 
-    /// Has a job that could be dispatched now.
+    /// Has a job that could be dispatched now, or is expected to submit one at once.
     pub fn runnable(&self) -> bool {
-        !self.queue.is_empty() && !self.running && !self.leaving
+        (!self.queue.is_empty() || self.expected_until.is_some()) && !self.running && !self.leaving
     }
 
-    /// Has work queued or on the device.
+    /// Has work queued or on the device, or is expected to submit some at once.
     pub fn active(&self) -> bool {
-        !self.queue.is_empty() || self.running
+        !self.queue.is_empty() || self.running || self.expected_until.is_some()
+    }
+
+    /// Until when the scheduler waits for its next job (see `Params::anticipation`).
+    pub fn expected_until(&self) -> Option<Nanos> {
+        self.expected_until
     }
 
     pub fn queued(&self) -> usize {
