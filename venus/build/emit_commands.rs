@@ -448,6 +448,16 @@ pub fn emit(reg: &Registry, sel: &crate::select::Selection) -> String {
         "    fn queue_lock(&self) -> std::sync::MutexGuard<'_, ()>;"
     )
     .unwrap();
+    writeln!(
+        o,
+        "    /// Runs `submit` (a command giving `queue` work; it returns the command's VkResult)\n    /// under the queue lock, once the slice's submit gate, if any, lets it."
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "    fn submit_work(&self, queue: u64, submit: &mut dyn FnMut() -> Result<i32, DecodeError>) -> Result<(), Self::Error>;"
+    )
+    .unwrap();
     writeln!(o, "    /// Writes one command's reply to the reply stream.").unwrap();
     writeln!(
         o,

@@ -130,6 +130,14 @@ pub fn emit(reg: &Registry, sel: &Selection) -> String {
     o
 }
 
+/// The commands that give a queue work to do: a slice's submit gate sees each of them.
+const PUTS_WORK_ON_QUEUE: [&str; 4] = [
+    "vkQueueSubmit",
+    "vkQueueSubmit2",
+    "vkQueueSubmit2KHR",
+    "vkQueueBindSparse",
+];
+
 /// The dispatcher arm of a passthrough command: the device table comes from its first handle.
 pub fn arm(reg: &Registry, name: &str) -> String {
     let cmd = &reg.commands[name];
@@ -139,13 +147,19 @@ pub fn arm(reg: &Registry, name: &str) -> String {
         objtype != 0,
         "{name}: a passthrough needs a handle as its first parameter"
     );
-    let lock = if reg.resolve(&first.ty) == "VkQueue" {
-        "let _queue = h.queue_lock(); "
+    let on_queue = reg.resolve(&first.ty) == "VkQueue";
+    let call = if on_queue && PUTS_WORK_ON_QUEUE.contains(&name) {
+        format!(
+            "h.submit_work(a.{}.raw, &mut || {{ pass_{name}(&t, &mut a)?; Ok(a.ret) }})?;",
+            first.name
+        )
+    } else if on_queue {
+        format!("{{ let _queue = h.queue_lock(); pass_{name}(&t, &mut a)?; }}")
     } else {
-        ""
+        format!("pass_{name}(&t, &mut a)?;")
     };
     format!(
-        "        command_type::{} => {{\n            let mut a = dec_{name}(&mut Decoder::new(stream, arena, h.objects()))?;\n            let t = h.device_commands({objtype}, a.{}.raw)?;\n            {{ {lock}pass_{name}(&t, &mut a)?; }}\n            if wants_reply {{ let mut e = Encoder::default(); reply_{name}(&mut e, &a); h.reply(cx, e)?; }}\n        }}",
+        "        command_type::{} => {{\n            let mut a = dec_{name}(&mut Decoder::new(stream, arena, h.objects()))?;\n            let t = h.device_commands({objtype}, a.{}.raw)?;\n            {call}\n            if wants_reply {{ let mut e = Encoder::default(); reply_{name}(&mut e, &a); h.reply(cx, e)?; }}\n        }}",
         name.trim_start_matches("vk"),
         first.name
     )

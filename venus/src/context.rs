@@ -11,6 +11,7 @@ use std::{
     },
 };
 
+use gpu_interface::{QuotaCharge, SliceLimits};
 use tracing::warn;
 
 use crate::{
@@ -124,12 +125,25 @@ pub struct Context {
     /// Held around every host call on a queue (see `Handlers::queue_lock`).
     pub(crate) queue_lock: Mutex<()>,
     pub(crate) timelines: crate::timeline::Timelines,
+    /// The slice this context serves, if any: its memory quota and submit gate.
+    pub(crate) limits: SliceLimits,
+    /// What each device memory holds of the quota, by the driver's memory id.
+    pub(crate) memory_charges: Mutex<HashMap<u64, QuotaCharge>>,
     fatal: AtomicBool,
     me: std::sync::Weak<Context>,
 }
 
 impl Context {
     pub fn new(selector: DeviceSelector) -> Result<Arc<Self>, RenderError> {
+        Self::with_limits(selector, SliceLimits::none())
+    }
+
+    /// A context of a slice: its allocations charge the slice's quota and its queue work
+    /// passes the slice's submit gate.
+    pub fn with_limits(
+        selector: DeviceSelector,
+        limits: SliceLimits,
+    ) -> Result<Arc<Self>, RenderError> {
         let host = Host::load(selector)?;
         Ok(Arc::new_cyclic(|me| Context {
             objects: ObjectTable::default(),
@@ -140,6 +154,8 @@ impl Context {
             memory_blobs: Mutex::new(HashMap::new()),
             queue_lock: Mutex::new(()),
             timelines: Default::default(),
+            limits,
+            memory_charges: Mutex::new(HashMap::new()),
             fatal: AtomicBool::new(false),
             me: me.clone(),
         }))
@@ -260,6 +276,10 @@ macro_rules! handlers {
 
             fn queue_lock(&self) -> std::sync::MutexGuard<'_, ()> {
                 self.queue_lock.lock().unwrap()
+            }
+
+            fn submit_work(&self, queue: u64, submit: &mut dyn FnMut() -> Result<i32, DecodeError>) -> Result<(), RenderError> {
+                crate::vk::queue::submit_work(self, queue, submit)
             }
 
             fn reply(&self, cx: &mut StreamCx, reply: Encoder) -> Result<(), RenderError> {

@@ -79,8 +79,16 @@ pub fn device_with_queue_on_ring_1() -> Stream {
 /// A context on the host's Vulkan with an instance, a device and a queue bound to ring 1; None
 /// (the test says it skipped) where the host has no Vulkan.
 pub fn live_context(test: &str) -> Option<(std::sync::Arc<crate::Context>, crate::StreamCx)> {
+    live_context_with(test, gpu_interface::SliceLimits::none())
+}
+
+/// [`live_context`] serving a slice with these limits.
+pub fn live_context_with(
+    test: &str,
+    limits: gpu_interface::SliceLimits,
+) -> Option<(std::sync::Arc<crate::Context>, crate::StreamCx)> {
     use crate::{Context, DeviceSelector, StreamCx};
-    let ctx = match Context::new(DeviceSelector::All) {
+    let ctx = match Context::with_limits(DeviceSelector::All, limits) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("SKIPPED {test}: no host Vulkan ({e})");

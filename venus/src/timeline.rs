@@ -23,25 +23,38 @@ struct Job {
     device: Arc<ash::Device>,
     fence: vk::Fence,
     done: Completion,
+    /// Run `done` after this even if the fence has not signalled yet.
+    give_up_after: Option<Duration>,
 }
 
 impl Job {
     /// Waits for the fence, destroys it, runs the completion and counts the job done.
     fn finish(self, ring_idx: u32, pending: &(Mutex<usize>, Condvar)) {
-        let wait = || {
+        let wait = |limit: Duration| {
             // SAFETY: a fence of this live device (devices are only destroyed after `flush`),
             // submitted once.
             unsafe {
                 self.device
-                    .wait_for_fences(&[self.fence], true, STUCK_AFTER.as_nanos() as u64)
+                    .wait_for_fences(&[self.fence], true, limit.as_nanos() as u64)
             }
         };
-        while wait() == Err(vk::Result::TIMEOUT) {
+        let mut done = Some(self.done);
+        if let Some(limit) = self.give_up_after {
+            if wait(limit) == Err(vk::Result::TIMEOUT) {
+                warn!("venus: a job is not done after {limit:?}; its turn on the device ends");
+                if let Some(d) = done.take() {
+                    d();
+                }
+            }
+        }
+        while wait(STUCK_AFTER) == Err(vk::Result::TIMEOUT) {
             warn!("venus: timeline {ring_idx} waits on its fence for over 5 s");
         }
         // SAFETY: signalled (or the device lost), and destroyed once.
         unsafe { self.device.destroy_fence(self.fence, None) };
-        (self.done)();
+        if let Some(d) = done {
+            d();
+        }
         let (count, cond) = pending;
         *count.lock().unwrap() -= 1;
         cond.notify_all();
@@ -60,6 +73,9 @@ pub struct Timelines {
     /// Fences submitted and not yet waited for and destroyed.
     pending: Arc<(Mutex<usize>, Condvar)>,
 }
+
+/// The timeline key of the submit gate's fences (ring indices are below 64).
+const GATE_TIMELINE: u32 = u32::MAX;
 
 /// How long a timeline waits on one fence before it says so (and waits on).
 const STUCK_AFTER: Duration = Duration::from_secs(5);
@@ -88,6 +104,35 @@ impl Timelines {
             },
         );
         tx
+    }
+
+    /// Hands a submitted fence to the timeline's thread.
+    fn push(&self, ring_idx: u32, job: Job) {
+        *self.pending.0.lock().unwrap() += 1;
+        let jobs = self.start(ring_idx);
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+            // The thread is gone (the context is stopping): wait here instead.
+            job.finish(ring_idx, &self.pending);
+        }
+    }
+
+    /// Runs `done` once `fence` (submitted on `device`) signals, or after `give_up_after` if
+    /// that comes first, and destroys the fence once it has signalled. For the submit gate:
+    /// its fences are waited for in order on a timeline of their own.
+    pub(crate) fn watch(
+        &self,
+        device: Arc<ash::Device>,
+        fence: vk::Fence,
+        give_up_after: Duration,
+        done: Completion,
+    ) {
+        let job = Job {
+            device,
+            fence,
+            done,
+            give_up_after: Some(give_up_after),
+        };
+        self.push(GATE_TIMELINE, job);
     }
 
     /// Waits until every fence submitted so far has been waited for and destroyed (before a
@@ -137,16 +182,15 @@ impl Context {
             unsafe { device.destroy_fence(fence, None) };
             return Err(RenderError::Invalid(format!("timeline submit: {e}")));
         }
-        *self.timelines.pending.0.lock().unwrap() += 1;
-        let jobs = self.timelines.start(ring_idx);
-        if let Err(mpsc::SendError(job)) = jobs.send(Job {
-            device,
-            fence,
-            done,
-        }) {
-            // The thread is gone (the context is stopping): wait here instead.
-            job.finish(ring_idx, &self.timelines.pending);
-        }
+        self.timelines.push(
+            ring_idx,
+            Job {
+                device,
+                fence,
+                done,
+                give_up_after: None,
+            },
+        );
         Ok(())
     }
 }

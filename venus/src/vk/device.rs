@@ -213,6 +213,7 @@ pub(crate) fn destroy_device_and_children(ctx: &Context, raw: u64) {
                 T::DEVICE_MEMORY => {
                     d.free_memory(vk::DeviceMemory::from_raw(h), None);
                     ctx.memory_blobs.lock().unwrap().remove(&id);
+                    ctx.memory_charges.lock().unwrap().remove(&id);
                 }
                 T::COMMAND_BUFFER => ctx.host.forget_command_buffer(h),
                 T::DESCRIPTOR_SET => ctx.host.forget_descriptor_set(h),

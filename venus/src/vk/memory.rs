@@ -98,6 +98,15 @@ pub fn allocate_memory(
         import.p_next = info.pNext;
         info.pNext = (&import as *const vk::ImportMemoryHostPointerInfoEXT).cast();
     }
+    // What the slice's quota holds for it, given back when it is freed (or the context goes).
+    let charge = match ctx.limits.charge(info.allocationSize) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("venus: vkAllocateMemory: {e}");
+            a.ret = vk::Result::ERROR_OUT_OF_DEVICE_MEMORY.as_raw();
+            return Ok(());
+        }
+    };
     let id = a.pMemory.first().copied().unwrap_or(0);
     create(
         ctx,
@@ -118,8 +127,15 @@ pub fn allocate_memory(
         // SAFETY: freeing the memory just allocated.
         |d, h| unsafe { d.free_memory(h, None) },
     )?;
-    if let (Some(mem), true) = (shm, a.ret == vk::Result::SUCCESS.as_raw()) {
+    if a.ret != vk::Result::SUCCESS.as_raw() {
+        return Ok(());
+    }
+    if let Some(mem) = shm {
         ctx.memory_blobs.lock().unwrap().insert(id, mem);
+    }
+    if let Some(charge) = charge {
+        let charges = &mut ctx.memory_charges.lock().unwrap();
+        charges.insert(id, charge);
     }
     Ok(())
 }
@@ -141,6 +157,7 @@ pub fn free_memory(
     )?;
     // Any blob of it keeps its own reference to the memfd.
     ctx.memory_blobs.lock().unwrap().remove(&a.memory.id);
+    ctx.memory_charges.lock().unwrap().remove(&a.memory.id);
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod object;
 pub mod physical_device;
 pub mod pipeline;
 pub mod query;
+pub mod queue;
 pub mod render_pass;
 pub mod sync;
 

@@ -217,7 +217,22 @@ pub fn get_memory_properties(
             mut_ptr_or_null(a.pMemoryProperties).cast(),
         )
     };
+    if let Some(p) = a.pMemoryProperties.first_mut() {
+        clamp_heaps_to_quota(ctx, p);
+    }
     Ok(())
+}
+
+/// A slice's heaps are no larger than its quota, as a vGPU profile reports its framebuffer
+/// as the device's memory: applications size their pools from the heaps.
+fn clamp_heaps_to_quota(ctx: &Context, p: &mut VkPhysicalDeviceMemoryProperties) {
+    let Some(quota) = &ctx.limits.quota else {
+        return;
+    };
+    let count = (p.memoryHeapCount as usize).min(p.memoryHeaps.len());
+    for heap in &mut p.memoryHeaps[..count] {
+        heap.size = heap.size.min(quota.limit());
+    }
 }
 
 pub fn get_memory_properties2(
@@ -233,6 +248,9 @@ pub fn get_memory_properties2(
             mut_ptr_or_null(a.pMemoryProperties).cast(),
         )
     };
+    if let Some(p) = a.pMemoryProperties.first_mut() {
+        clamp_heaps_to_quota(ctx, &mut p.memoryProperties);
+    }
     Ok(())
 }
 

@@ -1,12 +1,19 @@
 //! The listening socket: accepts clients and forks one worker process per client. The parent
-//! never loads Vulkan, so forking it is safe.
+//! never loads Vulkan, so forking it is safe. A slice's socket serves its clients on threads
+//! instead: the slices of one host GPU share one process, its scheduler and its quotas.
 
 use std::{
     os::unix::net::{UnixListener, UnixStream},
     path::Path,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use tracing::{info, warn};
+
+use gpu_interface::SliceLimits;
 
 use super::{session::Session, VtestError};
 use crate::context::DeviceSelector;
@@ -53,4 +60,37 @@ fn spawn_worker(stream: UnixStream, selector: &DeviceSelector, listener: &UnixLi
         p if p < 0 => warn!("vtest: fork failed: {}", std::io::Error::last_os_error()),
         p => info!("vtest: client served by worker {p}"),
     }
+}
+
+/// Serves a slice's clients on `listener`, each on a thread of its own, under `limits`, until
+/// the listener fails; `clients` counts those connected. A client that breaks the protocol or
+/// disconnects ends alone.
+pub fn serve_slice(
+    name: &str,
+    listener: UnixListener,
+    selector: DeviceSelector,
+    limits: SliceLimits,
+    clients: &Arc<AtomicUsize>,
+) -> Result<(), VtestError> {
+    for (n, stream) in listener.incoming().enumerate() {
+        let stream = stream?;
+        let (selector, limits, counted) = (selector.clone(), limits.clone(), clients.clone());
+        let label = format!("{name}-{n}");
+        clients.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name(format!("slice-{label}"))
+            .spawn(move || {
+                info!("slice {label}: client connected");
+                match Session::with_limits(stream, selector, limits).run() {
+                    Ok(()) => info!("slice {label}: client left"),
+                    Err(e) => warn!("slice {label}: client ended: {e}"),
+                }
+                counted.fetch_sub(1, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            clients.fetch_sub(1, Ordering::Relaxed);
+            warn!("slice {name}: cannot start a client thread: {e}");
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use gpu_interface::SliceLimits;
 use tracing::{info, warn};
 
 use super::protocol::{self as p, Request};
@@ -55,6 +56,7 @@ impl Syncs {
 pub struct Session {
     stream: UnixStream,
     selector: DeviceSelector,
+    limits: SliceLimits,
     ctx: Option<Arc<Context>>,
     cx: StreamCx,
     next_resource: u32,
@@ -109,9 +111,15 @@ fn eventfd() -> Result<OwnedFd, VtestError> {
 
 impl Session {
     pub fn new(stream: UnixStream, selector: DeviceSelector) -> Self {
+        Self::with_limits(stream, selector, SliceLimits::none())
+    }
+
+    /// A client of a slice: its context serves under the slice's quota and gate.
+    pub fn with_limits(stream: UnixStream, selector: DeviceSelector, limits: SliceLimits) -> Self {
         Session {
             stream,
             selector,
+            limits,
             ctx: None,
             cx: StreamCx::default(),
             next_resource: 1,
@@ -198,7 +206,8 @@ impl Session {
                 if capset_id != CAPSET_ID_VENUS || self.ctx.is_some() {
                     return Err(VtestError::BadContext(capset_id));
                 }
-                self.ctx = Some(Context::new(self.selector.clone())?);
+                let ctx = Context::with_limits(self.selector.clone(), self.limits.clone())?;
+                self.ctx = Some(ctx);
             }
             Request::ResourceCreateBlob {
                 blob_type,
