@@ -9,6 +9,7 @@
 
 mod image;
 pub mod nested;
+pub mod slices;
 pub mod venus;
 pub mod vmm;
 

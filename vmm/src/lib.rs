@@ -11,6 +11,7 @@ pub mod memory;
 pub mod pci;
 pub mod raw;
 pub mod serial;
+pub mod slices;
 pub mod vcpu;
 pub mod vhost_user;
 pub mod vhost_user_frontend;

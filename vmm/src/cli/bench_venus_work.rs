@@ -384,6 +384,99 @@ fn compute(gpu: &Gpu) -> R<f64> {
     Ok(times[times.len() / 2])
 }
 
+/// A slice tenant: compute dispatches of about `JOB_MS` each, submitted and waited on one at a
+/// time for `VGPU_TENANT_SECONDS` (default 4): jobs per second. It ends early, with what it
+/// did so far, if `VGPU_TENANT_STOP` names a file that exists.
+fn tenant(gpu: &Gpu) -> R<f64> {
+    const JOB_MS: f64 = 4.0;
+    let seconds: f64 = std::env::var("VGPU_TENANT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4.0);
+    let stop = std::env::var_os("VGPU_TENANT_STOP").map(std::path::PathBuf::from);
+    let n = 64 * 1024u64;
+    let (buffer, memory, _) = host_buffer(gpu, n * 4, vk::BufferUsageFlags::STORAGE_BUFFER)?;
+    let job = ComputeJob::new(gpu, BUSY, buffer)?;
+    // Size the dispatch from one timed run of a quarter of the buffer.
+    let probe = (n / 64 / 4) as u32;
+    let (pool, cmd, fence) = gpu.command_buffer()?;
+    job.record(gpu, cmd, probe)?;
+    let t = Instant::now();
+    gpu.submit_wait(cmd, fence)?;
+    let per_group = t.elapsed().as_secs_f64() * 1e3 / f64::from(probe);
+    let groups = ((JOB_MS / per_group) as u32).clamp(1, (n / 64) as u32);
+    // SAFETY: nothing in flight.
+    unsafe {
+        gpu.device.destroy_fence(fence, None);
+        gpu.device.destroy_command_pool(pool, None);
+    }
+    let (pool, cmd, fence) = gpu.command_buffer()?;
+    job.record(gpu, cmd, groups)?;
+    let start = Instant::now();
+    let mut jobs = 0u64;
+    while start.elapsed().as_secs_f64() < seconds && !stop.as_ref().is_some_and(|p| p.exists()) {
+        gpu.submit_wait(cmd, fence)?;
+        jobs += 1;
+    }
+    let rate = jobs as f64 / start.elapsed().as_secs_f64();
+    // SAFETY: nothing in flight.
+    unsafe {
+        gpu.device.destroy_fence(fence, None);
+        gpu.device.destroy_command_pool(pool, None);
+        job.destroy(gpu);
+        gpu.device.destroy_buffer(buffer, None);
+        gpu.device.free_memory(memory, None);
+    }
+    Ok(rate)
+}
+
+/// Allocates 16 MiB device-local blocks until the device refuses: prints the device-local
+/// heap's size (`HEAP`) and the error, holds the blocks `VGPU_QUOTA_HOLD_SECONDS` (default 0);
+/// the RESULT is the bytes it got.
+fn quota(gpu: &Gpu) -> R<f64> {
+    const BLOCK: u64 = 16 << 20;
+    let props = &gpu.mem;
+    let types = &props.memory_types[..props.memory_type_count as usize];
+    let local = types
+        .iter()
+        .position(|t| {
+            t.property_flags
+                .contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
+        })
+        .ok_or("no device-local memory type")?;
+    let heap = props.memory_heaps[types[local].heap_index as usize].size;
+    println!("HEAP {heap}");
+    let mut blocks = Vec::new();
+    let refusal = loop {
+        let info = vk::MemoryAllocateInfo::default()
+            .allocation_size(BLOCK)
+            .memory_type_index(local as u32);
+        // SAFETY: a valid allocate info; every block is freed below.
+        match unsafe { gpu.device.allocate_memory(&info, None) } {
+            Ok(m) if (blocks.len() as u64) < heap / BLOCK + 1 => blocks.push(m),
+            Ok(m) => {
+                blocks.push(m);
+                break "the heap's size".to_string();
+            }
+            Err(e) => break format!("{e:?}"),
+        }
+    };
+    println!("REFUSED {refusal}");
+    let got = blocks.len() as u64 * BLOCK;
+    let hold: f64 = std::env::var("VGPU_QUOTA_HOLD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    println!("HOLDING {got}");
+    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
+    std::thread::sleep(std::time::Duration::from_secs_f64(hold));
+    for m in blocks {
+        // SAFETY: unused memory of this device, freed once.
+        unsafe { gpu.device.free_memory(m, None) };
+    }
+    Ok(got as f64)
+}
+
 const COPY_BYTES: usize = 64 << 20;
 
 /// Best of 5 copies of 64 MiB, GB/s: into mapped memory (`write`), out of it (`read`), or
@@ -447,6 +540,8 @@ pub fn run(name: &str) -> R<()> {
             match name {
                 "roundtrip" => roundtrip(&gpu)?,
                 "compute" => compute(&gpu)?,
+                "tenant" => tenant(&gpu)?,
+                "quota" => quota(&gpu)?,
                 "write" => copy_rate(Some(&gpu), true)?,
                 "read" => copy_rate(Some(&gpu), false)?,
                 other => return Err(format!("unknown workload {other}")),

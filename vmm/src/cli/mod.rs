@@ -15,6 +15,8 @@ mod gpu_demo;
 pub mod install;
 mod mdev;
 mod run;
+pub use run::parse_size;
+mod slices;
 mod sriov;
 mod vhost_user_gpu;
 mod vtest;
@@ -49,6 +51,7 @@ pub enum Command {
     Sriov(sriov::SriovArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
     Run(run::RunArgs),
+    Slices(slices::SlicesArgs),
     /// Serve the venus (Vulkan) renderer to Mesa's venus driver over a vtest socket.
     Vtest(vtest::VtestArgs),
 }
@@ -70,6 +73,8 @@ pub enum CliError {
     VhostUserGpu(#[from] vhost_user_gpu::VhostUserGpuError),
     #[error(transparent)]
     Run(#[from] run::RunError),
+    #[error(transparent)]
+    Slices(#[from] slices::SlicesCliError),
     #[error(transparent)]
     Sriov(#[from] sriov::SriovCliError),
     #[error(transparent)]
@@ -103,6 +108,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Mdev(args) => Ok(mdev::run(args)?),
         Command::VhostUserGpu(args) => Ok(vhost_user_gpu::run(args)?),
         Command::Run(args) => Ok(run::run(args)?),
+        Command::Slices(args) => Ok(slices::run(args)?),
         Command::Sriov(args) => Ok(sriov::run(args)?),
         Command::Vtest(args) => Ok(vtest::run(args)?),
     }
