@@ -5,7 +5,7 @@
 //! is dispatched (by whichever thread asked the scheduler), or until an idle deadline passes.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     time::Duration,
 };
@@ -14,6 +14,7 @@ use gpu_interface::{GateTicket, SubmitGate};
 
 use crate::{
     clock::{MonotonicClock, Nanos},
+    metrics::JobRecord,
     params::Params,
     policy::PolicyKind,
     scheduler::{Decision, SchedError, Scheduler},
@@ -32,7 +33,22 @@ struct State {
     granted: HashSet<JobId>,
     /// Recent completions: (when, tenant, device time), for the measured shares.
     recent: VecDeque<(Nanos, TenantId, Nanos)>,
+    /// Jobs entered and not yet left: (tenant, entered, dispatched).
+    open: HashMap<JobId, (TenantId, Nanos, Option<Nanos>)>,
+    record: Recording,
 }
+
+/// What the run looked like, for `vgpu bench slices` (the metrics of `bench sched`).
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Jobs as they ran; `tenant` is the tenant id's number.
+    pub jobs: Vec<JobRecord>,
+    pub pick_ns: Vec<u32>,
+    pub switches: u64,
+}
+
+/// Recording stops here (hours of jobs): the gate must not grow without bound.
+const MAX_RECORDED: usize = 1 << 20;
 
 pub struct LiveScheduler {
     state: Mutex<State>,
@@ -63,6 +79,8 @@ impl LiveScheduler {
                 sched,
                 granted: HashSet::new(),
                 recent: VecDeque::new(),
+                open: HashMap::new(),
+                record: Recording::default(),
             }),
             turn: Condvar::new(),
         }))
@@ -74,6 +92,13 @@ impl LiveScheduler {
 
     pub fn add_tenant(&self, spec: TenantSpec) -> Result<TenantId, SchedError> {
         self.lock().sched.add_tenant(spec)
+    }
+
+    /// Removes a tenant; a thread still waiting at its gate goes on ungated.
+    pub fn remove_tenant(&self, tenant: TenantId) -> Result<(), SchedError> {
+        self.lock().sched.remove_tenant(tenant)?;
+        self.turn.notify_all();
+        Ok(())
     }
 
     /// The gate a tenant's renderer submits through.
@@ -97,6 +122,16 @@ impl LiveScheduler {
         self.lock().sched.set_weight(tenant, weight)?;
         self.turn.notify_all();
         Ok(())
+    }
+
+    /// The jobs, decisions and switches so far, on the scheduler's clock ([`Self::now`]).
+    pub fn recording(&self) -> Recording {
+        self.lock().record.clone()
+    }
+
+    /// The scheduler's clock: nanoseconds since it started.
+    pub fn now(&self) -> Nanos {
+        self.lock().sched.now()
     }
 
     pub fn tenant_id(&self, name: &str) -> Option<TenantId> {
@@ -166,13 +201,30 @@ impl LiveScheduler {
                 return GateTicket(UNGATED);
             }
         };
+        let entered = s.sched.now();
+        s.open.insert(job, (tenant, entered, None));
         loop {
             if s.granted.remove(&job) {
                 return GateTicket(job.0);
             }
-            match s.sched.decide() {
+            if s.sched.tenants().get(tenant).is_none() {
+                s.open.remove(&job);
+                return GateTicket(UNGATED);
+            }
+            let picking = std::time::Instant::now();
+            let decision = s.sched.decide();
+            if s.record.pick_ns.len() < MAX_RECORDED {
+                let took = picking.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+                s.record.pick_ns.push(took);
+            }
+            match decision {
                 Decision::Run(d) => {
                     s.granted.insert(d.job);
+                    let now = s.sched.now();
+                    if let Some(o) = s.open.get_mut(&d.job) {
+                        o.2 = Some(now);
+                    }
+                    s.record.switches += u64::from(d.switch);
                     self.turn.notify_all();
                 }
                 Decision::Busy | Decision::Idle { until: None } => {
@@ -201,6 +253,18 @@ impl LiveScheduler {
         let now = s.sched.now();
         s.recent.push_back((now, tenant, device_ns));
         prune(&mut s.recent, now);
+        if let Some((t, entered, Some(dispatched))) = s.open.remove(&JobId(ticket.0)) {
+            if s.record.jobs.len() < MAX_RECORDED {
+                s.record.jobs.push(JobRecord {
+                    tenant: t.0 as usize,
+                    submitted: entered,
+                    dispatched,
+                    start: dispatched,
+                    end: now.max(dispatched),
+                    useful: device_ns,
+                });
+            }
+        }
         drop(s);
         self.turn.notify_all();
     }
@@ -287,6 +351,14 @@ mod tests {
         assert!((share_b - 0.75).abs() < 0.08, "b got {share_b:.3}");
         assert!((stats[1].target - 0.75).abs() < 1e-9);
         assert!(stats.iter().all(|t| t.jobs > 50), "{stats:?}");
+        let rec = live.recording();
+        let jobs: u64 = stats.iter().map(|t| t.jobs).sum();
+        assert_eq!(rec.jobs.len() as u64, jobs, "every job recorded");
+        assert!(rec
+            .jobs
+            .windows(2)
+            .all(|w| w[0].end <= w[1].dispatched + 1_000_000));
+        assert!(rec.switches > 2 && rec.pick_ns.len() as u64 >= jobs);
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub enum BenchCommand {
     Pio(super::bench_pio::PioArgs),
     /// GPU context scheduler fairness: scenarios x policies, simulated or on host Vulkan.
     Sched(super::bench_sched::SchedArgs),
+    /// The fairness scenarios with real venus tenants on software slices, with and without
+    /// the scheduler.
+    Slices(super::bench_slices::SlicesBenchArgs),
     /// virtio-gpu device: small-command throughput and TRANSFER_TO_HOST_2D bandwidth vs memcpy.
     VirtioGpu(super::bench_virtio_gpu::VirtioGpuBenchArgs),
     /// Vulkan through venus (vtest and our renderer) against native, and the decoder's rate.
@@ -32,6 +35,8 @@ pub enum BenchError {
     #[error(transparent)]
     Sched(#[from] super::bench_sched::SchedBenchError),
     #[error(transparent)]
+    Slices(#[from] super::bench_slices::SlicesBenchError),
+    #[error(transparent)]
     VirtioGpu(#[from] super::bench_virtio_gpu::VirtioGpuBenchError),
     #[error(transparent)]
     Venus(#[from] super::bench_venus::VenusBenchError),
@@ -45,6 +50,7 @@ pub fn run(command: BenchCommand) -> Result<(), BenchError> {
         BenchCommand::Mdev(args) => Ok(super::bench_mdev::run(args)?),
         BenchCommand::Pio(args) => Ok(super::bench_pio::run(args)?),
         BenchCommand::Sched(args) => Ok(super::bench_sched::run(args)?),
+        BenchCommand::Slices(args) => Ok(super::bench_slices::run(args)?),
         BenchCommand::VirtioGpu(args) => Ok(super::bench_virtio_gpu::run(args)?),
         BenchCommand::Venus(args) => Ok(super::bench_venus::run(args)?),
         BenchCommand::VenusWorkload { name } => {

@@ -41,7 +41,8 @@ fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn default_icd() -> PathBuf {
+/// Mesa's venus ICD as scripts/setup.sh extracts it.
+pub(super) fn default_icd() -> PathBuf {
     repo_root().join(".cache/venus-icd/virtio_icd.json")
 }
 

@@ -384,39 +384,57 @@ fn compute(gpu: &Gpu) -> R<f64> {
     Ok(times[times.len() / 2])
 }
 
-/// A slice tenant: compute dispatches of about `JOB_MS` each, submitted and waited on one at a
-/// time for `VGPU_TENANT_SECONDS` (default 4): jobs per second. It ends early, with what it
-/// did so far, if `VGPU_TENANT_STOP` names a file that exists.
-fn tenant(gpu: &Gpu) -> R<f64> {
-    const JOB_MS: f64 = 4.0;
-    let seconds: f64 = std::env::var("VGPU_TENANT_SECONDS")
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4.0);
-    let stop = std::env::var_os("VGPU_TENANT_STOP").map(std::path::PathBuf::from);
+        .unwrap_or(default)
+}
+
+/// A slice tenant: compute dispatches of `VGPU_TENANT_GROUPS` workgroups, or sized to about
+/// `VGPU_TENANT_JOB_MS` (default 4; the size is printed as `GROUPS`), submitted and waited on one
+/// at a time, `VGPU_TENANT_THINK_MS` (default 0) apart, for `VGPU_TENANT_SECONDS` (default 4):
+/// jobs per second.
+fn tenant(gpu: &Gpu) -> R<f64> {
+    let job_ms = env_f64("VGPU_TENANT_JOB_MS", 4.0);
+    let think = std::time::Duration::from_secs_f64(env_f64("VGPU_TENANT_THINK_MS", 0.0) / 1e3);
+    let seconds = env_f64("VGPU_TENANT_SECONDS", 4.0);
     let n = 64 * 1024u64;
     let (buffer, memory, _) = host_buffer(gpu, n * 4, vk::BufferUsageFlags::STORAGE_BUFFER)?;
     let job = ComputeJob::new(gpu, BUSY, buffer)?;
-    // Size the dispatch from one timed run of a quarter of the buffer.
-    let probe = (n / 64 / 4) as u32;
-    let (pool, cmd, fence) = gpu.command_buffer()?;
-    job.record(gpu, cmd, probe)?;
-    let t = Instant::now();
-    gpu.submit_wait(cmd, fence)?;
-    let per_group = t.elapsed().as_secs_f64() * 1e3 / f64::from(probe);
-    let groups = ((JOB_MS / per_group) as u32).clamp(1, (n / 64) as u32);
-    // SAFETY: nothing in flight.
-    unsafe {
-        gpu.device.destroy_fence(fence, None);
-        gpu.device.destroy_command_pool(pool, None);
+    let given = std::env::var("VGPU_TENANT_GROUPS")
+        .ok()
+        .and_then(|g| g.parse().ok());
+    let groups = match given.filter(|&g: &u32| g > 0) {
+        Some(g) => g,
+        None => {
+            // Size the dispatch from one timed run of a quarter of the buffer.
+            let probe = (n / 64 / 4) as u32;
+            let (pool, cmd, fence) = gpu.command_buffer()?;
+            job.record(gpu, cmd, probe)?;
+            let t = Instant::now();
+            gpu.submit_wait(cmd, fence)?;
+            let per_group = t.elapsed().as_secs_f64() * 1e3 / f64::from(probe);
+            // SAFETY: nothing in flight.
+            unsafe {
+                gpu.device.destroy_fence(fence, None);
+                gpu.device.destroy_command_pool(pool, None);
+            }
+            (job_ms / per_group) as u32
+        }
     }
+    .clamp(1, (n / 64) as u32);
+    println!("GROUPS {groups}");
     let (pool, cmd, fence) = gpu.command_buffer()?;
     job.record(gpu, cmd, groups)?;
     let start = Instant::now();
     let mut jobs = 0u64;
-    while start.elapsed().as_secs_f64() < seconds && !stop.as_ref().is_some_and(|p| p.exists()) {
+    while start.elapsed().as_secs_f64() < seconds {
         gpu.submit_wait(cmd, fence)?;
         jobs += 1;
+        if !think.is_zero() {
+            std::thread::sleep(think);
+        }
     }
     let rate = jobs as f64 / start.elapsed().as_secs_f64();
     // SAFETY: nothing in flight.
@@ -463,10 +481,7 @@ fn quota(gpu: &Gpu) -> R<f64> {
     };
     println!("REFUSED {refusal}");
     let got = blocks.len() as u64 * BLOCK;
-    let hold: f64 = std::env::var("VGPU_QUOTA_HOLD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0);
+    let hold = env_f64("VGPU_QUOTA_HOLD_SECONDS", 0.0);
     println!("HOLDING {got}");
     std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
     std::thread::sleep(std::time::Duration::from_secs_f64(hold));

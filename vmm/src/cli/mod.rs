@@ -7,6 +7,7 @@ mod bench_guest_display;
 mod bench_mdev;
 mod bench_pio;
 mod bench_sched;
+mod bench_slices;
 mod bench_venus;
 mod bench_venus_work;
 mod bench_virtio_gpu;
