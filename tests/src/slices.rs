@@ -59,6 +59,10 @@ impl SliceServer {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
     pub fn socket(&self, slice: &str) -> PathBuf {
         self.dir.join(format!("{slice}.sock"))
     }
@@ -79,7 +83,7 @@ impl SliceServer {
         let out = Command::new(vgpu_bin().expect("checked at start"))
             .arg("slices")
             .arg("--control")
-            .arg(self.dir.join("control.sock"))
+            .arg(self.control_socket())
             .args(args)
             .output()
             .map_err(|e| e.to_string())?;

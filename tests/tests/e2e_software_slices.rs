@@ -200,3 +200,111 @@ fn e2e_slices_bad_config_is_a_plain_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lottery"), "{err}");
 }
+
+/// Software slices as `vgpu mdev` shows them: the `vgpu-slices` parent with the file's types,
+/// instances made and removed with mdevctl's verbs, a definition started by UUID, and a slice
+/// in use refused removal.
+#[test]
+fn e2e_slices_are_managed_with_mdev_verbs() {
+    const SLICES: &str = "[[slice]]\nname = \"fixed\"\nmemory = \"64M\"\n\
+        [[type]]\nname = \"128M\"\nmemory = \"128M\"\ninstances = 2\nweight = 2\n";
+    let test = "slices-mdev";
+    let Some(server) = server(test, "fair", SLICES) else {
+        return;
+    };
+    let root = server.dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mdev = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new(vgpu_tests::vgpu_bin().unwrap())
+            .arg("mdev")
+            .arg("--root")
+            .arg(&root)
+            .arg("--slices-control")
+            .arg(server.control_socket())
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match out.status.success() {
+            true => Ok(text(&out.stdout)),
+            false => Err(text(&out.stderr)),
+        }
+    };
+    let available = || -> u64 {
+        let types: Value = serde_json::from_str(&mdev(&["types", "--dumpjson"]).unwrap()).unwrap();
+        types[0]["vgpu-slices"][0]["vgpu-slices-128M"]["available_instances"]
+            .as_u64()
+            .expect("the type is listed")
+    };
+    assert_eq!(available(), 2);
+    let first = mdev(&["start", "-p", "vgpu-slices", "-t", "vgpu-slices-128M"]).unwrap();
+    let first = first.trim().to_string();
+    assert_eq!(available(), 1);
+    // A definition (mdevctl's file format, under the root) started by its UUID.
+    let defined = "0b5c9d1e-1111-4222-8333-444455556666";
+    mdev(&[
+        "define",
+        "-p",
+        "vgpu-slices",
+        "-t",
+        "vgpu-slices-128M",
+        "-u",
+        defined,
+    ])
+    .unwrap();
+    mdev(&["start", "-u", defined]).unwrap();
+    assert_eq!(available(), 0);
+    let err = mdev(&["start", "-p", "vgpu-slices", "-t", "vgpu-slices-128M"]).unwrap_err();
+    assert!(err.contains("no instances left"), "{err}");
+    let list = mdev(&["list"]).unwrap();
+    for uuid in [first.as_str(), defined] {
+        assert!(
+            list.contains(&format!("{uuid} vgpu-slices vgpu-slices-128M")),
+            "{list}"
+        );
+    }
+    let rows = |list: &str| list.lines().filter(|l| !l.is_empty()).count();
+    assert_eq!(rows(&list), 3, "two made, one from the file: {list}");
+    assert!(list.contains(&format!(
+        "{defined} vgpu-slices vgpu-slices-128M manual (defined)"
+    )));
+
+    // A tenant on a made slice sees the type's memory as its heap; while it is connected the
+    // slice cannot go.
+    let row = server.slice(&first);
+    let mut holder = server.tenant(&first, "quota");
+    holder
+        .env("VGPU_QUOTA_HOLD_SECONDS", "60")
+        .env("VN_PERF", "no_async_mem_alloc")
+        .env("VTEST_SOCKET_NAME", row["socket"].as_str().unwrap());
+    let mut holder = spawn(holder);
+    let mut stdout = BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("HOLDING") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "tenant ended early"
+        );
+        if let Some(heap) = line.strip_prefix("HEAP ") {
+            assert_eq!(heap.trim(), (128u64 << 20).to_string());
+        }
+    }
+    let err = mdev(&["stop", "-u", &first]).unwrap_err();
+    assert!(err.contains("in use"), "{err}");
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    server.wait_for(&first, 10, |r| r["clients"] == 0);
+    mdev(&["stop", "-u", &first]).unwrap();
+    mdev(&["stop", "-u", defined]).unwrap();
+    assert_eq!(available(), 2);
+    assert_eq!(rows(&mdev(&["list"]).unwrap()), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.dir.join(format!("{first}.sock")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the removed slice's socket stays"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -7,12 +7,13 @@
 //! unit tests run against fake trees, the nested tests against the real one.
 //!
 //! Layout: [`sysfs`] (reading and writing attributes), [`mdev`] (parents, types, instances),
-//! [`mdevctl`] (definitions), [`report`] (mdevctl's listings, text and JSON) and [`sriov`] (PFs
-//! and VFs).
+//! [`mdevctl`] (definitions), [`report`] (mdevctl's listings, text and JSON), [`sriov`] (PFs
+//! and VFs) and [`software`] (the slice server's software slices as a parent of their own).
 
 pub mod mdev;
 pub mod mdevctl;
 pub mod report;
+pub mod software;
 pub mod sriov;
 pub mod sysfs;
 

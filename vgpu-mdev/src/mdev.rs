@@ -27,6 +27,8 @@ pub enum MdevError {
     Exists(String),
     #[error("{0:?} is not a UUID")]
     BadUuid(String),
+    #[error("software slices: {0}")]
+    Software(String),
 }
 
 /// One type a parent offers.

@@ -7,7 +7,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::mdev::{Mdev, MdevError, MdevType};
+use crate::mdev::{Instance, Mdev, MdevError, MdevType};
 use crate::mdevctl::{Config, ConfigStore, MdevctlError, Start};
 
 /// A map serialized in the order of its entries (serde_json's own map sorts its keys).
@@ -114,12 +114,11 @@ pub struct ListQuery {
 
 /// The rows of `mdevctl list`, by parent then UUID.
 pub fn list(
-    mdev: &Mdev,
+    live: &[Instance],
     store: &ConfigStore,
     query: &ListQuery,
 ) -> Result<Vec<Listed>, MdevctlError> {
     let definitions = store.list()?;
-    let live = mdev.instances()?;
     let mut rows: Vec<Listed> = if query.defined {
         definitions
             .iter()

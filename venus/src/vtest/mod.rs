@@ -26,4 +26,4 @@ pub enum VtestError {
     Resource(#[from] crate::resource::ResourceError),
 }
 
-pub use server::{serve, serve_slice};
+pub use server::{serve, serve_slice, SliceClients};

@@ -6,7 +6,7 @@ use std::{
     os::unix::net::{UnixListener, UnixStream},
     path::Path,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
 };
@@ -62,21 +62,32 @@ fn spawn_worker(stream: UnixStream, selector: &DeviceSelector, listener: &UnixLi
     }
 }
 
+/// A slice socket's clients as its server sees them: how many are connected, and whether the
+/// socket should stop accepting (checked after each accept; the owner connects once to wake it).
+#[derive(Debug, Default)]
+pub struct SliceClients {
+    pub connected: AtomicUsize,
+    pub stop: AtomicBool,
+}
+
 /// Serves a slice's clients on `listener`, each on a thread of its own, under `limits`, until
-/// the listener fails; `clients` counts those connected. A client that breaks the protocol or
+/// the listener fails or `clients.stop` is set. A client that breaks the protocol or
 /// disconnects ends alone.
 pub fn serve_slice(
     name: &str,
     listener: UnixListener,
     selector: DeviceSelector,
     limits: SliceLimits,
-    clients: &Arc<AtomicUsize>,
+    clients: Arc<SliceClients>,
 ) -> Result<(), VtestError> {
     for (n, stream) in listener.incoming().enumerate() {
         let stream = stream?;
+        if clients.stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let (selector, limits, counted) = (selector.clone(), limits.clone(), clients.clone());
         let label = format!("{name}-{n}");
-        clients.fetch_add(1, Ordering::Relaxed);
+        clients.connected.fetch_add(1, Ordering::Relaxed);
         let spawned = std::thread::Builder::new()
             .name(format!("slice-{label}"))
             .spawn(move || {
@@ -85,10 +96,10 @@ pub fn serve_slice(
                     Ok(()) => info!("slice {label}: client left"),
                     Err(e) => warn!("slice {label}: client ended: {e}"),
                 }
-                counted.fetch_sub(1, Ordering::Relaxed);
+                counted.connected.fetch_sub(1, Ordering::Relaxed);
             });
         if let Err(e) = spawned {
-            clients.fetch_sub(1, Ordering::Relaxed);
+            clients.connected.fetch_sub(1, Ordering::Relaxed);
             warn!("slice {name}: cannot start a client thread: {e}");
         }
     }

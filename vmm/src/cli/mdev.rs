@@ -15,13 +15,20 @@ use clap::{Args, Subcommand};
 use vgpu_mdev::mdev::{parse_uuid, Mdev, MdevError};
 use vgpu_mdev::mdevctl::{Config, ConfigStore, MdevctlError, Start};
 use vgpu_mdev::report::{self, ListQuery};
+use vgpu_mdev::software::{self, SoftwareSlices};
 use vgpu_mdev::sysfs::Sysfs;
+
+use crate::slices::mdev_parent::ServerParent;
 
 #[derive(Debug, Args)]
 pub struct MdevArgs {
     /// Where /sys and /etc/mdevctl.d are looked up (a copy of the tree, for tests).
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,
+    /// The slice server whose software slices appear as the `vgpu-slices` parent (default:
+    /// $XDG_RUNTIME_DIR/vgpu-slices.sock).
+    #[arg(long, global = true)]
+    pub slices_control: Option<PathBuf>,
     #[command(subcommand)]
     pub verb: MdevVerb,
 }
@@ -116,13 +123,35 @@ fn uuid_or_new(uuid: Option<String>) -> Result<(String, bool), MdevCliError> {
     Ok((parse_uuid(text.trim())?, true))
 }
 
+/// The software-slice parent, where a slice server answers.
+fn software(control: Option<PathBuf>) -> Option<ServerParent> {
+    ServerParent::connect(control.unwrap_or_else(crate::slices::config::default_control))
+}
+
+/// `soft`, or the error a parent without its driver gives.
+fn needs(soft: &Option<ServerParent>) -> Result<&ServerParent, MdevError> {
+    soft.as_ref()
+        .ok_or_else(|| MdevError::UnknownParent(software::PARENT.into()))
+}
+
 pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
     let sys = Sysfs::at(&args.root);
     let mdev = Mdev::new(sys.clone());
     let store = ConfigStore::new(sys);
+    let soft = software(args.slices_control);
     match args.verb {
         MdevVerb::Types { parent, dumpjson } => {
-            let types = report::types(&mdev, parent.as_deref())?;
+            let types = match parent.as_deref() {
+                Some(software::PARENT) => needs(&soft)?.types()?,
+                Some(p) => report::types(&mdev, Some(p))?,
+                None => {
+                    let mut all = report::types(&mdev, None)?;
+                    if let Some(s) = &soft {
+                        all.extend(s.types()?);
+                    }
+                    all
+                }
+            };
             if dumpjson {
                 println!("{}", report::types_json(&types));
             } else {
@@ -140,7 +169,11 @@ pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
                 uuid,
                 parent,
             };
-            let rows = report::list(&mdev, &store, &query)?;
+            let mut live = mdev.instances()?;
+            if let Some(s) = &soft {
+                live.extend(s.instances()?);
+            }
+            let rows = report::list(&live, &store, &query)?;
             if dumpjson {
                 println!("{}", report::list_json(&rows));
             } else {
@@ -188,10 +221,21 @@ pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
             store.modify(&uuid, mdev_type.as_deref(), start)?;
         }
         MdevVerb::Start { slice } => match (slice.uuid, slice.parent, slice.mdev_type) {
-            (Some(u), None, None) => store.start(&mdev, &u)?,
+            (Some(u), None, None) => {
+                let d = store.get(&u)?;
+                if d.parent == software::PARENT {
+                    needs(&soft)?.create(&d.config.mdev_type, &d.uuid)?;
+                } else {
+                    store.start(&mdev, &u)?;
+                }
+            }
             (uuid, Some(p), Some(t)) => {
                 let (uuid, made_up) = uuid_or_new(uuid)?;
-                mdev.create(&p, &t, &uuid)?;
+                if p == software::PARENT {
+                    needs(&soft)?.create(&t, &uuid)?;
+                } else {
+                    mdev.create(&p, &t, &uuid)?;
+                }
                 if made_up {
                     println!("{uuid}");
                 }
@@ -202,7 +246,17 @@ pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
                 ))
             }
         },
-        MdevVerb::Stop { uuid } => mdev.remove(&uuid)?,
+        MdevVerb::Stop { uuid } => {
+            let uuid = parse_uuid(&uuid)?;
+            let software_slices = match &soft {
+                Some(s) => s.instances()?,
+                None => Vec::new(),
+            };
+            match (&soft, software_slices.iter().any(|i| i.uuid == uuid)) {
+                (Some(s), true) => s.remove(&uuid)?,
+                _ => mdev.remove(&uuid)?,
+            }
+        }
     }
     Ok(())
 }

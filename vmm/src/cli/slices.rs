@@ -82,6 +82,7 @@ pub fn run(args: SlicesArgs) -> Result<(), SlicesCliError> {
             let server = Arc::new(SliceServer::start(
                 &config,
                 super::vtest::selector(device.as_deref()),
+                true,
             )?);
             server.serve_control(&config.control)?;
             Ok(())

@@ -14,6 +14,12 @@
 //! priority = "high"            # low | normal | high
 //! class = "batch"              # batch | interactive
 //! socket = "/tmp/train.sock"   # its vtest socket (default: <name>.sock beside the control socket)
+//!
+//! [[type]]                     # a profile slices are made of at run time (`vgpu mdev start`)
+//! name = "1G"                  # the mdev type vgpu-slices-1G
+//! memory = "1G"
+//! instances = 4                # at most this many live at once
+//! weight = 1                   # and priority, class, share as for a slice
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -43,6 +49,20 @@ struct File {
     control: Option<PathBuf>,
     #[serde(rename = "slice", default)]
     slices: Vec<SliceEntry>,
+    #[serde(rename = "type", default)]
+    types: Vec<TypeEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeEntry {
+    name: String,
+    memory: String,
+    instances: u32,
+    weight: Option<u32>,
+    share: Option<u32>,
+    priority: Option<String>,
+    class: Option<String>,
 }
 
 fn default_policy() -> String {
@@ -69,12 +89,52 @@ pub struct SliceConfig {
     pub socket: PathBuf,
 }
 
+/// A profile slices are created from while the server runs.
+#[derive(Debug, Clone)]
+pub struct TypeConfig {
+    pub name: String,
+    /// What each slice of it gets; its name is the slice's.
+    pub spec: TenantSpec,
+    pub memory: u64,
+    pub instances: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct SlicesConfig {
     pub policy: PolicyKind,
     pub params: Params,
     pub control: PathBuf,
     pub slices: Vec<SliceConfig>,
+    pub types: Vec<TypeConfig>,
+}
+
+/// Letters, digits, '-' and '_': names that are file and type names as they are.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A tenant spec from a slice's or type's scheduling settings.
+fn spec(
+    name: &str,
+    weight: Option<u32>,
+    share: Option<u32>,
+    priority: Option<&str>,
+    class: Option<&str>,
+) -> Result<TenantSpec, String> {
+    let mut spec = TenantSpec::new(name).weight(weight.unwrap_or(1));
+    spec.share_pct = share;
+    if let Some(p) = priority {
+        spec = spec.priority(parse_priority(p)?);
+    }
+    match class {
+        None | Some("batch") => {}
+        Some("interactive") => spec = spec.interactive(),
+        Some(other) => return Err(format!("class {other:?} is not batch or interactive")),
+    }
+    Ok(spec)
 }
 
 /// Where the control socket is when neither the file nor the command line says.
@@ -110,9 +170,9 @@ impl SlicesConfig {
         params
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if file.slices.is_empty() {
+        if file.slices.is_empty() && file.types.is_empty() {
             return Err(ConfigError::Invalid(format!(
-                "{}: no [[slice]] entries",
+                "{}: no [[slice]] or [[type]] entries",
                 path.display()
             )));
         }
@@ -120,41 +180,58 @@ impl SlicesConfig {
         let dir = control.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut slices: Vec<SliceConfig> = Vec::new();
         for e in file.slices {
-            let slice = e.name.clone();
             let bad = |why: String| ConfigError::Slice {
-                slice: slice.clone(),
+                slice: e.name.clone(),
                 why,
             };
-            let named = !e.name.is_empty()
-                && e.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !named {
+            if !plain_name(&e.name) {
                 return Err(bad("a name is letters, digits, '-' and '_'".into()));
             }
             if slices.iter().any(|s| s.spec.name == e.name) {
                 return Err(bad("named twice".into()));
             }
             let memory = crate::cli::parse_size(&e.memory).map_err(bad)?;
-            let mut spec = TenantSpec::new(&e.name).weight(e.weight.unwrap_or(1));
-            spec.share_pct = e.share;
-            if let Some(p) = &e.priority {
-                spec = spec.priority(parse_priority(p).map_err(bad)?);
-            }
-            match e.class.as_deref() {
-                None | Some("batch") => {}
-                Some("interactive") => spec = spec.interactive(),
-                Some(other) => {
-                    return Err(bad(format!("class {other:?} is not batch or interactive")))
-                }
-            }
+            let spec = spec(
+                &e.name,
+                e.weight,
+                e.share,
+                e.priority.as_deref(),
+                e.class.as_deref(),
+            )
+            .map_err(bad)?;
             let socket = e
                 .socket
+                .clone()
                 .unwrap_or_else(|| dir.join(format!("{}.sock", e.name)));
             slices.push(SliceConfig {
                 spec,
                 memory,
                 socket,
+            });
+        }
+        let mut types: Vec<TypeConfig> = Vec::new();
+        for t in file.types {
+            let bad = |why: String| ConfigError::Slice {
+                slice: format!("type {}", t.name),
+                why,
+            };
+            if !plain_name(&t.name) || types.iter().any(|o| o.name == t.name) {
+                return Err(bad("a type needs a plain name of its own".into()));
+            }
+            let memory = crate::cli::parse_size(&t.memory).map_err(bad)?;
+            let spec = spec(
+                &t.name,
+                t.weight,
+                t.share,
+                t.priority.as_deref(),
+                t.class.as_deref(),
+            )
+            .map_err(bad)?;
+            types.push(TypeConfig {
+                name: t.name,
+                spec,
+                memory,
+                instances: t.instances,
             });
         }
         let reserved: u32 = slices.iter().filter_map(|s| s.spec.share_pct).sum();
@@ -168,6 +245,7 @@ impl SlicesConfig {
             params,
             control,
             slices,
+            types,
         })
     }
 }
@@ -201,6 +279,12 @@ weight = 3
 priority = "high"
 class = "interactive"
 socket = "/tmp/b.sock"
+
+[[type]]
+name = "small"
+memory = "64M"
+instances = 2
+weight = 2
 "#;
 
     #[test]
@@ -215,6 +299,9 @@ socket = "/tmp/b.sock"
         assert_eq!(c.slices[1].spec.priority, Priority::High);
         assert!(c.slices[1].spec.class == scheduler::TenantClass::Interactive);
         assert_eq!(c.slices[1].socket, Path::new("/tmp/b.sock"));
+        assert_eq!(c.types[0].name, "small");
+        assert_eq!((c.types[0].memory, c.types[0].instances), (64 << 20, 2));
+        assert_eq!(c.types[0].spec.weight, 2);
     }
 
     #[test]
@@ -228,7 +315,8 @@ socket = "/tmp/b.sock"
             ("[[slice]]\nname=\"a\"\nmemory=\"1M\"\nclass=\"urgent\"", "urgent"),
             ("[[slice]]\nname=\"a\"\nmemory=\"1M\"\ncolour=1", "colour"),
             ("slice_ms = 90\n[[slice]]\nname=\"a\"\nmemory=\"1M\"", "slice"),
-            ("policy = \"fair\"", "no [[slice]]"),
+            ("policy = \"fair\"", "no [[slice]] or [[type]]"),
+            ("[[type]]\nname=\"1G\"\nmemory=\"1G\"", "instances"),
         ];
         for (text, want) in cases {
             let err = SlicesConfig::parse(text, Path::new("s.toml")).unwrap_err();

@@ -14,14 +14,32 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
     List,
-    Set { slice: String, weight: u32 },
-    Policy { policy: String },
+    Set {
+        slice: String,
+        weight: u32,
+    },
+    Policy {
+        policy: String,
+    },
+    /// A new slice of a `[[type]]`, named by its UUID (`vgpu mdev start`).
+    Create {
+        mdev_type: String,
+        uuid: String,
+    },
+    /// Removes a slice no tenant is connected to (`vgpu mdev stop`).
+    Remove {
+        uuid: String,
+    },
 }
 
 /// One slice as `list` reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SliceRow {
     pub name: String,
+    pub uuid: String,
+    /// The `[[type]]` it was made of; none for the slices the file names.
+    #[serde(default)]
+    pub mdev_type: Option<String>,
     pub socket: String,
     pub memory_used: u64,
     pub memory_quota: u64,
@@ -37,6 +55,15 @@ pub struct SliceRow {
     pub clients: usize,
 }
 
+/// A `[[type]]` as `vgpu mdev types` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TypeRow {
+    pub name: String,
+    pub memory: u64,
+    pub weight: u32,
+    pub available_instances: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reply {
     pub ok: bool,
@@ -45,6 +72,8 @@ pub struct Reply {
     pub policy: String,
     #[serde(default)]
     pub slices: Vec<SliceRow>,
+    #[serde(default)]
+    pub types: Vec<TypeRow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +124,7 @@ pub fn serve_connection(stream: UnixStream, handle: &dyn Fn(Request) -> Reply) {
                     error: Some(format!("bad request: {e}")),
                     policy: String::new(),
                     slices: Vec::new(),
+                    types: Vec::new(),
                 }
             }
         };
