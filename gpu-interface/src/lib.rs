@@ -30,4 +30,9 @@ pub use slice::{GateTicket, MemoryQuota, OverQuota, QuotaCharge, SliceLimits, Su
 pub trait GpuBackend: DisplayBackend + ComputeBackend + Send {
     /// A short name for logs and CLI output ("software", "vulkan", "rutabaga").
     fn name(&self) -> &'static str;
+
+    /// The backend serves a slice: contexts it starts from now on charge the slice's quota
+    /// for the memory they allocate and pass its gate to submit. Backends whose contexts
+    /// allocate nothing of their own keep the default.
+    fn set_slice_limits(&mut self, _limits: SliceLimits) {}
 }

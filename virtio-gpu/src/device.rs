@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 
 use gpu_interface::{
-    CapsetInfo, DisplayListener, DisplayMode, FenceTimeline, Frame, GpuBackend, GpuError, GpuResult,
+    CapsetInfo, DisplayListener, DisplayMode, FenceTimeline, Frame, GpuBackend, GpuError,
+    GpuResult, QuotaCharge, SliceLimits,
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemory;
 
 use crate::chain::{self, ResponseBuffer};
 use crate::config::{ConfigSpace, GpuConfig};
-use crate::error::DeviceError;
+use crate::error::{CmdError, DeviceError};
 use crate::fences::{FenceQueue, PendingResponse};
 use crate::protocol::*;
 use crate::resources::{Resources, Scanout};
@@ -44,6 +45,8 @@ pub struct GpuDevice {
     pub(crate) fences: FenceQueue,
     pub(crate) listener: Option<Box<dyn DisplayListener>>,
     pub(crate) shm: Option<Box<dyn SharedMemoryMapper>>,
+    /// The slice the device serves (none: no quota).
+    pub(crate) limits: SliceLimits,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -85,7 +88,24 @@ impl GpuDevice {
             fences: FenceQueue::default(),
             listener: None,
             shm: None,
+            limits: SliceLimits::none(),
         }
+    }
+
+    /// Serves a slice: resources the guest creates from now on charge its quota (their host
+    /// copies; a venus context's device memory is charged by the context), and the backend's
+    /// contexts serve under it.
+    pub fn set_slice_limits(&mut self, limits: SliceLimits) {
+        self.backend.set_slice_limits(limits.clone());
+        self.limits = limits;
+    }
+
+    /// Charges `bytes` of a new resource to the slice's quota.
+    pub(crate) fn charge(&self, bytes: u64) -> Result<Option<QuotaCharge>, CmdError> {
+        self.limits.charge(bytes).map_err(|e| {
+            tracing::warn!("virtio-gpu: {e}");
+            CmdError::OutOfMemory("over the slice's memory quota")
+        })
     }
 
     /// The backend's name ("software", "vulkan", "rutabaga").

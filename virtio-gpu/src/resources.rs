@@ -47,6 +47,8 @@ pub struct Resource {
     pub mapped: Option<(u64, u64)>,
     pub shadow: Option<Shadow>,
     pub contexts: HashSet<u32>,
+    /// What it holds of the slice's quota, given back when it is destroyed.
+    pub charge: Option<gpu_interface::QuotaCharge>,
 }
 
 impl Resource {
@@ -58,6 +60,7 @@ impl Resource {
             mapped: None,
             shadow: None,
             contexts: HashSet::new(),
+            charge: None,
         }
     }
 

@@ -485,3 +485,31 @@ fn every_backend_lends_the_damaged_rect_without_the_cursor() {
             .is_err());
     }
 }
+
+#[test]
+fn a_slice_quota_refuses_resources_past_it_and_unref_gives_memory_back() {
+    let mut g = Guest::new();
+    let quota = gpu_interface::MemoryQuota::new(64 * 64 * 4 * 2);
+    g.dev.set_slice_limits(gpu_interface::SliceLimits {
+        quota: Some(quota.clone()),
+        gate: None,
+    });
+    assert_eq!(g.cmd_type(&create_2d(1, XRGB, 64, 64)), OK);
+    assert_eq!(g.cmd_type(&create_2d(2, XRGB, 64, 64)), OK);
+    assert_eq!(quota.used(), 64 * 64 * 4 * 2);
+    assert_eq!(
+        g.cmd_type(&create_2d(3, XRGB, 1, 1)),
+        VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY
+    );
+    // The refused resource does not exist; an unref frees its part of the quota.
+    assert_eq!(
+        g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, 3)),
+        VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID
+    );
+    assert_eq!(g.cmd_type(&simple(VIRTIO_GPU_CMD_RESOURCE_UNREF, 1)), OK);
+    assert_eq!(quota.used(), 64 * 64 * 4);
+    assert_eq!(g.cmd_type(&create_2d(3, XRGB, 32, 32)), OK);
+    // A device reset destroys every resource: the quota is whole again.
+    g.dev.reset();
+    assert_eq!(quota.used(), 0);
+}

@@ -64,6 +64,7 @@ pub fn create<M: GuestMemory>(
         }
     };
     let mappable = flags & VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE != 0;
+    let mut charge = None;
     let kind = if mem_type == BlobMem::Guest {
         ResourceKind::GuestBlob { size }
     } else {
@@ -79,10 +80,18 @@ pub fn create<M: GuestMemory>(
             shareable: flags & VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE != 0,
             cross_device: flags & VIRTIO_GPU_BLOB_FLAG_USE_CROSS_DEVICE != 0,
         };
+        // A venus context's memory was charged when it was allocated; other contexts' host
+        // blobs are new host memory.
+        let venus = dev
+            .contexts
+            .get(&ctx_id)
+            .is_some_and(|c| c.capset_id == VIRTIO_GPU_CAPSET_VENUS);
+        charge = if venus { None } else { dev.charge(size)? };
         dev.backend.create_blob(ctx_id, id, desc)?;
         ResourceKind::HostBlob { size, mappable }
     };
     let mut res = Resource::new(kind);
+    res.charge = charge;
     res.backing = backing;
     if mem_type != BlobMem::Guest {
         res.contexts.insert(hdr.ctx_id.get());

@@ -148,13 +148,29 @@ pub fn create_3d(dev: &mut GpuDevice, hdr: &CtrlHeader, bytes: &[u8]) -> CmdResu
     if desc.width == 0 {
         return Err(CmdError::InvalidParameter("zero-width 3D resource"));
     }
+    let charge = dev.charge(resource_3d_bytes(&desc))?;
     dev.backend.create_resource_3d(ctx_id, id, desc)?;
     let mut res = Resource::new(ResourceKind::ThreeD(desc));
+    res.charge = charge;
     if ctx_id != 0 {
         res.contexts.insert(ctx_id);
     }
     dev.resources.insert(id, res);
     Ok(Response::ok())
+}
+
+/// What a 3D resource holds on the host, for the slice's quota: its texels at 4 bytes each
+/// (the formats the guest names are at most that, bar the rare wide ones), every level
+/// counted as the first (an upper bound on the mip chain's 4/3).
+fn resource_3d_bytes(d: &gpu_interface::Resource3dDesc) -> u64 {
+    let texels = u64::from(d.width)
+        * u64::from(d.height.max(1))
+        * u64::from(d.depth.max(1))
+        * u64::from(d.array_size.max(1))
+        * u64::from(d.nr_samples.max(1));
+    texels
+        .saturating_mul(4)
+        .saturating_mul(u64::from(d.last_level) + 1)
 }
 
 pub fn transfer_3d<M: GuestMemory>(

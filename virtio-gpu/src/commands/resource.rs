@@ -22,6 +22,9 @@ pub fn create_2d(dev: &mut GpuDevice, bytes: &[u8]) -> CmdResult {
     if width == 0 || height == 0 {
         return Err(CmdError::InvalidParameter("zero-sized resource"));
     }
+    // The host's copy of the pixels.
+    let bytes = u64::from(width) * u64::from(height) * u64::from(format.bytes_per_pixel());
+    let charge = dev.charge(bytes)?;
     dev.backend.create_resource_2d(
         id,
         Resource2dDesc {
@@ -30,14 +33,13 @@ pub fn create_2d(dev: &mut GpuDevice, bytes: &[u8]) -> CmdResult {
             format,
         },
     )?;
-    dev.resources.insert(
-        id,
-        Resource::new(ResourceKind::TwoD {
-            width,
-            height,
-            format,
-        }),
-    );
+    let mut res = Resource::new(ResourceKind::TwoD {
+        width,
+        height,
+        format,
+    });
+    res.charge = charge;
+    dev.resources.insert(id, res);
     Ok(Response::ok())
 }
 

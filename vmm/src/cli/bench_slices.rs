@@ -217,6 +217,7 @@ fn run_scenario(
                     spec,
                     memory: 1 << 30,
                     socket: dir.join(format!("{}.sock", t.name)),
+                    vhost_user: None,
                 }
             })
             .collect(),

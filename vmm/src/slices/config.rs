@@ -14,6 +14,7 @@
 //! priority = "high"            # low | normal | high
 //! class = "batch"              # batch | interactive
 //! socket = "/tmp/train.sock"   # its vtest socket (default: <name>.sock beside the control socket)
+//! vhost_user = "/tmp/train-gpu.sock"  # also a vhost-user GPU device (QEMU: vhost-user-gpu-pci)
 //!
 //! [[type]]                     # a profile slices are made of at run time (`vgpu mdev start`)
 //! name = "1G"                  # the mdev type vgpu-slices-1G
@@ -79,6 +80,7 @@ struct SliceEntry {
     priority: Option<String>,
     class: Option<String>,
     socket: Option<PathBuf>,
+    vhost_user: Option<PathBuf>,
 }
 
 /// One slice as the server builds it.
@@ -87,6 +89,8 @@ pub struct SliceConfig {
     pub spec: TenantSpec,
     pub memory: u64,
     pub socket: PathBuf,
+    /// A vhost-user GPU socket serving the slice too.
+    pub vhost_user: Option<PathBuf>,
 }
 
 /// A profile slices are created from while the server runs.
@@ -207,6 +211,7 @@ impl SlicesConfig {
                 spec,
                 memory,
                 socket,
+                vhost_user: e.vhost_user.clone(),
             });
         }
         let mut types: Vec<TypeConfig> = Vec::new();
@@ -279,6 +284,7 @@ weight = 3
 priority = "high"
 class = "interactive"
 socket = "/tmp/b.sock"
+vhost_user = "/tmp/b-gpu.sock"
 
 [[type]]
 name = "small"
@@ -299,6 +305,11 @@ weight = 2
         assert_eq!(c.slices[1].spec.priority, Priority::High);
         assert!(c.slices[1].spec.class == scheduler::TenantClass::Interactive);
         assert_eq!(c.slices[1].socket, Path::new("/tmp/b.sock"));
+        assert_eq!(
+            c.slices[1].vhost_user.as_deref(),
+            Some(Path::new("/tmp/b-gpu.sock"))
+        );
+        assert!(c.slices[0].vhost_user.is_none());
         assert_eq!(c.types[0].name, "small");
         assert_eq!((c.types[0].memory, c.types[0].instances), (64 << 20, 2));
         assert_eq!(c.types[0].spec.weight, 2);

@@ -14,6 +14,8 @@ use scheduler::{LiveScheduler, PolicyKind, TenantId, TenantSpec};
 use venus::{vtest::SliceClients, DeviceSelector};
 use vgpu_mdev::software::uuid_for;
 
+use crate::vhost_user::{self, DisplaySocket, Endpoint, GpuVhostUserBackend, VhostUserDisplay};
+
 use super::{
     config::{SlicesConfig, TypeConfig},
     control::{self, Reply, Request, SliceRow, TypeRow},
@@ -38,6 +40,11 @@ struct Slice {
 }
 
 impl Slice {
+    /// What the slice's devices serve under.
+    fn limits(&self, server: &SliceServer) -> SliceLimits {
+        server.limits(self.tenant, &self.quota)
+    }
+
     /// Stops accepting on its socket (clients connected go on until they leave).
     fn close(&self) {
         self.clients.stop.store(true, Ordering::Release);
@@ -90,6 +97,9 @@ impl SliceServer {
         for s in &config.slices {
             let uuid = uuid_for(&s.spec.name);
             let slice = server.open(s.spec.clone(), uuid, None, s.memory, &s.socket)?;
+            if let Some(path) = &s.vhost_user {
+                serve_gpu(&s.spec.name, path, slice.limits(&server))?;
+            }
             server.lock().push(slice);
         }
         Ok(server)
@@ -97,6 +107,13 @@ impl SliceServer {
 
     fn lock(&self) -> MutexGuard<'_, Vec<Slice>> {
         self.slices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn limits(&self, tenant: TenantId, quota: &Arc<MemoryQuota>) -> SliceLimits {
+        SliceLimits {
+            quota: Some(quota.clone()),
+            gate: self.gated.then(|| self.live.gate(tenant)),
+        }
     }
 
     /// A slice's tenant, quota and socket, serving.
@@ -112,10 +129,7 @@ impl SliceServer {
         let listener = listen(socket)?;
         let tenant = self.live.add_tenant(spec)?;
         let quota = MemoryQuota::new(memory);
-        let limits = SliceLimits {
-            quota: Some(quota.clone()),
-            gate: self.gated.then(|| self.live.gate(tenant)),
-        };
+        let limits = self.limits(tenant, &quota);
         let clients = Arc::new(SliceClients::default());
         let (label, selector, counted) = (name.clone(), self.selector.clone(), clients.clone());
         std::thread::Builder::new()
@@ -292,6 +306,35 @@ impl SliceServer {
         }
         Ok(())
     }
+}
+
+/// A virtio-gpu device of the slice on a vhost-user socket (QEMU's vhost-user-gpu-pci, or our
+/// VMM's `--gpu vhost-user`), one frontend after another, on a thread of its own: its
+/// resources charge the slice's quota and its venus contexts pass the slice's gate.
+fn serve_gpu(name: &str, path: &Path, limits: SliceLimits) -> Result<(), ServeError> {
+    let (kind, backend) = virtio_gpu::backend::BackendKind::default_backend();
+    let mut device = virtio_gpu::GpuDevice::new(backend, virtio_gpu::GpuConfig::default());
+    device.set_slice_limits(limits);
+    let display = DisplaySocket::default();
+    device.set_display_listener(Box::new(VhostUserDisplay::new(display.clone())));
+    let vhost = GpuVhostUserBackend::new(device, 1, display);
+    let endpoint = Endpoint::Path(path.into());
+    let label = name.to_string();
+    std::thread::Builder::new()
+        .name(format!("slice-{name}-gpu"))
+        .spawn(move || {
+            if let Err(e) = vhost_user::serve_connections(vhost, endpoint, None) {
+                tracing::error!("slice {label}: vhost-user GPU: {e}");
+            }
+        })
+        .map_err(|e| ServeError::Listen(path.into(), e))?;
+    // The thread binds the socket: frontends started once we return must find it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    tracing::info!(slice = name, backend = ?kind, "slice serving vhost-user GPU on {}", path.display());
+    Ok(())
 }
 
 impl Drop for SliceServer {

@@ -21,7 +21,7 @@ pub mod shm;
 
 pub use backend::GpuVhostUserBackend;
 pub use display::{DisplaySocket, VhostUserDisplay};
-pub use server::{serve, Endpoint};
+pub use server::{serve, serve_connections, Endpoint};
 
 /// Why the vhost-user backend stopped.
 #[derive(Debug, thiserror::Error)]

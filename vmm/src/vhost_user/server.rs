@@ -127,6 +127,21 @@ pub fn serve(
         scanouts,
         socket_path.clone(),
     );
+    serve_connections(backend, endpoint, max_connections)
+}
+
+/// Serves frontends on `endpoint` one after another (`max_connections` of them, or forever; an
+/// inherited socket once), without the signal handling of [`serve`]: for a process that
+/// serves several backends, such as the slice server.
+pub fn serve_connections(
+    backend: GpuVhostUserBackend,
+    endpoint: Endpoint,
+    max_connections: Option<u32>,
+) -> Result<(), VhostUserError> {
+    let socket_path = match &endpoint {
+        Endpoint::Path(p) => Some(p.clone()),
+        Endpoint::Fd(_) => None,
+    };
     let (mut listener, mut inherited, private_path) = match endpoint {
         Endpoint::Path(path) => (
             Listener::new(&path, true).map_err(VhostUserError::Listen)?,

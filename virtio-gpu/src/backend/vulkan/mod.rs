@@ -156,6 +156,10 @@ impl GpuBackend for VulkanBackend {
     fn name(&self) -> &'static str {
         "vulkan"
     }
+
+    fn set_slice_limits(&mut self, limits: gpu_interface::SliceLimits) {
+        self.venus.limits = limits;
+    }
 }
 
 impl Drop for VulkanBackend {

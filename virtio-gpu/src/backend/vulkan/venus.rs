@@ -56,6 +56,8 @@ pub struct VenusContexts {
     blobs: HashMap<ResourceId, VenusBlob>,
     signalled: Signalled,
     shmem_used: u64,
+    /// The slice new contexts serve under.
+    pub(super) limits: gpu_interface::SliceLimits,
 }
 
 /// Logs a renderer failure and names it in the protocol's terms.
@@ -90,7 +92,7 @@ impl VenusContexts {
         if ctx_id == 0 || self.contexts.contains_key(&ctx_id) {
             return Err(GpuError::InvalidContextId(ctx_id));
         }
-        let renderer = Context::new(DeviceSelector::All)
+        let renderer = Context::with_limits(DeviceSelector::All, self.limits.clone())
             .map_err(render_error(ctx_id, "cannot start a venus context"))?;
         debug!(ctx_id, name, "venus: context created");
         self.contexts.insert(
