@@ -158,6 +158,7 @@ impl GpuBackend for VulkanBackend {
     }
 
     fn set_slice_limits(&mut self, limits: gpu_interface::SliceLimits) {
+        self.submitter.gate = limits.gate.clone();
         self.venus.limits = limits;
     }
 }

@@ -23,6 +23,9 @@ pub struct Submitter {
     /// Set once a submission failed or timed out: the command buffer may still be pending, so
     /// it is never recorded again and every later submission fails.
     broken: bool,
+    /// The slice's submit gate, where the backend serves one: each batch waits its turn and
+    /// is charged the time until its fence signals.
+    pub(super) gate: Option<Arc<dyn gpu_interface::SubmitGate>>,
 }
 
 impl Submitter {
@@ -42,6 +45,7 @@ impl Submitter {
             timeline: vk::Semaphore::null(),
             last_value: 0,
             broken: false,
+            gate: None,
         };
         let alloc = vk::CommandBufferAllocateInfo::default()
             .command_pool(pool)
@@ -99,13 +103,23 @@ impl Submitter {
         unsafe { d.end_command_buffer(self.cmd) }.map_err(VulkanError::vk("vkEndCommandBuffer"))?;
         let cmds = [self.cmd];
         let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        let turn = self
+            .gate
+            .clone()
+            .map(|g| (g.enter(), std::time::Instant::now(), g));
         // SAFETY: the fence is unsignalled (reset after each wait, created unsignalled), the
         // command buffer is executable, and the queue is only used through `&mut self`.
-        unsafe { d.queue_submit(self.dev.queue, &submit, self.fence) }
-            .map_err(VulkanError::vk("vkQueueSubmit"))?;
+        let submitted = unsafe { d.queue_submit(self.dev.queue, &submit, self.fence) }
+            .map_err(VulkanError::vk("vkQueueSubmit"));
         // Until the wait succeeds, the command buffer and fence may still be in use.
-        self.broken = true;
-        self.wait_fence()?;
+        let waited = submitted.and_then(|()| {
+            self.broken = true;
+            self.wait_fence()
+        });
+        if let Some((ticket, granted, gate)) = turn {
+            gate.leave(ticket, granted.elapsed().as_nanos() as u64);
+        }
+        waited?;
         self.broken = false;
         Ok(())
     }
