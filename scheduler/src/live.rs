@@ -45,6 +45,8 @@ pub struct Recording {
     pub jobs: Vec<JobRecord>,
     pub pick_ns: Vec<u32>,
     pub switches: u64,
+    /// Jobs that overran the watchdog timeout.
+    pub watchdog_events: usize,
 }
 
 /// Recording stops here (hours of jobs): the gate must not grow without bound.
@@ -126,7 +128,11 @@ impl LiveScheduler {
 
     /// The jobs, decisions and switches so far, on the scheduler's clock ([`Self::now`]).
     pub fn recording(&self) -> Recording {
-        self.lock().record.clone()
+        let s = self.lock();
+        Recording {
+            watchdog_events: s.sched.watchdog_total() as usize,
+            ..s.record.clone()
+        }
     }
 
     /// The scheduler's clock: nanoseconds since it started.

@@ -77,7 +77,12 @@ pub struct Scheduler<C: Clock> {
     next_tenant: u32,
     next_job: u64,
     watchdog: Vec<WatchdogEvent>,
+    /// Every overrun, also those past the ones kept in `watchdog`.
+    watchdog_total: u64,
 }
+
+/// Overrun reports kept: a scheduler serving for months must not grow without bound.
+const MAX_WATCHDOG_EVENTS: usize = 4096;
 
 impl<C: Clock> Scheduler<C> {
     pub fn new(clock: C, params: Params, policy: PolicyKind) -> Result<Self, SchedError> {
@@ -94,6 +99,7 @@ impl<C: Clock> Scheduler<C> {
             next_tenant: 0,
             next_job: 0,
             watchdog: Vec::new(),
+            watchdog_total: 0,
         })
     }
 
@@ -113,9 +119,14 @@ impl<C: Clock> Scheduler<C> {
         self.clock.now()
     }
 
-    /// Watchdog reports so far.
+    /// Watchdog reports so far (the first 4096).
     pub fn watchdog_events(&self) -> &[WatchdogEvent] {
         &self.watchdog
+    }
+
+    /// How many jobs overran the watchdog timeout so far.
+    pub fn watchdog_total(&self) -> u64 {
+        self.watchdog_total
     }
 
     /// Switches policy without touching tenants or queues. The slice in progress ends; the
@@ -324,7 +335,10 @@ impl<C: Clock> Scheduler<C> {
                 penalty,
             };
             tracing::warn!(tenant = ?r.tenant, ?job, ran_ms = device_time as f64 / 1e6, "job overran the watchdog timeout; tenant penalised");
-            self.watchdog.push(e);
+            if self.watchdog.len() < MAX_WATCHDOG_EVENTS {
+                self.watchdog.push(e);
+            }
+            self.watchdog_total += 1;
             event = Some(e);
         }
         if let Some(s) = self.slice.as_mut().filter(|s| s.tenant == r.tenant) {

@@ -116,6 +116,7 @@ def infer(net, x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", type=int, default=0, help="time this many inferences")
+    ap.add_argument("--seconds", type=float, default=0, help="with --bench: run this long instead")
     args = ap.parse_args()
     if ncnn.get_gpu_count() < 1:
         sys.exit("ncnn sees no Vulkan device")
@@ -127,10 +128,12 @@ def main():
             x = RNG.standard_normal(shape, dtype=np.float32)
             infer(net, x)  # pipelines built, weights uploaded
             t0 = time.perf_counter()
-            for _ in range(args.bench):
+            done = 0
+            while done < args.bench or time.perf_counter() - t0 < args.seconds:
                 infer(net, x)
-            ms = (time.perf_counter() - t0) * 1000 / args.bench
-            print(json.dumps({"device": device, "ms_per_inference": ms}))
+                done += 1
+            ms = (time.perf_counter() - t0) * 1000 / done
+            print(json.dumps({"device": device, "ms_per_inference": ms, "inferences": done}))
             return
         results = {}
         for name, (shape, layers) in nets().items():

@@ -152,6 +152,16 @@ fn e2e_slices_quota_is_the_heap_refuses_past_it_and_returns_when_a_tenant_dies()
         assert!(out.contains(&format!("RESULT {quota}")), "{out:?}");
     }
     assert_eq!(server.slice("a")["memory_used"], 0);
+    // `top` draws the same table in place.
+    let top = server
+        .control(&["top", "--count", "2", "--interval-ms", "10"])
+        .unwrap();
+    assert_eq!(
+        top.matches("\x1b[H\x1b[2Jpolicy fair\n").count(),
+        2,
+        "{top:?}"
+    );
+    assert!(top.contains("128.0"), "the quota in MiB: {top}");
 
     // A tenant killed while it holds its quota gives it back.
     let mut holder = alloc("a", "60");

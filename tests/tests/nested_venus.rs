@@ -90,8 +90,8 @@ fn a_guest_runs_vulkan_through_venus_on_our_virtio_gpu() {
         );
     }
 
-    // The same guest on `--gpu vhost-user` with `vgpu vhost-user-gpu --backend vulkan`: venus
-    // rings and host-visible memory are blobs the backend maps into the VMM's region.
+    // The same guest on `--gpu vhost-user` with a slice of `vgpu slices serve` as the backend:
+    // venus rings and host-visible memory are blobs the backend maps into the VMM's region.
     let dmesg = guest_lines(&log, "VGPU-VU-DMESG ").join("\n");
     assert!(
         dmesg.contains("+host_visible"),
@@ -112,6 +112,20 @@ fn a_guest_runs_vulkan_through_venus_on_our_virtio_gpu() {
             .unwrap_or_else(|| panic!("{name} did not run over vhost-user:\n{checks:#?}"));
         assert!(line.contains(" PASS "), "over vhost-user: {line}");
     }
+
+    // The guest's submissions went through the slice's scheduler gate, and its memory is back
+    // in the quota now that it is gone.
+    let slices = guest_lines(&log, "VGPU-SLICES ");
+    let list: serde_json::Value = serde_json::from_str(slices.first().expect("slices list"))
+        .unwrap_or_else(|e| panic!("{e}: {slices:?}"));
+    let l2 = &list["slices"][0];
+    assert_eq!(l2["name"], "l2", "{list}");
+    assert!(
+        l2["jobs"].as_u64() > Some(0),
+        "the guest's submissions were gated: {list}"
+    );
+    assert_eq!(l2["memory_used"], 0, "the guest's memory came back: {list}");
+    assert_eq!(l2["memory_quota"], 768u64 << 20);
 
     let image = read_png(&out.join("l2.png"));
     assert_eq!((image.width, image.height), (1024, 768));

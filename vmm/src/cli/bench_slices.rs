@@ -54,9 +54,20 @@ pub enum SlicesBenchError {
     Plot(#[from] scheduler::plot::PlotError),
 }
 
+/// What a tenant runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    /// `bench venus-workload tenant`: compute dispatches one after another.
+    Compute,
+    /// ncnn (PyPI) inferring a compute-bound net again and again: CPU work between its
+    /// submissions, so it is not always backlogged.
+    Ncnn,
+}
+
 /// One tenant of a scenario.
 #[derive(Debug, Clone)]
 struct Tenant {
+    program: Program,
     name: &'static str,
     weight: u32,
     interactive: bool,
@@ -66,8 +77,15 @@ struct Tenant {
     span: (f64, f64),
 }
 
+impl Tenant {
+    fn saturating(&self) -> bool {
+        self.program == Program::Compute && self.think_ms == 0.0
+    }
+}
+
 const fn batch(name: &'static str, weight: u32, job_ms: f64) -> Tenant {
     Tenant {
+        program: Program::Compute,
         name,
         weight,
         interactive: false,
@@ -90,6 +108,10 @@ fn scenarios() -> Vec<Scenario> {
         job_ms: 1.0,
         think_ms: 10.0,
         ..batch("ui", 1, 1.0)
+    };
+    let ncnn = Tenant {
+        program: Program::Ncnn,
+        ..batch("ncnn", 1, 0.0)
     };
     let joiner = Tenant {
         span: (0.33, 0.67),
@@ -124,6 +146,11 @@ fn scenarios() -> Vec<Scenario> {
             name: "join-leave",
             policies: &[PolicyKind::Fair],
             tenants: vec![batch("t0", 1, 4.0), batch("t1", 1, 4.0), joiner],
+        },
+        Scenario {
+            name: "ncnn-compute",
+            policies: &[PolicyKind::Fair],
+            tenants: vec![ncnn, batch("compute", 1, 4.0)],
         },
         Scenario {
             name: "adversarial",
@@ -242,23 +269,37 @@ fn run_scenario(
                 return true;
             }
             let t = &s.tenants[i];
-            let child = Command::new(&exe)
-                .args(["bench", "venus-workload", "tenant"])
+            let mut cmd = match t.program {
+                Program::Compute => {
+                    let mut c = Command::new(&exe);
+                    c.args(["bench", "venus-workload", "tenant"])
+                        .env("VGPU_TENANT_JOB_MS", t.job_ms.to_string())
+                        .env(
+                            "VGPU_TENANT_GROUPS",
+                            // 0: the tenant sizes its job itself (calibration).
+                            ((t.job_ms * bench.groups_per_ms).round() as u32).to_string(),
+                        )
+                        .env("VGPU_TENANT_THINK_MS", t.think_ms.to_string())
+                        .env(
+                            "VGPU_TENANT_SECONDS",
+                            ((t.span.1 - t.span.0) * seconds).to_string(),
+                        );
+                    c
+                }
+                Program::Ncnn => {
+                    let root = super::bench_venus::repo_root();
+                    let mut c = Command::new(root.join(".cache/pyvenv/bin/python"));
+                    c.arg(root.join("tests/clients/ncnn_nets.py"))
+                        .args(["--bench", "1", "--seconds"])
+                        .arg(((t.span.1 - t.span.0) * seconds).to_string());
+                    c
+                }
+            };
+            let child = cmd
                 .env("VN_DEBUG", "vtest")
                 .env("VTEST_SOCKET_NAME", &config.slices[i].socket)
                 .env("VK_DRIVER_FILES", icd)
                 .env_remove("VK_ICD_FILENAMES")
-                .env("VGPU_TENANT_JOB_MS", t.job_ms.to_string())
-                .env(
-                    "VGPU_TENANT_GROUPS",
-                    // 0: the tenant sizes its job itself (calibration).
-                    ((t.job_ms * bench.groups_per_ms).round() as u32).to_string(),
-                )
-                .env("VGPU_TENANT_THINK_MS", t.think_ms.to_string())
-                .env(
-                    "VGPU_TENANT_SECONDS",
-                    ((t.span.1 - t.span.0) * seconds).to_string(),
-                )
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn();
@@ -279,8 +320,16 @@ fn run_scenario(
             text.lines()
                 .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
         };
-        let (Some(rate), Some(size)) = (value("RESULT "), value("GROUPS ")) else {
-            return Err(SlicesBenchError::Tenant(name, format!("no RESULT: {text}")));
+        let ncnn = || -> Option<f64> {
+            let v: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+            Some(1000.0 / v["ms_per_inference"].as_f64()?)
+        };
+        let measured = match s.tenants[i].program {
+            Program::Compute => value("RESULT ").zip(value("GROUPS ")),
+            Program::Ncnn => ncnn().map(|rate| (rate, 0.0)),
+        };
+        let Some((rate, size)) = measured else {
+            return Err(SlicesBenchError::Tenant(name, format!("no result: {text}")));
         };
         rates.push(rate);
         groups.push(size as u32);
@@ -319,13 +368,14 @@ fn run_scenario(
                 interactive: t.interactive,
                 joined: if t.span.0 > 0.0 { first } else { 0 },
                 left: (t.span.1 < 1.0).then_some(last),
-                // Closed-loop batch tenants would use the whole device while they run.
-                saturated: if t.think_ms == 0.0 {
+                // Closed-loop compute tenants would use the whole device while they run;
+                // the others are entitled to what they submitted.
+                saturated: if t.saturating() {
                     vec![(first, last)]
                 } else {
                     Vec::new()
                 },
-                submissions: if t.think_ms == 0.0 {
+                submissions: if t.saturating() {
                     Vec::new()
                 } else {
                     mine.iter().map(|j| (j.submitted, j.useful)).collect()
@@ -340,7 +390,7 @@ fn run_scenario(
         jobs,
         pick_ns: recording.pick_ns,
         switches: recording.switches,
-        watchdog_events: 0,
+        watchdog_events: recording.watchdog_events,
     };
     Ok(Run {
         rates,
@@ -354,7 +404,7 @@ fn run_scenario(
 fn contention_shares(s: &Scenario, gated: &Run, plain: &Run) -> Option<(f64, f64)> {
     if s.tenants
         .iter()
-        .any(|t| t.think_ms > 0.0 || t.span != (0.0, 1.0))
+        .any(|t| !t.saturating() || t.span != (0.0, 1.0))
     {
         return None;
     }

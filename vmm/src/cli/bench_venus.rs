@@ -33,7 +33,7 @@ pub enum VenusBenchError {
 }
 
 /// target/<profile>/vgpu -> the repository root.
-fn repo_root() -> PathBuf {
+pub(super) fn repo_root() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     exe.ancestors()
         .nth(3)
