@@ -103,10 +103,12 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
+    // bench sched's: 1 ms jobs 9 ms apart, beside heavy tenants of 2.5 ms jobs (here
+    // saturating, where the simulation's arrive at 75% load together).
     let interactive = Tenant {
         interactive: true,
         job_ms: 1.0,
-        think_ms: 10.0,
+        think_ms: 9.0,
         ..batch("ui", 1, 1.0)
     };
     let ncnn = Tenant {
@@ -140,7 +142,12 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "heavy-interactive",
             policies: &[PolicyKind::Deadline],
-            tenants: vec![batch("heavy", 1, 8.0), interactive],
+            tenants: vec![
+                batch("h0", 1, 2.5),
+                batch("h1", 1, 2.5),
+                batch("h2", 1, 2.5),
+                interactive,
+            ],
         },
         Scenario {
             name: "join-leave",
