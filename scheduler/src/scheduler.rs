@@ -211,6 +211,10 @@ impl<C: Clock> Scheduler<C> {
         self.next_job += 1;
         let was_active = t.active();
         t.expected_until = None;
+        if let Some(since) = t.idle_since.take() {
+            let gap = now.saturating_sub(since);
+            t.think_time = Some(t.think_time.map_or(gap, |m| (m * 7 + gap) / 8));
+        }
         if t.queue.is_empty() && !t.running {
             t.head_ready_at = Some(now);
         }
@@ -360,7 +364,12 @@ impl<C: Clock> Scheduler<C> {
         }
         t.head_ready_at = (!t.queue.is_empty()).then_some(now);
         let idle = t.queue.is_empty();
-        let anticipate = self.params.anticipation > 0;
+        // Waited for: a tenant that has not shown it thinks longer than the anticipation.
+        let anticipate = self.params.anticipation > 0
+            && t.think_time.is_none_or(|m| m < self.params.anticipation);
+        if idle {
+            t.idle_since = Some(now);
+        }
         if idle && anticipate {
             t.expected_until = Some(now + self.params.anticipation);
         }
@@ -414,16 +423,25 @@ mod tests {
         let b = s.add_tenant(TenantSpec::new("b").weight(3)).unwrap();
         let (job, think) = (MS, MS / 20);
         let mut next = [Some(0), Some(0)];
-        while clock.now() < 2000 * MS {
+        let submit_due = |s: &mut Scheduler<SimClock>, next: &mut [Option<Nanos>; 2]| {
             for (i, id) in [a, b].into_iter().enumerate() {
                 if next[i].is_some_and(|t| t <= clock.now()) {
                     s.submit(id).unwrap();
                     next[i] = None;
                 }
             }
+        };
+        while clock.now() < 2000 * MS {
+            submit_due(&mut s, &mut next);
             match s.decide() {
                 Decision::Run(d) => {
-                    clock.advance(job);
+                    // Submissions due while the job runs arrive while it runs.
+                    let end = clock.now() + job;
+                    while let Some(t) = next.iter().flatten().copied().filter(|&t| t < end).min() {
+                        clock.set(t.max(clock.now()));
+                        submit_due(&mut s, &mut next);
+                    }
+                    clock.set(end);
                     s.complete(d.job, job).unwrap();
                     next[d.tenant.0 as usize] = Some(clock.now() + think);
                 }
@@ -447,6 +465,29 @@ mod tests {
             let anticipated = closed_loop_share(kind, MS / 2);
             assert!((anticipated - 0.75).abs() < 0.03, "{kind}: {anticipated}");
         }
+    }
+
+    #[test]
+    fn a_tenant_that_thinks_longer_than_the_anticipation_is_not_waited_for() {
+        let clock = SimClock::new();
+        let params = Params {
+            anticipation: MS,
+            ..Params::default()
+        };
+        let mut s = Scheduler::new(clock.clone(), params, PolicyKind::Fair).unwrap();
+        let ui = s.add_tenant(TenantSpec::new("ui")).unwrap();
+        for _ in 0..4 {
+            s.submit(ui).unwrap();
+            run_job(&clock, &mut s, MS);
+            clock.advance(9 * MS);
+        }
+        s.submit(ui).unwrap();
+        run_job(&clock, &mut s, MS);
+        assert_eq!(
+            s.tenants().get(ui).unwrap().expected_until(),
+            None,
+            "9 ms thinker"
+        );
     }
 
     #[test]

@@ -116,6 +116,11 @@ pub struct Tenant {
     /// Its last job completed with nothing queued; it counts as backlogged until then
     /// (`Params::anticipation`).
     pub(crate) expected_until: Option<Nanos>,
+    /// When its last job completed with nothing queued, and its mean think time (completion to
+    /// next submission, weighted 1/8 to the newest): a tenant that thinks longer than the
+    /// anticipation is not waited for.
+    pub(crate) idle_since: Option<Nanos>,
+    pub(crate) think_time: Option<Nanos>,
 }
 
 impl Tenant {
@@ -131,6 +136,8 @@ impl Tenant {
             watchdog_strikes: 0,
             leaving: false,
             expected_until: None,
+            idle_since: None,
+            think_time: None,
         }
     }
 

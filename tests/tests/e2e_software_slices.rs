@@ -41,14 +41,32 @@ fn result(child: Child) -> f64 {
         .unwrap_or_else(|| panic!("no RESULT in {stdout:?}"))
 }
 
-fn measured(server: &SliceServer, slice: &str) -> f64 {
-    server.slice(slice)["measured"].as_f64().expect("measured")
+fn used_ms(server: &SliceServer, slice: &str) -> f64 {
+    server.slice(slice)["used_ms"].as_f64().expect("used_ms")
 }
 
-/// Waits until both slices have run for a full share window, then a's and b's shares.
+/// a's and b's shares of the device time used over the `window` after `settle`, from the
+/// server's per-slice totals; the server's own one-second figure must agree.
+fn shares(server: &SliceServer, settle: Duration, window: Duration) -> (f64, f64) {
+    std::thread::sleep(settle);
+    let (a0, b0) = (used_ms(server, "a"), used_ms(server, "b"));
+    std::thread::sleep(window);
+    let (a, b) = (used_ms(server, "a") - a0, used_ms(server, "b") - b0);
+    let measured = server.slice("b")["measured"].as_f64().unwrap();
+    let b_share = b / (a + b);
+    assert!(
+        (measured - b_share).abs() < 0.1,
+        "list's measured share {measured:.3} against the totals' {b_share:.3}"
+    );
+    (a / (a + b), b_share)
+}
+
 fn steady_shares(server: &SliceServer) -> (f64, f64) {
-    std::thread::sleep(Duration::from_millis(1200));
-    (measured(server, "a"), measured(server, "b"))
+    shares(
+        server,
+        Duration::from_millis(200),
+        Duration::from_millis(2000),
+    )
 }
 
 #[test]
@@ -56,7 +74,7 @@ fn e2e_slices_share_by_weight_switch_policy_live_and_survive_a_crash() {
     const SLICES: &str = "[[slice]]\nname = \"a\"\nmemory = \"256M\"\n\
         [[slice]]\nname = \"b\"\nmemory = \"256M\"\nweight = 3\n";
     let test = "slices-shares";
-    let Some(server) = server(test, "weighted", SLICES) else {
+    let Some(server) = server(test, "fair", SLICES) else {
         return;
     };
     let run = |slice: &str, seconds: &str| {
@@ -65,10 +83,10 @@ fn e2e_slices_share_by_weight_switch_policy_live_and_survive_a_crash() {
         spawn(cmd)
     };
     let mut a = run("a", "60");
-    let b = run("b", "7");
+    let b = run("b", "10");
     server.wait_for("b", 20, |r| r["jobs"].as_u64() > Some(20));
     let (share_a, share_b) = steady_shares(&server);
-    println!("weighted 1:3: a {share_a:.3}, b {share_b:.3}");
+    println!("fair, weights 1:3: a {share_a:.3}, b {share_b:.3}");
     assert!(
         (share_b - 0.75).abs() <= 0.05,
         "b's share {share_b:.3}, wanted 0.75 +- 0.05"
@@ -79,7 +97,8 @@ fn e2e_slices_share_by_weight_switch_policy_live_and_survive_a_crash() {
     let switched = Instant::now();
     let table = server.control(&["policy", "equal-share"]).unwrap();
     assert!(table.starts_with("policy equal-share"), "{table}");
-    let (share_a, share_b) = steady_shares(&server);
+    // The second after the switch (its first 200 ms left to the jobs already granted).
+    let (share_a, share_b) = shares(&server, Duration::from_millis(200), Duration::from_secs(1));
     println!(
         "equal-share after {:?}: a {share_a:.3}, b {share_b:.3}",
         switched.elapsed()
@@ -90,10 +109,10 @@ fn e2e_slices_share_by_weight_switch_policy_live_and_survive_a_crash() {
     );
 
     // A weight change takes effect without restarting anyone.
-    server.control(&["policy", "weighted"]).unwrap();
+    server.control(&["policy", "fair"]).unwrap();
     server.control(&["set", "a", "weight=3"]).unwrap();
     let (_, share_b) = steady_shares(&server);
-    println!("weighted 3:3: b {share_b:.3}");
+    println!("fair, weights 3:3: b {share_b:.3}");
     assert!(
         (share_b - 0.5).abs() <= 0.05,
         "b's share at equal weights {share_b:.3}"

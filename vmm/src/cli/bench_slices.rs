@@ -234,7 +234,7 @@ fn run_scenario(
         max_instances: s.tenants.len() as u32,
         ..scheduler::Params::default()
     };
-    params.anticipation = MS;
+    params.anticipation = 2 * MS;
     let config = SlicesConfig {
         policy,
         params,

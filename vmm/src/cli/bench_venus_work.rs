@@ -138,13 +138,7 @@ fn roundtrip(gpu: &Gpu) -> R<f64> {
     }
     let rate = n as f64 / t.elapsed().as_secs_f64();
     // SAFETY: nothing in flight.
-    unsafe {
-        gpu.device.destroy_fence(fence, None);
-        gpu.device.destroy_command_pool(pool, None);
-        job.destroy(gpu);
-        gpu.device.destroy_buffer(buffer, None);
-        gpu.device.free_memory(memory, None);
-    }
+    unsafe { teardown(gpu, (pool, fence), job, (buffer, memory)) };
     Ok(rate)
 }
 
@@ -358,6 +352,26 @@ impl ComputeJob {
     }
 }
 
+/// Destroys what a compute workload made: its command pool and fence, its job, its buffer.
+///
+/// # Safety
+/// Nothing of it is in flight.
+unsafe fn teardown(
+    gpu: &Gpu,
+    (pool, fence): (vk::CommandPool, vk::Fence),
+    job: ComputeJob,
+    (buffer, memory): (vk::Buffer, vk::DeviceMemory),
+) {
+    // SAFETY: the caller's promise; each object is destroyed once.
+    unsafe {
+        gpu.device.destroy_fence(fence, None);
+        gpu.device.destroy_command_pool(pool, None);
+        job.destroy(gpu);
+        gpu.device.destroy_buffer(buffer, None);
+        gpu.device.free_memory(memory, None);
+    }
+}
+
 /// A compute-bound dispatch (64 Ki invocations x 4096 dependent FMAs): milliseconds, median of 5.
 fn compute(gpu: &Gpu) -> R<f64> {
     let n = 64 * 1024u64;
@@ -373,13 +387,7 @@ fn compute(gpu: &Gpu) -> R<f64> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     // SAFETY: nothing in flight.
-    unsafe {
-        gpu.device.destroy_fence(fence, None);
-        gpu.device.destroy_command_pool(pool, None);
-        job.destroy(gpu);
-        gpu.device.destroy_buffer(buffer, None);
-        gpu.device.free_memory(memory, None);
-    }
+    unsafe { teardown(gpu, (pool, fence), job, (buffer, memory)) };
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }
@@ -438,13 +446,7 @@ fn tenant(gpu: &Gpu) -> R<f64> {
     }
     let rate = jobs as f64 / start.elapsed().as_secs_f64();
     // SAFETY: nothing in flight.
-    unsafe {
-        gpu.device.destroy_fence(fence, None);
-        gpu.device.destroy_command_pool(pool, None);
-        job.destroy(gpu);
-        gpu.device.destroy_buffer(buffer, None);
-        gpu.device.free_memory(memory, None);
-    }
+    unsafe { teardown(gpu, (pool, fence), job, (buffer, memory)) };
     Ok(rate)
 }
 

@@ -3,7 +3,7 @@
 //! ```toml
 //! policy = "weighted"          # best-effort | equal-share | fixed-share | weighted | fair | deadline
 //! slice_ms = 2                 # the scheduler's time slice
-//! anticipation_us = 1000       # how long a tenant that just finished a job keeps its turn
+//! anticipation_us = 2000       # how long a tenant that just finished a job keeps its turn
 //! control = "/tmp/vgpu-slices.sock"
 //!
 //! [[slice]]
@@ -149,9 +149,10 @@ pub fn default_control() -> PathBuf {
         .join("vgpu-slices.sock")
 }
 
-/// A tenant's anticipation default: long enough for a client to see its fence and submit
-/// again through the vtest ring, short against a slice.
-const DEFAULT_ANTICIPATION_US: u64 = 1000;
+/// A tenant's anticipation default (at most the slice): room for a client to see its fence
+/// and submit again through the vtest ring, on a loaded host too. Tenants that think longer
+/// are not waited for (the scheduler keeps each one's mean think time).
+const DEFAULT_ANTICIPATION_US: u64 = 2000;
 
 impl SlicesConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -170,7 +171,10 @@ impl SlicesConfig {
         if let Some(ms) = file.slice_ms {
             params = params.with_slice(ms * MS);
         }
-        params.anticipation = file.anticipation_us.unwrap_or(DEFAULT_ANTICIPATION_US) * 1000;
+        params.anticipation = match file.anticipation_us {
+            Some(us) => us * 1000,
+            None => (DEFAULT_ANTICIPATION_US * 1000).min(params.slice),
+        };
         params
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
