@@ -129,6 +129,8 @@ pub struct Context {
     pub(crate) limits: SliceLimits,
     /// What each device memory holds of the quota, by the driver's memory id.
     pub(crate) memory_charges: Mutex<HashMap<u64, QuotaCharge>>,
+    /// The gate's GPU timers, by host queue (None: the queue has no timestamps).
+    pub(crate) gate_timers: Mutex<HashMap<u64, Option<Arc<crate::vk::queue_timer::QueueTimer>>>>,
     fatal: AtomicBool,
     me: std::sync::Weak<Context>,
 }
@@ -156,6 +158,7 @@ impl Context {
             timelines: Default::default(),
             limits,
             memory_charges: Mutex::new(HashMap::new()),
+            gate_timers: Mutex::new(HashMap::new()),
             fatal: AtomicBool::new(false),
             me: me.clone(),
         }))

@@ -318,3 +318,37 @@ fn hostile_3d_requests_are_rejected() {
     );
     assert_eq!(g.cmd_type(&submit(h, &[Command::Nop])), OK);
 }
+
+/// Sizes near u32::MAX in every dimension (the fuzzer's find: the quota's estimate overflowed)
+/// are over a slice's quota, not a panic; with one the device refuses them plainly.
+#[test]
+fn absurd_3d_and_2d_sizes_are_over_the_quota() {
+    let mut g = Guest::new();
+    setup_ctx(&mut g, 1);
+    let quota = gpu_interface::MemoryQuota::new(16 << 20);
+    g.dev.set_slice_limits(gpu_interface::SliceLimits {
+        quota: Some(quota.clone()),
+        gate: None,
+    });
+    let mut c = ResourceCreate3d::new_zeroed();
+    c.hdr = ctx_hdr(VIRTIO_GPU_CMD_RESOURCE_CREATE_3D, 1);
+    c.resource_id = 9.into();
+    c.target = 2.into();
+    c.format = 1.into();
+    for v in [
+        &mut c.width,
+        &mut c.height,
+        &mut c.depth,
+        &mut c.array_size,
+        &mut c.nr_samples,
+    ] {
+        *v = u32::MAX.into();
+    }
+    c.last_level = u32::MAX.into();
+    assert_eq!(g.cmd_type(c.as_bytes()), VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY);
+    let huge_2d = create_2d(10, VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, u32::MAX, u32::MAX);
+    assert_eq!(g.cmd_type(&huge_2d), VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY);
+    assert_eq!(quota.used(), 0);
+    assert_eq!(g.cmd_type(&create_3d(1, 11, 2, 64, 64)), OK);
+    assert_eq!(quota.used(), 64 * 64 * 4);
+}

@@ -4,7 +4,7 @@
 use ash::vk::{self, Handle as _};
 use tracing::warn;
 
-use super::{served_extension, OBJECT_TYPE_DEVICE, OBJECT_TYPE_QUEUE};
+use super::{served_extension, QueueInfo, OBJECT_TYPE_DEVICE, OBJECT_TYPE_QUEUE};
 use crate::{
     context::{Context, RenderError, StreamCx},
     protocol::generated::*,
@@ -126,7 +126,8 @@ pub fn destroy_device(
 // One destroy call per object type under the one argument the SAFETY comment states.
 #[allow(clippy::multiple_unsafe_ops_per_block)]
 pub(crate) fn destroy_device_and_children(ctx: &Context, raw: u64) {
-    for q in ctx.host.take_queues(raw) {
+    let queues = ctx.host.take_queues(raw);
+    for &q in &queues {
         ctx.objects.remove_handle(OBJECT_TYPE_QUEUE, q);
     }
     let Some(device) = ctx.host.remove_device(raw) else {
@@ -137,8 +138,15 @@ pub(crate) fn destroy_device_and_children(ctx: &Context, raw: u64) {
         // SAFETY: our device; its work must be done before anything it uses goes.
         let _ = unsafe { device.device_wait_idle() };
     }
-    // The timelines' fences of this device are signalled now; let them be destroyed first.
+    // The timelines' fences of this device are signalled now; let them be destroyed first,
+    // and the gate's timers with them.
     ctx.timelines.flush();
+    {
+        let mut timers = ctx.gate_timers.lock().unwrap();
+        for q in &queues {
+            timers.remove(q);
+        }
+    }
     let mut children = ctx.objects.take_owned(raw);
     if !children.is_empty() {
         tracing::debug!(
@@ -227,17 +235,16 @@ pub(crate) fn destroy_device_and_children(ctx: &Context, raw: u64) {
 
 fn register_queue(
     ctx: &Context,
-    device: u64,
     id: u64,
     queue: vk::Queue,
-    ring_idx: Option<u32>,
+    info: QueueInfo,
 ) -> Result<(), RenderError> {
     if queue == vk::Queue::null() {
         return Err(RenderError::Invalid("the host has no such queue".into()));
     }
     ctx.objects
         .insert_or_same(id, OBJECT_TYPE_QUEUE, queue.as_raw())?;
-    ctx.host.add_queue(device, queue.as_raw(), ring_idx);
+    ctx.host.add_queue(queue.as_raw(), info);
     Ok(())
 }
 
@@ -258,7 +265,12 @@ pub fn get_device_queue(
             &mut queue,
         )
     };
-    register_queue(ctx, a.device.raw, id, queue, None)
+    let info = QueueInfo {
+        device: a.device.raw,
+        ring_idx: None,
+        family: a.queueFamilyIndex,
+    };
+    register_queue(ctx, id, queue, info)
 }
 
 pub fn get_device_queue2(
@@ -292,7 +304,12 @@ pub fn get_device_queue2(
             &mut queue,
         )
     };
-    register_queue(ctx, a.device.raw, id, queue, ring_idx)
+    let queue_info = QueueInfo {
+        device: a.device.raw,
+        ring_idx,
+        family: info.queueFamilyIndex,
+    };
+    register_queue(ctx, id, queue, queue_info)
 }
 
 pub fn device_wait_idle(

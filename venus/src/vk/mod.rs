@@ -13,6 +13,7 @@ pub mod physical_device;
 pub mod pipeline;
 pub mod query;
 pub mod queue;
+pub mod queue_timer;
 pub mod render_pass;
 pub mod sync;
 
@@ -38,6 +39,7 @@ pub const OBJECT_TYPE_QUEUE: i32 = vk::ObjectType::QUEUE.as_raw();
 pub struct QueueInfo {
     pub device: u64,
     pub ring_idx: Option<u32>,
+    pub family: u32,
 }
 
 /// The host side of one context: the loader, the instances it created and which instance each
@@ -314,11 +316,8 @@ impl Host {
             .ok_or_else(|| RenderError::Invalid(format!("memory type {index} does not exist")))
     }
 
-    pub(crate) fn add_queue(&self, device: u64, queue: u64, ring_idx: Option<u32>) {
-        self.queues
-            .write()
-            .unwrap()
-            .insert(queue, QueueInfo { device, ring_idx });
+    pub(crate) fn add_queue(&self, queue: u64, info: QueueInfo) {
+        self.queues.write().unwrap().insert(queue, info);
     }
 
     pub fn queue(&self, raw: u64) -> Option<QueueInfo> {

@@ -1,12 +1,14 @@
 //! Queue submissions. Work a slice's tenant puts on a queue passes the slice's submit gate: the
-//! scheduler says when it may go, and its device time (from the grant until a fence submitted
-//! right behind it signals) is charged to the slice when that fence signals, on a thread of the
-//! context's, so the stream goes on while the GPU works.
+//! scheduler says when it may go, and its device time is charged to the slice when a fence
+//! submitted right behind it signals, on a thread of the context's, so the stream goes on while
+//! the GPU works. The device time is the GPU's own, from timestamps written around the work
+//! ([`QueueTimer`]), where the queue has them; else the time from the grant to the fence.
 
 use std::time::{Duration, Instant};
 
 use ash::vk::{self, Handle as _};
 
+use super::queue_timer::QueueTimer;
 use crate::{
     context::{Context, RenderError},
     protocol::wire::DecodeError,
@@ -34,17 +36,39 @@ pub(crate) fn submit_work(
     // SAFETY: a valid create info on a live device.
     let fence = unsafe { device.create_fence(&vk::FenceCreateInfo::default(), None) }
         .map_err(|e| RenderError::Invalid(format!("gate fence: {e}")))?;
+    let timer = ctx
+        .gate_timers
+        .lock()
+        .unwrap()
+        .entry(queue)
+        .or_insert_with(|| QueueTimer::new(ctx, &info))
+        .clone()
+        .filter(|t| t.usable());
     let ticket = gate.enter();
     let granted = Instant::now();
+    let host_queue = vk::Queue::from_raw(queue);
     // Ok(true): the work and the fence behind it went; Ok(false): the host refused the work
     // (the driver gets its error in the reply).
     let submitted = {
         let _queue = ctx.queue_lock.lock().unwrap();
+        let stamp = |cb: vk::CommandBuffer, fence: vk::Fence| {
+            let cbs = [cb];
+            let batch = [vk::SubmitInfo::default().command_buffers(&cbs)];
+            // SAFETY: a recorded simultaneous-use command buffer of this queue's family, on a
+            // live queue, under the queue lock.
+            unsafe { device.queue_submit(host_queue, &batch, fence) }
+        };
+        let timed = timer
+            .as_ref()
+            .filter(|t| stamp(t.begin, vk::Fence::null()).is_ok());
         match submit() {
             Ok(r) if r == vk::Result::SUCCESS.as_raw() => {
-                // SAFETY: an empty submission on a live queue of this device, under the queue
-                // lock: it signals once the work just submitted is done.
-                let behind = unsafe { device.queue_submit(vk::Queue::from_raw(queue), &[], fence) };
+                let behind = match timed {
+                    Some(t) => stamp(t.end, fence),
+                    // SAFETY: an empty submission on a live queue of this device, under the
+                    // queue lock: it signals once the work just submitted is done.
+                    None => unsafe { device.queue_submit(host_queue, &[], fence) },
+                };
                 behind
                     .map(|()| true)
                     .map_err(|e| RenderError::Invalid(format!("gate fence submit: {e}")))
@@ -53,7 +77,13 @@ pub(crate) fn submit_work(
             Err(e) => Err(e.into()),
         }
     };
-    let release = move || gate.leave(ticket, granted.elapsed().as_nanos() as u64);
+    let timed = timer.filter(|_| matches!(submitted, Ok(true)));
+    let release = move || {
+        let waited = granted.elapsed().as_nanos() as u64;
+        // The GPU's figure, never more than the wall time it can have taken.
+        let gpu = timed.and_then(|t| t.read_ns()).map(|ns| ns.min(waited));
+        gate.leave(ticket, gpu.unwrap_or(waited));
+    };
     if let Ok(true) = submitted {
         ctx.timelines
             .watch(device, fence, TURN_LIMIT, Box::new(release));
@@ -132,11 +162,19 @@ mod tests {
         ctx.execute(&mut cx, &s.0).expect("stream runs");
         assert_eq!(quota.used(), (512 << 10) + 4096);
         assert_eq!(*gate.enters.lock().unwrap(), 2);
-        // Each turn ends when its fence signals, on the context's gate timeline.
+        // Each turn ends when its fence signals, on the context's gate timeline, charged the
+        // GPU's timestamps (lavapipe has them): empty batches take next to no device time.
         ctx.timelines.flush();
         let leaves = gate.leaves.lock().unwrap().clone();
         assert_eq!(leaves.iter().map(|l| l.0).collect::<Vec<_>>(), [1, 2]);
-        assert!(leaves.iter().all(|l| l.1 > 0), "{leaves:?}");
+        assert!(leaves.iter().all(|l| l.1 < 50_000_000), "{leaves:?}");
+        let timers = ctx.gate_timers.lock().unwrap();
+        let timer = timers.values().next().expect("the queue got a timer");
+        assert!(
+            timer.as_ref().is_some_and(|t| t.usable()),
+            "timestamps in use"
+        );
+        drop(timers);
 
         // The context going (its tenant gone) returns everything.
         ctx.shutdown();

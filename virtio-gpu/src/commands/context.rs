@@ -163,14 +163,17 @@ pub fn create_3d(dev: &mut GpuDevice, hdr: &CtrlHeader, bytes: &[u8]) -> CmdResu
 /// (the formats the guest names are at most that, bar the rare wide ones), every level
 /// counted as the first (an upper bound on the mip chain's 4/3).
 fn resource_3d_bytes(d: &gpu_interface::Resource3dDesc) -> u64 {
-    let texels = u64::from(d.width)
-        * u64::from(d.height.max(1))
-        * u64::from(d.depth.max(1))
-        * u64::from(d.array_size.max(1))
-        * u64::from(d.nr_samples.max(1));
-    texels
-        .saturating_mul(4)
-        .saturating_mul(u64::from(d.last_level) + 1)
+    // Guest values: saturate, so that absurd sizes are simply over any quota.
+    [
+        d.height.max(1),
+        d.depth.max(1),
+        d.array_size.max(1),
+        d.nr_samples.max(1),
+        4,
+    ]
+    .into_iter()
+    .fold(u64::from(d.width), |n, f| n.saturating_mul(u64::from(f)))
+    .saturating_mul(u64::from(d.last_level) + 1)
 }
 
 pub fn transfer_3d<M: GuestMemory>(

@@ -23,7 +23,8 @@ pub fn create_2d(dev: &mut GpuDevice, bytes: &[u8]) -> CmdResult {
         return Err(CmdError::InvalidParameter("zero-sized resource"));
     }
     // The host's copy of the pixels.
-    let bytes = u64::from(width) * u64::from(height) * u64::from(format.bytes_per_pixel());
+    let bytes =
+        (u64::from(width) * u64::from(height)).saturating_mul(u64::from(format.bytes_per_pixel()));
     let charge = dev.charge(bytes)?;
     dev.backend.create_resource_2d(
         id,
