@@ -58,7 +58,7 @@ pub struct LiveScheduler {
 }
 
 /// One tenant as `vgpu slices list` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct TenantStats {
     pub name: String,
     pub weight: u32,
@@ -70,7 +70,6 @@ pub struct TenantStats {
     pub used_ns: Nanos,
     pub jobs: u64,
     pub queued: usize,
-    pub running: bool,
 }
 
 impl LiveScheduler {
@@ -140,12 +139,6 @@ impl LiveScheduler {
         self.lock().sched.now()
     }
 
-    pub fn tenant_id(&self, name: &str) -> Option<TenantId> {
-        let s = self.lock();
-        let id = s.sched.tenants().iter().find(|t| t.spec.name == name)?.id;
-        Some(id)
-    }
-
     /// Every tenant's figures, in the order they joined.
     pub fn stats(&self) -> Vec<TenantStats> {
         let mut s = self.lock();
@@ -191,7 +184,6 @@ impl LiveScheduler {
                     used_ns: t.used,
                     jobs: t.jobs_done,
                     queued: t.queued(),
-                    running: t.running,
                 }
             })
             .collect()

@@ -134,8 +134,7 @@ pub fn allocate_memory(
         ctx.memory_blobs.lock().unwrap().insert(id, mem);
     }
     if let Some(charge) = charge {
-        let charges = &mut ctx.memory_charges.lock().unwrap();
-        charges.insert(id, charge);
+        ctx.memory_charges.lock().unwrap().insert(id, charge);
     }
     Ok(())
 }

@@ -248,13 +248,13 @@ pub fn run(args: MdevArgs) -> Result<(), MdevCliError> {
         },
         MdevVerb::Stop { uuid } => {
             let uuid = parse_uuid(&uuid)?;
-            let software_slices = match &soft {
-                Some(s) => s.instances()?,
-                None => Vec::new(),
+            let owner = match &soft {
+                Some(s) if s.instances()?.iter().any(|i| i.uuid == uuid) => Some(s),
+                _ => None,
             };
-            match (&soft, software_slices.iter().any(|i| i.uuid == uuid)) {
-                (Some(s), true) => s.remove(&uuid)?,
-                _ => mdev.remove(&uuid)?,
+            match owner {
+                Some(s) => s.remove(&uuid)?,
+                None => mdev.remove(&uuid)?,
             }
         }
     }

@@ -120,14 +120,16 @@ fn plain_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// A tenant spec from a slice's or type's scheduling settings.
-fn spec(
+/// A slice's or type's profile: its tenant spec from the scheduling settings, and its memory.
+fn profile(
     name: &str,
+    memory: &str,
     weight: Option<u32>,
     share: Option<u32>,
     priority: Option<&str>,
     class: Option<&str>,
-) -> Result<TenantSpec, String> {
+) -> Result<(TenantSpec, u64), String> {
+    let memory = crate::cli::parse_size(memory)?;
     let mut spec = TenantSpec::new(name).weight(weight.unwrap_or(1));
     spec.share_pct = share;
     if let Some(p) = priority {
@@ -138,7 +140,7 @@ fn spec(
         Some("interactive") => spec = spec.interactive(),
         Some(other) => return Err(format!("class {other:?} is not batch or interactive")),
     }
-    Ok(spec)
+    Ok((spec, memory))
 }
 
 /// Where the control socket is when neither the file nor the command line says.
@@ -198,9 +200,9 @@ impl SlicesConfig {
             if slices.iter().any(|s| s.spec.name == e.name) {
                 return Err(bad("named twice".into()));
             }
-            let memory = crate::cli::parse_size(&e.memory).map_err(bad)?;
-            let spec = spec(
+            let (spec, memory) = profile(
                 &e.name,
+                &e.memory,
                 e.weight,
                 e.share,
                 e.priority.as_deref(),
@@ -209,13 +211,12 @@ impl SlicesConfig {
             .map_err(bad)?;
             let socket = e
                 .socket
-                .clone()
                 .unwrap_or_else(|| dir.join(format!("{}.sock", e.name)));
             slices.push(SliceConfig {
                 spec,
                 memory,
                 socket,
-                vhost_user: e.vhost_user.clone(),
+                vhost_user: e.vhost_user,
             });
         }
         let mut types: Vec<TypeConfig> = Vec::new();
@@ -227,9 +228,9 @@ impl SlicesConfig {
             if !plain_name(&t.name) || types.iter().any(|o| o.name == t.name) {
                 return Err(bad("a type needs a plain name of its own".into()));
             }
-            let memory = crate::cli::parse_size(&t.memory).map_err(bad)?;
-            let spec = spec(
+            let (spec, memory) = profile(
                 &t.name,
+                &t.memory,
                 t.weight,
                 t.share,
                 t.priority.as_deref(),

@@ -40,11 +40,6 @@ struct Slice {
 }
 
 impl Slice {
-    /// What the slice's devices serve under.
-    fn limits(&self, server: &SliceServer) -> SliceLimits {
-        server.limits(self.tenant, &self.quota)
-    }
-
     /// Stops accepting on its socket (clients connected go on until they leave).
     fn close(&self) {
         self.clients.stop.store(true, Ordering::Release);
@@ -98,7 +93,11 @@ impl SliceServer {
             let uuid = uuid_for(&s.spec.name);
             let slice = server.open(s.spec.clone(), uuid, None, s.memory, &s.socket)?;
             if let Some(path) = &s.vhost_user {
-                serve_gpu(&s.spec.name, path, slice.limits(&server))?;
+                serve_gpu(
+                    &s.spec.name,
+                    path,
+                    server.limits(slice.tenant, &slice.quota),
+                )?;
             }
             server.lock().push(slice);
         }
@@ -109,6 +108,7 @@ impl SliceServer {
         self.slices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What a slice's devices serve under.
     fn limits(&self, tenant: TenantId, quota: &Arc<MemoryQuota>) -> SliceLimits {
         SliceLimits {
             quota: Some(quota.clone()),
