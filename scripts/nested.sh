@@ -3,7 +3,7 @@
 # gives /dev/kvm; there `vgpu run` boots a Debian kernel + initramfs (L2) with our virtio-gpu, the
 # inner virtio_gpu driver binds and draws colour bars, and the screenshot comes back to the host.
 #
-#   scripts/nested.sh [--suite display|venus|vhost-user] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
+#   scripts/nested.sh [--suite display|venus|vhost-user|vfio] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
 #                     [--timeout SECONDS] [--checks a+b+c]
 #
 # --suite venus (default: display): L2 runs on `--gpu virtio,backend=vulkan` (lavapipe in L1) with
@@ -18,6 +18,12 @@
 # with --qemu N, N rounds of the storage
 # benchmark on our VMM and on QEMU -enable-kvm with the same backends. Results go to
 # target/nested-vhost-user/; --test then runs the nested_vhost_user test.
+#
+# --suite vfio: L1 is a q35 with an emulated IOMMU (intel-iommu) and a bochs-display and a
+# virtio-gpu-pci on root ports of their own; `vgpu vfio bind` puts both on vfio-pci and `vgpu run
+# --gpu vfio,host=...` passes both to L2 (guests/nested/l1-vfio, l2-vfio), twice. The host takes
+# a QMP screendump of each device whenever L2 says so (scripts/qmp-shots.py): DIR/<round>-<when>-
+# bochs.png and -virtio.png. Results go to target/nested-vfio/; --test then runs nested_vfio.
 #
 # Writes DIR/l1.log (the whole L1 console), DIR/l2.png (the inner scanout) and DIR/times.txt, and
 # prints the timings. --qemu N (default 2) then boots the same L2 N more times each with QEMU
@@ -72,7 +78,11 @@ case "$suite" in
                        guests/nested/l2-draw scripts/nested.sh)
               l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-vhost-user
               out=${out:-$root/target/nested-vhost-user} ;;
-  *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user)" >&2; exit 2 ;;
+  vfio) covered=(vmm vgpu-mdev guests/lib guests/programs guests/nested/build.sh guests/nested/l1-run
+                 guests/nested/l1-vfio guests/nested/l2-vfio scripts/nested.sh scripts/qmp-shots.py)
+        l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-vfio
+        out=${out:-$root/target/nested-vfio} ;;
+  *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user, vfio)" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 cd "$root"
@@ -88,6 +98,7 @@ if [ ! -x "${VGPU_BIN:-target/debug/vgpu}" ]; then cargo build -q -p vmm --bin v
 build_args=()
 [ $qemu_too = 1 ] && build_args+=(--qemu)
 [ "$suite" = vhost-user ] && build_args+=(--vhost-user)
+[ "$suite" = vfio ] && build_args+=(--vfio)
 if [ "$suite" = venus ]; then
   build_args+=(--venus)
   [ -n "${VK_CONFORMANCE_BIN:-}" ] || cargo build -q --release -p vgpu-tests --bin vk-conformance
@@ -103,12 +114,33 @@ if [ "$suite" = vhost-user ]; then
   append="$append vgpu_suite=vhost-user"
   [ $qemu_too = 1 ] && append="$append vgpu_vu_rounds=$rounds"
 fi
-rm -f "$out/l2.png" "$out/l1.log"
+l1_devices=()
+if [ "$suite" = vfio ]; then
+  append="$append vgpu_suite=vfio intel_iommu=on"
+  rm -f "$out"/*-bochs.png "$out"/*-virtio.png
+  l1_devices=(-device intel-iommu,intremap=on
+              -device pcie-root-port,id=rp1,chassis=1 -device bochs-display,bus=rp1,id=bochs
+              -device pcie-root-port,id=rp2,chassis=2 -device virtio-gpu-pci,bus=rp2,id=vgpu0
+              -qmp "unix:$out/qmp.sock,server=on,wait=off")
+fi
+rm -f "$out/l2.png" "$out/l1.log" "$out/qmp.sock"
+: > "$out/l1.log"
 set +e
+shots_pid=
+if [ "$suite" = vfio ]; then
+  python3 scripts/qmp-shots.py "$out/qmp.sock" "$out/l1.log" "$out" bochs=bochs vgpu0=virtio \
+    > "$out/shots.log" 2>&1 &
+  shots_pid=$!
+fi
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -M q35 -cpu $l1_cpu -smp 1 -m $l1_mem \
   -nographic -no-reboot -kernel guests/out/vmlinuz -initrd guests/out/nested-l1.cpio.gz \
-  -append "$append" > "$out/l1.log" 2>&1 < /dev/null
+  "${l1_devices[@]}" -append "$append" > "$out/l1.log" 2>&1 < /dev/null
 rc=$?
+if [ -n "$shots_pid" ]; then
+  rm -f "$out/qmp.sock"
+  wait "$shots_pid"
+  cat "$out/shots.log"
+fi
 set -e
 t2=$(date +%s.%N)
 tr -d '\r' < "$out/l1.log" | sed -n '/^VGPU-PNG-BEGIN/,/^VGPU-PNG-END/p' | sed '1d;$d' | base64 -d > "$out/l2.png" 2>/dev/null || true
@@ -169,6 +201,12 @@ if [ "$suite" = vhost-user ]; then
     echo "nested: the vhost-user suite did not finish; see $out/l1.log" >&2
     exit 1
   fi
+elif [ "$suite" = vfio ]; then
+  grep -a "VGPU-VFIO" "$out/l1.log" | tr -d '\r' | grep -v "VGPU-VFIO-L1 list" | head -60 || true
+  if ! grep -aq "VGPU-RESULT vfio-suite DONE" "$out/l1.log"; then
+    echo "nested: the vfio suite did not finish; see $out/l1.log" >&2
+    exit 1
+  fi
 elif [ -f "$out/l2.png" ]; then
   echo "nested: screenshot $out/l2.png"
 else
@@ -179,6 +217,7 @@ if [ $run_test = 1 ]; then
   test_name=nested_kvm
   [ "$suite" = venus ] && test_name=nested_venus
   [ "$suite" = vhost-user ] && test_name=nested_vhost_user
+  [ "$suite" = vfio ] && test_name=nested_vfio
   VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test $test_name
 fi
 # Recorded only after the test passed (with --test, a failing test exits above).

@@ -11,13 +11,16 @@
 #                                 vulkaninfo, vk-conformance, vgpu-venus-evil and l2-venus;
 #                                 and L1 gets lavapipe (the host's Mesa) for `backend=vulkan`
 #                                 and vk-conformance (the native baseline).
+#   with --vfio also:
+#   guests/out/nested-l2-vfio.cpio.gz   inner guest for the vfio suite: bochs (bochs-drm) and
+#                                 virtio_gpu, l2-vfio; and L1 gets vfio-pci and l1-vfio.
 #   with --vhost-user also:
 #   guests/out/nested-l2-vu.cpio.gz     inner guest for the vhost-user suite: virtio_blk and virtiofs
 #                                 (its root comes over virtio-fs; l2-vhost-user is its /sbin/init,
 #                                 copied into that root by L1); and L1 gets qemu-storage-daemon,
 #                                 virtiofsd (scripts/setup.sh builds it), QEMU's vhost-user-gpu
 #                                 and l1-vhost-user; L2 also gets l2-draw for the display runs.
-# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user]
+# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user] [--vfio]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,12 +29,14 @@ vgpu=${VGPU_BIN:-$root/target/debug/vgpu}
 with_qemu=0
 with_venus=0
 with_vu=0
+with_vfio=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vgpu) vgpu=$2; shift 2 ;;
     --qemu) with_qemu=1; shift ;;
     --venus) with_venus=1; shift ;;
     --vhost-user) with_vu=1; shift ;;
+    --vfio) with_vfio=1; shift ;;
     *) echo "nested/build.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -100,6 +105,13 @@ if [ $with_vu = 1 ]; then
           --file "$here/l1-vhost-user:/bin/l1-vhost-user" --file "$here/l2-vhost-user:/bin/l2-vhost-user"
           --file "$out/nested-l2-vu.cpio.gz:/l2/nested-l2-vu.cpio.gz")
 fi
+l1_modules=(--module kvm_amd)
+if [ $with_vfio = 1 ]; then
+  "$root/guests/build-image.sh" --quiet --name nested-l2-vfio --module bochs \
+    --file "$here/l2-vfio:/bin/l2-vfio"
+  files+=(--file "$here/l1-vfio:/bin/l1-vfio" --file "$out/nested-l2-vfio.cpio.gz:/l2/nested-l2-vfio.cpio.gz")
+  l1_modules+=(--module vfio_pci --module vfio_iommu_type1)
+fi
 if [ $with_qemu = 1 ]; then
   qemu=$(command -v qemu-system-x86_64)
   bins+=("$qemu")
@@ -113,5 +125,5 @@ if [ $with_qemu = 1 ]; then
 fi
 mapfile -t l1_libs < <(lib_files "${bins[@]}")
 files+=("${l1_libs[@]}")
-"$root/guests/build-image.sh" --quiet --name nested-l1 --module kvm_amd "${files[@]}"
+"$root/guests/build-image.sh" --quiet --name nested-l1 "${l1_modules[@]}" "${files[@]}"
 ls -la "$out"/nested-l*.cpio.gz

@@ -1,7 +1,11 @@
 /* KMS with dumb buffers: modeset the first connected connector, draw the known colour-bar pattern,
  * present it with DIRTYFB, optionally repeat full-screen updates (the benchmark workload).
  *
- *   vgpu-kms [--mode WxH] [--frames N [--full]] [--hold]
+ *   vgpu-kms [--card PATH] [--mode WxH] [--invert] [--frames N [--full]] [--hold]
+ *
+ * --card PATH: the DRM device (default /dev/dri/card0), for guests with several displays.
+ * --invert:   the colour bars with every colour inverted, so two displays show different
+ *             pictures.
  *
  * --frames N: N full-screen updates (a small counter block in the top-left corner changes, the
  *             whole screen is marked dirty each time); prints the rate.
@@ -104,9 +108,14 @@ static int dirty_all(int fd, struct output *out) {
 
 int main(int argc, char **argv) {
     unsigned want_w = 0, want_h = 0, frames = 0;
-    int hold = 0, full = 0;
+    int hold = 0, full = 0, invert = 0;
+    const char *card = "/dev/dri/card0";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+        if (!strcmp(argv[i], "--card") && i + 1 < argc)
+            card = argv[++i];
+        else if (!strcmp(argv[i], "--invert"))
+            invert = 1;
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
             sscanf(argv[++i], "%ux%u", &want_w, &want_h);
         else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
             frames = strtoul(argv[++i], NULL, 0);
@@ -115,7 +124,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--full"))
             full = 1;
     }
-    int fd = open_card();
+    int fd = open_card_at(card);
     struct output out = {0};
     int err = pick_output(fd, &out, want_w, want_h);
     if (err) {
@@ -127,6 +136,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     draw_bars(out.map, out.mode.hdisplay, out.mode.vdisplay, out.pitch);
+    if (invert)
+        for (uint32_t y = 0; y < out.mode.vdisplay; y++)
+            for (uint32_t x = 0; x < out.mode.hdisplay; x++)
+                out.map[y * (out.pitch / 4) + x] ^= 0x00ffffff;
     struct drm_mode_crtc crtc = {.crtc_id = out.crtc_id, .fb_id = out.fb_id, .mode_valid = 1,
                                  .mode = out.mode, .count_connectors = 1,
                                  .set_connectors_ptr = (uintptr_t)&out.conn_id};
@@ -139,7 +152,8 @@ int main(int argc, char **argv) {
     if ((err = dirty_all(fd, &out)))
         report("kms-dirtyfb", "FAIL", "DIRTYFB: %s", strerror(-err));
     else
-        report("kms-dirtyfb", "PASS", "bars %ux%u", out.mode.hdisplay, out.mode.vdisplay);
+        report("kms-dirtyfb", "PASS", "%s %ux%u on %s", invert ? "inverted-bars" : "bars",
+               out.mode.hdisplay, out.mode.vdisplay, card);
 
     if (frames) {
         double t0 = now_ms();

@@ -37,13 +37,17 @@ __attribute__((format(printf, 3, 4))) static void report(const char *name, const
     fflush(stdout);
 }
 
-static int open_card(void) {
-    int fd = open("/dev/dri/card0", O_RDWR | O_CLOEXEC);
+static int open_card_at(const char *path) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
-        report("open-card", "FAIL", "open /dev/dri/card0: %s", strerror(errno));
+        report("open-card", "FAIL", "open %s: %s", path, strerror(errno));
         exit(1);
     }
     return fd;
+}
+
+__attribute__((unused)) static int open_card(void) {
+    return open_card_at("/dev/dri/card0");
 }
 
 /* ioctl that restarts on EINTR/EAGAIN, like libdrm's drmIoctl. */

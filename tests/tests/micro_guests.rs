@@ -109,7 +109,17 @@ fn bad_options_and_files_fail_with_a_message() {
         (
             &["run", "--kernel", "k", "--gpu", "vfio"],
             2,
-            "unknown GPU kind \"vfio\"",
+            "vfio needs host=BDF or sysfsdev=PATH",
+        ),
+        (
+            &["run", "--kernel", "k", "--gpu", "vfio,host=01:00.0"],
+            2,
+            "a PCI address is DDDD:BB:SS.F",
+        ),
+        (
+            &["run", "--kernel", "k", "--gpu", "opengl"],
+            2,
+            "unknown GPU kind \"opengl\"",
         ),
         (
             &["run", "--kernel", "k", "--gpu", "virtio,backend=opengl"],

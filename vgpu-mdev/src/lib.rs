@@ -8,7 +8,7 @@
 //!
 //! Layout: [`sysfs`] (reading and writing attributes), [`mdev`] (parents, types, instances),
 //! [`mdevctl`] (definitions), [`report`] (mdevctl's listings, text and JSON), [`sriov`] (PFs
-//! and VFs) and [`software`] (the slice server's software slices as a parent of their own).
+//! and VFs), [`vfio_host`] (IOMMU groups and vfio-pci binding) and [`software`] (the slice server's software slices as a parent of their own).
 
 pub mod mdev;
 pub mod mdevctl;
@@ -16,6 +16,7 @@ pub mod report;
 pub mod software;
 pub mod sriov;
 pub mod sysfs;
+pub mod vfio_host;
 
 /// Fake sysfs trees, for the tests here and the end-to-end tests of `vgpu mdev`.
 pub mod fake;

@@ -194,17 +194,9 @@ impl Sriov {
     /// Binds every VF of `bdf` to vfio-pci (driver_override, unbind, drivers_probe).
     pub fn bind_vfs_to_vfio(&self, bdf: &str) -> Result<(), SriovError> {
         let pf = self.physical_function(bdf)?;
+        let host = crate::vfio_host::VfioHost::new(self.sys.clone());
         for vf in &pf.vfs {
-            if vf.driver.as_deref() == Some("vfio-pci") {
-                continue;
-            }
-            let dir = self.dev(&vf.bdf);
-            self.sys.write(&dir.join("driver_override"), "vfio-pci")?;
-            if vf.driver.is_some() {
-                self.sys.write(&dir.join("driver/unbind"), &vf.bdf)?;
-            }
-            self.sys
-                .write(&self.sys.path("/sys/bus/pci/drivers_probe"), &vf.bdf)?;
+            host.bind_one(&vf.bdf, vf.driver.as_deref())?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod raw;
 pub mod serial;
 pub mod slices;
 pub mod vcpu;
+pub mod vfio;
 pub mod vhost_user;
 pub mod vhost_user_frontend;
 pub mod virtio_pci;

@@ -14,13 +14,17 @@ pub type GuestRam = GuestMemoryMmap;
 /// Start of the 32-bit MMIO hole (PCI BARs, ECAM, IOAPIC, LAPIC); RAM resumes at 4 GiB.
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 pub const MMIO_HOLE_END: u64 = 0x1_0000_0000;
+/// The most RAM a guest gets: what ends below the 64-bit BAR window.
+pub const MAX_MEMORY: u64 = crate::pci::MMIO64_START - (MMIO_HOLE_END - MMIO_HOLE_START);
 /// The smallest guest that makes sense (real-mode micro-guests need very little).
 pub const MIN_MEMORY: u64 = 1 << 20;
 
 /// Why guest memory could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
-    #[error("guest memory size {0:#x} must be a multiple of 4 KiB and at least 1 MiB")]
+    #[error(
+        "guest memory size {0:#x} must be a multiple of 4 KiB, at least 1 MiB and at most 511 GiB"
+    )]
     BadSize(u64),
     #[error("memfd_create failed")]
     Memfd(#[source] std::io::Error),
@@ -51,7 +55,7 @@ pub struct Memory {
 impl Memory {
     /// Allocates `size` bytes of memfd-backed guest RAM (not yet registered with any VM).
     pub fn new(size: u64) -> Result<Memory, MemoryError> {
-        if size < MIN_MEMORY || size & 0xfff != 0 {
+        if !(MIN_MEMORY..=MAX_MEMORY).contains(&size) || size & 0xfff != 0 {
             return Err(MemoryError::BadSize(size));
         }
         // SAFETY: the name is a valid NUL-terminated string and the flags are valid; the call

@@ -2,7 +2,7 @@
 //! PCI root, legacy devices, vCPUs, and the hooks device code plugs into.
 //!
 //! Device owners (PCI, virtio-pci) plug in through [`Vm::pci_root`], [`Vm::add_pci_device`],
-//! [`Vm::allocate_gsi`], [`Vm::allocate_memory_slot`], [`Vm::add_gpu`] and
+//! [`Vm::allocate_gsi`], [`Vm::allocate_memory_slot`], [`Vm::add_gpu`], [`Vm::add_vfio`] and
 //! [`Vm::add_vhost_user`]; a display device
 //! registers itself with [`Vm::set_display`] so `vgpu run --screenshot` can reach it.
 
@@ -39,6 +39,8 @@ pub enum VmError {
     Gpu(String),
     #[error(transparent)]
     VhostUser(#[from] crate::vhost_user_frontend::attach::AttachError),
+    #[error(transparent)]
+    Vfio(#[from] crate::vfio::VfioError),
 }
 
 /// `--gpu virtio[,backend=B][,width=W][,height=H][,scanouts=N][,edid=on|off]` or
@@ -74,6 +76,9 @@ pub struct Vm {
     display: Option<Arc<Mutex<dyn Display>>>,
     /// Devices served by vhost-user backends, kept running as long as the VM.
     vhost_user: Vec<VhostUserAttachment>,
+    /// The IOMMU address space of passed-through functions (all guest RAM mapped), once one is.
+    vfio_dma: Option<crate::vfio::attach::DmaSpace>,
+    vfio_functions: usize,
     next_gsi: u32,
     next_slot: u32,
 }
@@ -95,9 +100,12 @@ impl Vm {
             exit: ExitSignal::new(),
             irqchip,
             pci: None,
-            mmio_allocator: MmioAllocator::new(pci::MMIO32_START, pci::MMIO32_SIZE),
+            mmio_allocator: MmioAllocator::new(pci::MMIO32_START, pci::MMIO32_SIZE)
+                .with_high_window(pci::MMIO64_START, pci::MMIO64_SIZE),
             display: None,
             vhost_user: Vec::new(),
+            vfio_dma: None,
+            vfio_functions: 0,
             next_gsi: FIRST_MSI_GSI,
             next_slot,
         })
@@ -170,6 +178,15 @@ impl Vm {
         let device = crate::vhost_user_frontend::attach::attach(self, spec, index)?;
         self.vhost_user.push(device);
         Ok(())
+    }
+
+    /// Passes the host function `spec` names through to the guest (`--gpu vfio,...`).
+    pub fn add_vfio(&mut self, spec: &crate::vfio::VfioSpec) -> Result<u8, VmError> {
+        let mut dma = self.vfio_dma.take();
+        let result = crate::vfio::attach::attach(self, spec, &mut dma, self.vfio_functions);
+        self.vfio_dma = dma;
+        self.vfio_functions += 1;
+        Ok(result?)
     }
 
     /// Registers the display `vgpu run --screenshot` captures.

@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
     root.add_device(transport.clone(), &mut alloc).unwrap();
     let root = Arc::new(Mutex::new(root));
     let mut cf8 = PciConfigIo::new(root.clone());
-    let mut ecam = PciConfigMmio::new(root);
+    // The config accessors hold the root weakly; `root` keeps it alive.
+    let mut ecam = PciConfigMmio::new(root.clone());
 
     for r in data.chunks_exact(8) {
         let a = u16::from_le_bytes([r[1], r[2]]) as u64;

@@ -19,6 +19,7 @@ mod run;
 pub use run::parse_size;
 mod slices;
 mod sriov;
+mod vfio;
 mod vhost_user_gpu;
 mod vtest;
 
@@ -50,6 +51,8 @@ pub enum Command {
     VhostUserGpu(vhost_user_gpu::VhostUserGpuArgs),
     /// SR-IOV virtual functions: list, enable N on vfio-pci, disable.
     Sriov(sriov::SriovArgs),
+    /// Host functions for passthrough: IOMMU groups, drivers, binding to vfio-pci.
+    Vfio(vfio::VfioArgs),
     /// Run a VM: boot Linux (--kernel) or a flat real-mode binary (--raw).
     Run(run::RunArgs),
     Slices(slices::SlicesArgs),
@@ -78,6 +81,8 @@ pub enum CliError {
     Slices(#[from] slices::SlicesCliError),
     #[error(transparent)]
     Sriov(#[from] sriov::SriovCliError),
+    #[error(transparent)]
+    Vfio(#[from] vfio::VfioCliError),
     #[error(transparent)]
     Vtest(#[from] vtest::VtestCliError),
 }
@@ -111,6 +116,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Run(args) => Ok(run::run(args)?),
         Command::Slices(args) => Ok(slices::run(args)?),
         Command::Sriov(args) => Ok(sriov::run(args)?),
+        Command::Vfio(args) => Ok(vfio::run(args)?),
         Command::Vtest(args) => Ok(vtest::run(args)?),
     }
 }

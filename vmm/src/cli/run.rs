@@ -47,9 +47,11 @@ pub struct RunArgs {
     pub cpus: u8,
     /// virtio-gpu: `virtio[,backend=software|vulkan|rutabaga][,width=W][,height=H][,scanouts=N][,edid=on|off]`,
     /// or `vhost-user,socket=S[,width=W][,height=H][,scanouts=N]` for one a vhost-user GPU
-    /// backend serves (`vgpu vhost-user-gpu`, QEMU's vhost-user-gpu).
-    #[arg(long, value_name = "SPEC", value_parser = parse_gpu)]
-    pub gpu: Option<GpuSpec>,
+    /// backend serves (`vgpu vhost-user-gpu`, QEMU's vhost-user-gpu); at most one of these.
+    /// A host GPU passed through: `vfio,host=DDDD:BB:SS.F[,rom=FILE|rombar=off]` (bound to
+    /// vfio-pci: `vgpu vfio bind`) or `vfio,sysfsdev=/sys/bus/mdev/devices/UUID`. Repeatable.
+    #[arg(long, value_name = "SPEC", value_parser = parse_gpu_arg)]
+    pub gpu: Vec<GpuArg>,
     /// A vhost-user-blk disk: `socket=S` (a backend listening there) or `path=FILE` (the VMM
     /// runs qemu-storage-daemon on it), with `[,format=raw|qcow2][,readonly=on]` for path=
     /// and `[,queues=N][,queue-size=Q]` for either. Repeatable.
@@ -120,7 +122,41 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is zero or too large"))
 }
 
-/// Parses the `--gpu` value.
+/// One `--gpu`: a virtio-gpu (served here or over vhost-user) or a passed-through function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuArg {
+    Virtio(GpuSpec),
+    Vfio(crate::vfio::VfioSpec),
+}
+
+/// Parses one `--gpu` value.
+pub fn parse_gpu_arg(s: &str) -> Result<GpuArg, String> {
+    match s.strip_prefix("vfio") {
+        Some(rest) if rest.is_empty() || rest.starts_with(',') => {
+            Ok(GpuArg::Vfio(crate::vfio::parse_vfio_spec(rest)?))
+        }
+        _ => Ok(GpuArg::Virtio(parse_gpu(s)?)),
+    }
+}
+
+impl RunArgs {
+    /// The virtio-gpu, if one was asked for.
+    pub fn virtio_gpu(&self) -> Option<&GpuSpec> {
+        self.gpu.iter().find_map(|g| match g {
+            GpuArg::Virtio(spec) => Some(spec),
+            GpuArg::Vfio(_) => None,
+        })
+    }
+
+    fn vfio(&self) -> impl Iterator<Item = &crate::vfio::VfioSpec> {
+        self.gpu.iter().filter_map(|g| match g {
+            GpuArg::Vfio(spec) => Some(spec),
+            GpuArg::Virtio(_) => None,
+        })
+    }
+}
+
+/// Parses the `--gpu` value of a virtio-gpu.
 pub fn parse_gpu(s: &str) -> Result<GpuSpec, String> {
     let mut parts = s.split(',');
     let vhost_user = match parts.next() {
@@ -128,7 +164,7 @@ pub fn parse_gpu(s: &str) -> Result<GpuSpec, String> {
         Some("vhost-user") => true,
         other => {
             return Err(format!(
-                "unknown GPU kind {:?}: `virtio` or `vhost-user`",
+                "unknown GPU kind {:?}: `virtio`, `vhost-user` or `vfio`",
                 other.unwrap_or("")
             ))
         }
@@ -211,7 +247,7 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
 fn run_raw(hv: &dyn Hypervisor, image: &[u8], args: &RunArgs) -> Result<VmExit, RunError> {
     let memory = args.mem.unwrap_or(raw::DEFAULT_MEMORY);
     let (mut vm, output) = raw::build_raw_vm(hv, image, memory, Box::new(std::io::stdout()))?;
-    if let Some(gpu) = &args.gpu {
+    if let Some(gpu) = args.virtio_gpu() {
         vm.add_gpu(gpu)?;
     }
     let reason = raw::run_raw_vm(&vm, &output)?;
@@ -245,8 +281,11 @@ fn run_linux(
         .insert(Arc::new(Mutex::new(Cmos::new())), CMOS_PORT, CMOS_LEN)
         .map_err(VmError::from)?;
     vm.pci_root()?;
-    if let Some(gpu) = &args.gpu {
+    if let Some(gpu) = args.virtio_gpu() {
         vm.add_gpu(gpu)?;
+    }
+    for spec in args.vfio() {
+        vm.add_vfio(spec)?;
     }
     for spec in args.disk.iter().chain(&args.fs) {
         vm.add_vhost_user(spec)?;

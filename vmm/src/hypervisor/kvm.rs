@@ -198,6 +198,25 @@ impl Vm for KvmVm {
             .map_err(|e| HypervisorError::ioctl("KVM_IRQFD", e))
     }
 
+    fn register_resample_irqfd(&self, fd: &EventFd, resample: &EventFd, gsi: u32) -> Result<()> {
+        self.fd
+            .register_irqfd_with_resample(fd, resample, gsi)
+            .map_err(|e| HypervisorError::ioctl("KVM_IRQFD (resample)", e))
+    }
+
+    fn create_vfio_device(&self) -> Result<vfio_ioctls::VfioDeviceFd> {
+        let mut device = kvm_bindings::kvm_create_device {
+            type_: kvm_bindings::kvm_device_type_KVM_DEV_TYPE_VFIO,
+            fd: 0,
+            flags: 0,
+        };
+        let fd = self
+            .fd
+            .create_device(&mut device)
+            .map_err(|e| HypervisorError::ioctl("KVM_CREATE_DEVICE (VFIO)", e))?;
+        Ok(vfio_ioctls::VfioDeviceFd::new_from_kvm(fd))
+    }
+
     fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {
         self.fd
             .unregister_irqfd(fd, gsi)

@@ -32,6 +32,8 @@ pub struct MockVmState {
     pub irqchip: bool,
     /// (gsi, a clone of the registered eventfd).
     pub irqfds: Vec<(u32, EventFd)>,
+    /// (gsi, the resample eventfd) of level-triggered irqfds.
+    pub resample_irqfds: Vec<(u32, EventFd)>,
     /// (address, datamatch, a clone of the registered eventfd).
     pub ioeventfds: Vec<(IoEventAddress, Option<u64>, EventFd)>,
     /// gsi -> (MSI address, data).
@@ -136,6 +138,20 @@ impl Vm for MockVm {
         let fd = clone_fd(fd)?;
         self.state().irqfds.push((gsi, fd));
         Ok(())
+    }
+
+    fn register_resample_irqfd(&self, fd: &EventFd, resample: &EventFd, gsi: u32) -> Result<()> {
+        let (fd, resample) = (clone_fd(fd)?, clone_fd(resample)?);
+        let mut s = self.state();
+        s.resample_irqfds.push((gsi, resample));
+        s.irqfds.push((gsi, fd));
+        Ok(())
+    }
+
+    fn create_vfio_device(&self) -> Result<vfio_ioctls::VfioDeviceFd> {
+        Err(HypervisorError::Unsupported(
+            "a VFIO device (mock hypervisor)",
+        ))
     }
 
     fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {

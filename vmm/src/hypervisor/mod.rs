@@ -77,6 +77,11 @@ pub trait Vm: Send + Sync {
     /// Signalling `fd` raises `gsi` (edge): legacy IRQs 0..24 or an MSI route.
     fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
     fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
+    /// A level-triggered line: signalling `fd` asserts `gsi` until the guest's EOI, which
+    /// de-asserts it and signals `resample` (a passed-through function's INTx, unmasked then).
+    fn register_resample_irqfd(&self, fd: &EventFd, resample: &EventFd, gsi: u32) -> Result<()>;
+    /// KVM's VFIO pseudo-device, to which passed-through groups are added.
+    fn create_vfio_device(&self) -> Result<vfio_ioctls::VfioDeviceFd>;
     /// A guest write to `addr` signals `fd` without a vCPU exit. Without `datamatch` every write
     /// to `addr` matches. With it, only writes of that value match, and KVM also compares the
     /// write's width: 2-byte writes if the value fits in u16 (virtio queue indices), else 4-byte

@@ -9,6 +9,13 @@ pub const CONFIG_SPACE_SIZE: usize = 256;
 const NUM_REGS: usize = CONFIG_SPACE_SIZE / 4;
 
 pub const NUM_BARS: usize = 6;
+/// The expansion ROM's index where BARs and the ROM are handled alike (mapping, moves).
+pub const ROM_BAR: usize = 6;
+/// BARs plus the ROM.
+pub const NUM_REGIONS: usize = NUM_BARS + 1;
+const ROM_REG: usize = 12;
+const ROM_ENABLE: u32 = 1;
+const ROM_ADDRESS_MASK: u32 = !0x7ff;
 const BAR0_REG: usize = 4;
 const COMMAND_REG: usize = 1;
 const CAP_PTR_REG: usize = 13;
@@ -55,6 +62,7 @@ pub struct PciConfig {
     regs: [u32; NUM_REGS],
     writable: [u32; NUM_REGS],
     bars: [Option<BarSpec>; NUM_BARS],
+    rom_size: Option<u64>,
     last_cap: Option<usize>,
     next_cap: usize,
 }
@@ -79,6 +87,7 @@ impl PciConfig {
             regs,
             writable,
             bars: [None; NUM_BARS],
+            rom_size: None,
             last_cap: None,
             next_cap: FIRST_CAP_OFFSET,
         }
@@ -117,19 +126,56 @@ impl PciConfig {
         index > 0 && matches!(self.bars[index - 1], Some(b) if b.is_64bit)
     }
 
-    /// The BAR declared at `index`, if any.
+    /// Takes the parts of a real function's header (`raw`, its first 64 bytes or more) that an
+    /// emulated header would otherwise make up: cache line size and latency timer, the
+    /// capability pointer, the interrupt pin, min-grant and max-latency.
+    pub fn mirror_header(&mut self, raw: &[u8]) {
+        let reg = |i: usize| {
+            raw.get(i * 4..i * 4 + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        self.regs[3] = (self.regs[3] & 0x00ff_0000) | (reg(3) & 0x0000_ffff);
+        self.regs[CAP_PTR_REG] = reg(CAP_PTR_REG) & 0xfc;
+        self.regs[INTERRUPT_REG] = reg(INTERRUPT_REG);
+    }
+
+    /// Declares an expansion ROM of `size` bytes (a power of two, at least 2 KiB): the guest
+    /// sizes it and places it through register 0x30, and it decodes only while both its enable
+    /// bit and memory decoding are on. It is BAR [`ROM_BAR`] to everything below.
+    pub fn add_rom(&mut self, size: u64) -> Result<(), PciError> {
+        if self.rom_size.is_some() || !size.is_power_of_two() || !(2048..=1 << 31).contains(&size) {
+            return Err(PciError::BadBar(ROM_BAR));
+        }
+        self.rom_size = Some(size);
+        self.regs[ROM_REG] = 0;
+        self.writable[ROM_REG] = (!(size - 1) as u32 & ROM_ADDRESS_MASK) | ROM_ENABLE;
+        Ok(())
+    }
+
+    /// The BAR declared at `index` (the ROM at [`ROM_BAR`]), if any.
     pub fn bar(&self, index: usize) -> Option<BarSpec> {
+        if index == ROM_BAR {
+            return self.rom_size.map(|size| BarSpec {
+                index: ROM_BAR,
+                size,
+                is_64bit: false,
+                prefetchable: false,
+            });
+        }
         self.bars.get(index).copied().flatten()
     }
 
-    /// Every declared BAR.
+    /// Every declared BAR, then the ROM.
     pub fn bars(&self) -> impl Iterator<Item = BarSpec> + '_ {
-        self.bars.iter().flatten().copied()
+        self.bars.iter().flatten().copied().chain(self.bar(ROM_BAR))
     }
 
     /// The address BAR `index` is programmed with (as the VMM or the guest left it).
     pub fn bar_address(&self, index: usize) -> Option<u64> {
         let spec = self.bar(index)?;
+        if index == ROM_BAR {
+            return Some(u64::from(self.regs[ROM_REG] & ROM_ADDRESS_MASK));
+        }
         let low = u64::from(self.regs[BAR0_REG + index] & !0xf);
         let high = if spec.is_64bit {
             u64::from(self.regs[BAR0_REG + index + 1])
@@ -145,6 +191,10 @@ impl PciConfig {
         if addr & (spec.size - 1) != 0 || (!spec.is_64bit && addr > u64::from(u32::MAX)) {
             return Err(PciError::BadBar(index));
         }
+        if index == ROM_BAR {
+            self.regs[ROM_REG] = (self.regs[ROM_REG] & ROM_ENABLE) | addr as u32;
+            return Ok(());
+        }
         let reg = BAR0_REG + index;
         self.regs[reg] = (self.regs[reg] & 0xf) | addr as u32;
         if spec.is_64bit {
@@ -153,9 +203,13 @@ impl PciConfig {
         Ok(())
     }
 
-    /// Where BAR `index` should be decoded now: its address while memory decoding is on.
+    /// Where BAR `index` should be decoded now: its address while memory decoding is on (and,
+    /// for the ROM, while its enable bit is set).
     pub fn bar_mapping(&self, index: usize) -> Option<(u64, u64)> {
         if !self.memory_enabled() {
+            return None;
+        }
+        if index == ROM_BAR && self.regs[ROM_REG] & ROM_ENABLE == 0 {
             return None;
         }
         let spec = self.bar(index)?;

@@ -26,6 +26,10 @@ pub struct MsiMessage {
 pub trait MsiSink: Send {
     fn route(&mut self, vector: u16, message: MsiMessage);
     fn fire(&mut self, vector: u16);
+    /// A vector stopped (`true`) or resumed (`false`) being deliverable: its entry's mask bit,
+    /// the function mask or the enable bit changed. Sinks whose vectors fire without the VMM (a
+    /// passed-through device's eventfds) stop and resume delivery here; others need not care.
+    fn masked(&mut self, _vector: u16, _masked: bool) {}
     /// The eventfd that raises `vector` in the hypervisor with no VMM thread involved, where
     /// there is one and the vector has a route.
     fn irqfd(&self, _vector: u16) -> Option<&vmm_sys_util::eventfd::EventFd> {
@@ -105,11 +109,28 @@ impl Msix {
         self.enabled
     }
 
+    /// The enable and function-mask bits as the message control word holds them.
+    pub fn control(&self) -> u16 {
+        (if self.enabled { CONTROL_ENABLE } else { 0 })
+            | if self.function_masked {
+                CONTROL_FUNCTION_MASK
+            } else {
+                0
+            }
+    }
+
     /// Applies the capability's Message Control word as the guest left it.
     pub fn set_control(&mut self, control: u16) {
         let was_blocked = self.blocked();
         self.enabled = control & CONTROL_ENABLE != 0;
         self.function_masked = control & CONTROL_FUNCTION_MASK != 0;
+        if was_blocked != self.blocked() {
+            for vector in 0..self.vectors() {
+                if !self.entry_masked(usize::from(vector)) {
+                    self.sink.masked(vector, self.blocked());
+                }
+            }
+        }
         if was_blocked && !self.blocked() {
             for vector in 0..self.vectors() {
                 self.deliver_if_pending(vector);
@@ -184,7 +205,11 @@ impl Msix {
                 },
             );
         }
-        if was_masked && !self.entry_masked(entry) {
+        let now_masked = self.entry_masked(entry);
+        if was_masked != now_masked && !self.blocked() {
+            self.sink.masked(entry as u16, now_masked);
+        }
+        if was_masked && !now_masked {
             self.deliver_if_pending(entry as u16);
         }
     }

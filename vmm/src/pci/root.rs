@@ -1,10 +1,10 @@
 //! Bus 0 of the root complex, and the two ways the guest reaches its configuration space.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tracing::{debug, warn};
 
-use super::config::{CONFIG_SPACE_SIZE, NUM_BARS};
+use super::config::{CONFIG_SPACE_SIZE, NUM_REGIONS};
 use super::{MmioAllocator, PciConfig, PciDevice, PciError, PciIds};
 use crate::bus::{Bus, BusDevice};
 
@@ -15,7 +15,7 @@ type SharedDevice = Arc<Mutex<dyn PciDevice>>;
 struct Slot {
     device: SharedDevice,
     /// Where each BAR is on the MMIO bus now: (base, size).
-    mapped: [Option<(u64, u64)>; NUM_BARS],
+    mapped: [Option<(u64, u64)>; NUM_REGIONS],
 }
 
 /// Bus 0: a host bridge at 00.0 and up to 31 single-function devices.
@@ -65,7 +65,7 @@ impl PciRoot {
         };
         slots[0] = Some(Slot {
             device: Arc::new(Mutex::new(bridge)),
-            mapped: [None; NUM_BARS],
+            mapped: [None; NUM_REGIONS],
         });
         PciRoot { slots, mmio_bus }
     }
@@ -86,7 +86,7 @@ impl PciRoot {
             let mut dev = lock(&device);
             let bars: Vec<_> = dev.config().bars().collect();
             for bar in bars {
-                let base = allocator.allocate(bar.size)?;
+                let base = allocator.allocate_bar(&bar)?;
                 dev.config_mut().set_bar_address(bar.index, base)?;
                 debug!(
                     slot,
@@ -99,7 +99,7 @@ impl PciRoot {
         }
         self.slots[slot] = Some(Slot {
             device,
-            mapped: [None; NUM_BARS],
+            mapped: [None; NUM_REGIONS],
         });
         // A device may come with decoding on; map what it says.
         self.sync_bars(slot);
@@ -117,7 +117,7 @@ impl PciRoot {
     pub fn config_read(&self, bus: u8, dev: u8, func: u8, offset: usize, data: &mut [u8]) {
         match self.function(bus, dev, func) {
             Some(slot) if offset < CONFIG_SPACE_SIZE => {
-                lock(&slot.device).config().read(offset, data)
+                lock(&slot.device).config_read(offset, data)
             }
             Some(_) => data.fill(0),
             None => data.fill(0xff),
@@ -134,7 +134,7 @@ impl PciRoot {
         }
         {
             let mut device = lock(&slot.device);
-            if !device.config_mut().write(offset, data) {
+            if !device.config_write(offset, data) {
                 warn!(
                     dev,
                     offset,
@@ -155,7 +155,9 @@ impl PciRoot {
         };
         let wanted: Vec<_> = {
             let dev = lock(&slot.device);
-            (0..NUM_BARS).map(|i| dev.config().bar_mapping(i)).collect()
+            (0..NUM_REGIONS)
+                .map(|i| dev.config().bar_mapping(i))
+                .collect()
         };
         for (bar, want) in wanted.into_iter().enumerate() {
             let old = slot.mapped[bar];
@@ -209,14 +211,19 @@ impl BusDevice for BarRegion {
 }
 
 /// Configuration mechanism #1: address register at 0xCF8, data window at 0xCFC..0xCFF.
+/// Ports 0xCF8/0xCFC. The root is held weakly: the root holds the MMIO bus these sit on, and
+/// the VM's devices must go when the VM does (a passed-through function is released then).
 pub struct PciConfigIo {
-    root: Arc<Mutex<PciRoot>>,
+    root: Weak<Mutex<PciRoot>>,
     address: u32,
 }
 
 impl PciConfigIo {
     pub fn new(root: Arc<Mutex<PciRoot>>) -> Self {
-        PciConfigIo { root, address: 0 }
+        PciConfigIo {
+            root: Arc::downgrade(&root),
+            address: 0,
+        }
     }
 
     /// (bus, device, function, register offset) the address register selects, if enabled.
@@ -246,8 +253,13 @@ impl BusDevice for PciConfigIo {
             }
             _ => match self.target(offset - 4) {
                 Some((bus, dev, func, reg)) if (reg % 4) + data.len() <= 4 => {
-                    let root = self.root.lock().unwrap_or_else(|e| e.into_inner());
-                    root.config_read(bus, dev, func, reg, data);
+                    match self.root.upgrade() {
+                        Some(root) => root
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .config_read(bus, dev, func, reg, data),
+                        None => data.fill(0xff),
+                    }
                 }
                 _ => data.fill(0xff),
             },
@@ -259,8 +271,10 @@ impl BusDevice for PciConfigIo {
             (0, 4) => self.address = u32::from_le_bytes([data[0], data[1], data[2], data[3]]),
             (0..=3, _) => {} // Only dword writes select an address; others go to the chipset.
             _ => {
-                if let Some((bus, dev, func, reg)) = self.target(offset - 4) {
-                    let mut root = self.root.lock().unwrap_or_else(|e| e.into_inner());
+                if let (Some((bus, dev, func, reg)), Some(root)) =
+                    (self.target(offset - 4), self.root.upgrade())
+                {
+                    let mut root = root.lock().unwrap_or_else(|e| e.into_inner());
                     root.config_write(bus, dev, func, reg, data);
                 }
             }
@@ -270,12 +284,14 @@ impl BusDevice for PciConfigIo {
 
 /// Enhanced configuration access (ECAM/MMCONFIG): 4 KiB per function, bus 0 only.
 pub struct PciConfigMmio {
-    root: Arc<Mutex<PciRoot>>,
+    root: Weak<Mutex<PciRoot>>,
 }
 
 impl PciConfigMmio {
     pub fn new(root: Arc<Mutex<PciRoot>>) -> Self {
-        PciConfigMmio { root }
+        PciConfigMmio {
+            root: Arc::downgrade(&root),
+        }
     }
 }
 
@@ -294,19 +310,21 @@ fn ecam_target(offset: u64, len: usize) -> Option<(u8, u8, u8, usize)> {
 
 impl BusDevice for PciConfigMmio {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
-        match ecam_target(offset, data.len()) {
-            Some((bus, dev, func, reg)) => {
-                let root = self.root.lock().unwrap_or_else(|e| e.into_inner());
+        match (ecam_target(offset, data.len()), self.root.upgrade()) {
+            (Some((bus, dev, func, reg)), Some(root)) => {
+                let root = root.lock().unwrap_or_else(|e| e.into_inner());
                 root.config_read(bus, dev, func, reg, data);
             }
-            None => data.fill(0xff),
+            _ => data.fill(0xff),
         }
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
         if let Some((bus, dev, func, reg)) = ecam_target(offset, data.len()) {
-            let mut root = self.root.lock().unwrap_or_else(|e| e.into_inner());
-            root.config_write(bus, dev, func, reg, data);
+            if let Some(root) = self.root.upgrade() {
+                let mut root = root.lock().unwrap_or_else(|e| e.into_inner());
+                root.config_write(bus, dev, func, reg, data);
+            }
         } else {
             warn!(
                 offset,
@@ -400,7 +418,7 @@ mod tests {
     #[test]
     fn port_io_enumerates_bus_0() {
         let (_bus, root, _dev) = setup();
-        let mut io = PciConfigIo::new(root);
+        let mut io = PciConfigIo::new(root.clone());
         assert_eq!(read32(&mut io, 0, 0), 0x0d57_8086, "host bridge");
         assert_eq!(read32(&mut io, 1, 0), 0x5678_1234);
         assert_eq!(read32(&mut io, 2, 0), 0xffff_ffff, "empty slot");
@@ -424,7 +442,7 @@ mod tests {
     #[test]
     fn bars_map_when_decoding_is_on_and_follow_the_guest() {
         let (bus, root, dev) = setup();
-        let mut io = PciConfigIo::new(root);
+        let mut io = PciConfigIo::new(root.clone());
         let mut data = [0u8; 4];
         assert!(
             !bus.read(0xc000_0000, &mut data),
@@ -456,7 +474,7 @@ mod tests {
     #[test]
     fn ecam_reaches_the_same_space() {
         let (_bus, root, dev) = setup();
-        let mut ecam = PciConfigMmio::new(root);
+        let mut ecam = PciConfigMmio::new(root.clone());
         let mut data = [0u8; 4];
         ecam.read(0, 1 << 15, &mut data);
         assert_eq!(u32::from_le_bytes(data), 0x5678_1234);
@@ -478,7 +496,7 @@ mod tests {
             bar: 5,
         }));
         bus.insert(blocker, 0xd000_0000, 0x1000).unwrap();
-        let mut io = PciConfigIo::new(root);
+        let mut io = PciConfigIo::new(root.clone());
         write32(&mut io, 1, 0x10, 0xd000_0000);
         write32(&mut io, 1, 0x14, 0);
         write32(&mut io, 1, 4, 0x2);

@@ -1,0 +1,198 @@
+use super::*;
+use crate::fake::FakeTree;
+
+/// A function at `bdf` with its driver and group, as the kernel lays them out.
+fn function(t: &FakeTree, bdf: &str, ids: (&str, &str, &str), driver: Option<&str>, group: &str) {
+    let dev = format!("/sys/devices/pci0000:00/{bdf}");
+    t.file(&format!("{dev}/vendor"), &format!("{}\n", ids.0));
+    t.file(&format!("{dev}/device"), &format!("{}\n", ids.1));
+    t.file(&format!("{dev}/class"), &format!("{}\n", ids.2));
+    t.file(&format!("{dev}/driver_override"), "");
+    t.link(
+        &format!("/sys/bus/pci/devices/{bdf}"),
+        &format!("../../../devices/pci0000:00/{bdf}"),
+    );
+    if let Some(d) = driver {
+        t.file(&format!("/sys/bus/pci/drivers/{d}/unbind"), "");
+        t.link(
+            &format!("{dev}/driver"),
+            &format!("../../../bus/pci/drivers/{d}"),
+        );
+    }
+    t.link(
+        &format!("{dev}/iommu_group"),
+        &format!("../../../kernel/iommu_groups/{group}"),
+    );
+    t.link(
+        &format!("/sys/kernel/iommu_groups/{group}/devices/{bdf}"),
+        &format!("../../../../devices/pci0000:00/{bdf}"),
+    );
+}
+
+fn host(t: &FakeTree) -> VfioHost {
+    t.file("/sys/bus/pci/drivers_probe", "");
+    VfioHost::new(Sysfs::at(&t.root))
+}
+
+#[test]
+fn lists_display_functions_first_with_groups_and_drivers() {
+    let t = FakeTree::new("vfio-list");
+    function(
+        &t,
+        "0000:00:02.0",
+        ("0x8086", "0x10d3", "0x020000"),
+        Some("e1000e"),
+        "1",
+    );
+    function(
+        &t,
+        "0000:01:00.0",
+        ("0x1234", "0x1111", "0x030000"),
+        Some("bochs-drm"),
+        "2",
+    );
+    function(
+        &t,
+        "0000:02:00.0",
+        ("0x1af4", "0x1050", "0x038000"),
+        Some("vfio-pci"),
+        "3",
+    );
+    let h = host(&t);
+    let all = h.functions().unwrap();
+    let bdfs: Vec<_> = all.iter().map(|f| f.bdf.as_str()).collect();
+    assert_eq!(bdfs, ["0000:01:00.0", "0000:02:00.0", "0000:00:02.0"]);
+    assert_eq!(all[0].vendor, 0x1234);
+    assert_eq!(all[0].driver.as_deref(), Some("bochs-drm"));
+    assert_eq!(all[1].iommu_group.as_deref(), Some("3"));
+    assert!(all[1].is_display() && !all[2].is_display());
+}
+
+#[test]
+fn viability_names_the_devices_in_the_way() {
+    let t = FakeTree::new("vfio-viable");
+    // A GPU and its audio function share group 5; the bridge may keep pcieport.
+    function(
+        &t,
+        "0000:00:1c.0",
+        ("0x8086", "0x2922", "0x060400"),
+        Some("pcieport"),
+        "5",
+    );
+    function(
+        &t,
+        "0000:03:00.0",
+        ("0x10de", "0x2335", "0x030200"),
+        Some("vfio-pci"),
+        "5",
+    );
+    function(
+        &t,
+        "0000:03:00.1",
+        ("0x10de", "0x22bc", "0x040300"),
+        Some("snd_hda_intel"),
+        "5",
+    );
+    let h = host(&t);
+    let err = h.check_viable("0000:03:00.0").unwrap_err().to_string();
+    assert!(err.contains("0000:03:00.1 (snd_hda_intel)"), "{err}");
+    assert!(!err.contains("pcieport"), "{err}");
+    assert!(matches!(
+        h.check_viable("0000:09:00.0"),
+        Err(VfioHostError::NoSuchDevice(_))
+    ));
+}
+
+#[test]
+fn no_group_means_no_iommu() {
+    let t = FakeTree::new("vfio-noiommu");
+    let dev = "/sys/devices/pci0000:00/0000:00:02.0";
+    t.file(&format!("{dev}/vendor"), "0x1234\n");
+    t.file(&format!("{dev}/device"), "0x1111\n");
+    t.file(&format!("{dev}/class"), "0x030000\n");
+    t.link(
+        "/sys/bus/pci/devices/0000:00:02.0",
+        "../../../devices/pci0000:00/0000:00:02.0",
+    );
+    let err = host(&t).check_viable("0000:00:02.0").unwrap_err();
+    assert!(matches!(err, VfioHostError::NoIommu(_)), "{err}");
+    assert!(err.to_string().contains("intel_iommu=on"));
+}
+
+#[test]
+fn bind_overrides_unbinds_and_reprobes_every_member_but_bridges() {
+    let t = FakeTree::new("vfio-bind");
+    function(
+        &t,
+        "0000:00:1c.0",
+        ("0x8086", "0x2922", "0x060400"),
+        Some("pcieport"),
+        "5",
+    );
+    function(
+        &t,
+        "0000:03:00.0",
+        ("0x10de", "0x2335", "0x030200"),
+        Some("nouveau"),
+        "5",
+    );
+    function(
+        &t,
+        "0000:03:00.1",
+        ("0x10de", "0x22bc", "0x040300"),
+        None,
+        "5",
+    );
+    let h = host(&t);
+    assert!(matches!(
+        h.bind("0000:03:00.0"),
+        Err(VfioHostError::NoVfioDriver)
+    ));
+    t.file("/sys/bus/pci/drivers/vfio-pci/unbind", "");
+    h.bind("0000:03:00.0").unwrap();
+    let read = |p: &str| std::fs::read_to_string(t.path(p)).unwrap();
+    let dev = "/sys/devices/pci0000:00";
+    assert_eq!(
+        read(&format!("{dev}/0000:03:00.0/driver_override")),
+        "vfio-pci\n"
+    );
+    assert_eq!(
+        read(&format!("{dev}/0000:03:00.1/driver_override")),
+        "vfio-pci\n"
+    );
+    assert_eq!(
+        read(&format!("{dev}/0000:00:1c.0/driver_override")),
+        "",
+        "bridge untouched"
+    );
+    assert_eq!(
+        read("/sys/bus/pci/drivers/nouveau/unbind"),
+        "0000:03:00.0\n"
+    );
+    // The fake kernel does not rebind; the last probe written is the group's last member.
+    assert_eq!(read("/sys/bus/pci/drivers_probe"), "0000:03:00.1\n");
+}
+
+#[test]
+fn unbind_clears_the_override_of_vfio_members() {
+    let t = FakeTree::new("vfio-unbind");
+    function(
+        &t,
+        "0000:01:00.0",
+        ("0x1234", "0x1111", "0x030000"),
+        Some("vfio-pci"),
+        "2",
+    );
+    let h = host(&t);
+    h.unbind("0000:01:00.0").unwrap();
+    let read = |p: &str| std::fs::read_to_string(t.path(p)).unwrap();
+    assert_eq!(
+        read("/sys/devices/pci0000:00/0000:01:00.0/driver_override"),
+        "\n"
+    );
+    assert_eq!(
+        read("/sys/bus/pci/drivers/vfio-pci/unbind"),
+        "0000:01:00.0\n"
+    );
+    assert_eq!(read("/sys/bus/pci/drivers_probe"), "0000:01:00.0\n");
+}

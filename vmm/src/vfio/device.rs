@@ -1,0 +1,264 @@
+//! A host PCI function passed to the guest: a [`PciDevice`] whose config space is the
+//! [`ConfigView`], whose BARs are the device's own memory where they can be mapped
+//! ([`BarMaps`]) and forwarded accesses elsewhere, and whose interrupts are eventfds wired into
+//! KVM ([`Interrupts`]).
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::api::{IrqKind, VfioDeviceApi, ROM_REGION};
+use super::bars::{BarMaps, Trap};
+use super::config::{ConfigEvent, ConfigView, MsixLayout, RomSource};
+use super::irq::{Interrupts, IntxIrq, MsiIrq, MsixIrq};
+use super::quirks::{self, DeviceId, Quirk, Redirect};
+use super::VfioError;
+use crate::pci::config::CONFIG_SPACE_SIZE;
+use crate::pci::{PciConfig, PciDevice, ROM_BAR};
+use crate::vm::Vm;
+
+pub struct VfioPciDevice {
+    name: String,
+    api: Arc<dyn VfioDeviceApi>,
+    view: ConfigView,
+    bars: BarMaps,
+    irqs: Interrupts,
+    quirks: Vec<Box<dyn Quirk>>,
+    rom: RomSource,
+}
+
+impl VfioPciDevice {
+    /// Builds the guest's view of `api`: resets the function (where it can be), probes its
+    /// config space and BARs, maps what can be mapped, and prepares its interrupts. `intx_gsi`
+    /// is the legacy line for a function that uses INTx.
+    pub fn new(
+        vm: &mut Vm,
+        name: &str,
+        api: Arc<dyn VfioDeviceApi>,
+        rom: RomSource,
+        intx_gsi: u32,
+    ) -> Result<VfioPciDevice, VfioError> {
+        if api.can_reset() {
+            api.reset()?;
+        } else {
+            warn!(
+                device = name,
+                "vfio: the function cannot be reset; it starts as the host left it"
+            );
+        }
+        let mut view = ConfigView::probe(api.as_ref(), &rom)?;
+        let id = DeviceId {
+            vendor: view.shadow.read_u16(0),
+            device: view.shadow.read_u16(2),
+            pcie: view.caps.pcie.is_some(),
+            bar0_size: view.shadow.bar(0).map(|b| b.size),
+        };
+        let quirks = quirks::for_device(&id);
+        let mut traps: Vec<Trap> = quirks.iter().flat_map(|q| q.traps()).collect();
+        if let Some(msix) = view.caps.msix {
+            traps.push((msix.table.0, msix.table.1, msix.table_len()));
+            traps.push((msix.pba.0, msix.pba.1, msix.pba_len()));
+        }
+        let specs: Vec<_> = view.shadow.bars().collect();
+        let hv = vm.hv.clone();
+        let bars = BarMaps::map(api.as_ref(), hv.clone(), &specs, &traps, || {
+            vm.allocate_memory_slot()
+        })?;
+        let mut irqs = Interrupts::default();
+        if let Some(msix) = view.caps.msix {
+            let vectors = msix.vectors.min(api.irq_count(IrqKind::Msix) as u16).max(1);
+            let base = vm.allocate_gsi();
+            for _ in 1..vectors {
+                vm.allocate_gsi();
+            }
+            irqs.msix = Some(MsixIrq::new(hv.clone(), base, vectors)?);
+        }
+        if let Some(msi) = view.caps.msi {
+            let vectors = (1u32 << msi.max_vectors_log2.min(5)).min(api.irq_count(IrqKind::Msi));
+            if vectors > 0 {
+                let base = vm.allocate_gsi();
+                for _ in 1..vectors {
+                    vm.allocate_gsi();
+                }
+                irqs.msi = Some(MsiIrq::new(hv.clone(), base, vectors)?);
+            }
+        }
+        if view.interrupt_pin(api.as_ref()) != 0 && api.irq_count(IrqKind::Intx) > 0 && vm.irqchip {
+            irqs.intx = Some(IntxIrq::new(hv, intx_gsi)?);
+            view.shadow.write(0x3c, &[intx_gsi as u8]);
+        }
+        irqs.start(api.as_ref());
+        info!(
+            device = name,
+            vendor = format_args!("{:04x}", id.vendor),
+            device_id = format_args!("{:04x}", id.device),
+            bars = specs.len(),
+            quirks = ?quirks.iter().map(|q| q.name()).collect::<Vec<_>>(),
+            msix = view.caps.msix.map(|m| m.vectors),
+            msi = view.caps.msi.is_some(),
+            intx = irqs.intx.is_some(),
+            "vfio: function ready"
+        );
+        Ok(VfioPciDevice {
+            name: name.to_string(),
+            api,
+            view,
+            bars,
+            irqs,
+            quirks,
+            rom,
+        })
+    }
+
+    pub fn bars(&self) -> &BarMaps {
+        &self.bars
+    }
+
+    pub fn view(&self) -> &ConfigView {
+        &self.view
+    }
+
+    fn act(&mut self, event: ConfigEvent) {
+        match event {
+            ConfigEvent::Command => {}
+            ConfigEvent::MsixControl(control) => self.irqs.msix_control(self.api.as_ref(), control),
+            ConfigEvent::Msi(program) => self.irqs.msi(self.api.as_ref(), program),
+            ConfigEvent::Flr => self.reset_function(),
+        }
+    }
+
+    /// A Function Level Reset the guest asked for: interrupts off, the device reset, config
+    /// back to power-on (decoding off, so the root takes the BARs out of the guest).
+    pub fn reset_function(&mut self) {
+        info!(device = %self.name, "vfio: function reset by the guest");
+        self.irqs.stop(self.api.as_ref(), false);
+        if let Err(err) = self.api.reset() {
+            warn!(%err, device = %self.name, "vfio: reset failed");
+        }
+        self.view.reset();
+        self.irqs.start(self.api.as_ref());
+    }
+
+    fn msix_access(&self, bar: usize, offset: u64, len: usize) -> Option<(MsixLayout, bool)> {
+        let msix = self.view.caps.msix?;
+        let inside = |(b, start): (usize, u64), size: u64| {
+            b == bar && offset >= start && offset + len as u64 <= start + size
+        };
+        if inside(msix.table, msix.table_len()) {
+            Some((msix, true))
+        } else if inside(msix.pba, msix.pba_len()) {
+            Some((msix, false))
+        } else {
+            None
+        }
+    }
+
+    fn quirk_redirect(&self, bar: usize, offset: u64, len: usize) -> Option<Redirect> {
+        self.quirks
+            .iter()
+            .find_map(|q| q.redirect(bar, offset, len))
+    }
+
+    fn rom_read(&self, offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+        match &self.rom {
+            RomSource::File(bytes) => {
+                for (i, out) in data.iter_mut().enumerate() {
+                    if let Some(b) = usize::try_from(offset).ok().and_then(|o| bytes.get(o + i)) {
+                        *out = *b;
+                    }
+                }
+            }
+            RomSource::Device => {
+                if !self.api.read(ROM_REGION, offset, data) {
+                    data.fill(0xff);
+                }
+            }
+            RomSource::Off => {}
+        }
+    }
+}
+
+impl PciDevice for VfioPciDevice {
+    fn config(&self) -> &PciConfig {
+        &self.view.shadow
+    }
+
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.view.shadow
+    }
+
+    fn config_read(&mut self, offset: usize, data: &mut [u8]) {
+        self.view.read(self.api.as_ref(), offset, data);
+    }
+
+    fn config_write(&mut self, offset: usize, data: &[u8]) -> bool {
+        if !matches!(data.len(), 1 | 2 | 4) || offset % 4 + data.len() > 4 {
+            return false;
+        }
+        if let Some(event) = self.view.write(self.api.as_ref(), offset, data) {
+            self.act(event);
+        }
+        true
+    }
+
+    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if bar == ROM_BAR {
+            return self.rom_read(offset, data);
+        }
+        if let Some(Redirect::Config(at)) = self.quirk_redirect(bar, offset, data.len()) {
+            data.fill(0);
+            if at + data.len() <= CONFIG_SPACE_SIZE && at % 4 + data.len() <= 4 {
+                self.view.read(self.api.as_ref(), at, data);
+            }
+            return;
+        }
+        if let Some((msix, is_table)) = self.msix_access(bar, offset, data.len()) {
+            if is_table {
+                if let Some(irq) = &self.irqs.msix {
+                    irq.model.read_table(offset - msix.table.1, data);
+                }
+                return;
+            }
+        }
+        if !self.api.read(bar as u32, offset, data) {
+            warn!(device = %self.name, bar, offset, len = data.len(), "vfio: BAR read refused");
+            data.fill(0xff);
+        }
+    }
+
+    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if bar == ROM_BAR {
+            return;
+        }
+        if let Some(Redirect::Config(at)) = self.quirk_redirect(bar, offset, data.len()) {
+            if at + data.len() <= CONFIG_SPACE_SIZE {
+                self.config_write(at, data);
+            }
+            return;
+        }
+        if let Some((msix, is_table)) = self.msix_access(bar, offset, data.len()) {
+            if is_table {
+                if let Some(irq) = self.irqs.msix.as_mut() {
+                    irq.model.write_table(offset - msix.table.1, data);
+                }
+            }
+            // The PBA is read-only.
+            return;
+        }
+        if !self.api.write(bar as u32, offset, data) {
+            warn!(device = %self.name, bar, offset, len = data.len(), "vfio: BAR write refused");
+        }
+    }
+
+    fn bar_moved(&mut self, bar: usize, _old: Option<u64>, new: Option<u64>) {
+        self.bars.moved(bar, new);
+    }
+}
+
+impl Drop for VfioPciDevice {
+    fn drop(&mut self) {
+        self.irqs.stop(self.api.as_ref(), false);
+        self.bars.unmap_all();
+    }
+}

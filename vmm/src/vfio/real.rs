@@ -1,0 +1,340 @@
+//! [`VfioDeviceApi`] and [`DmaMapper`] over vfio-ioctls and the legacy container/group interface
+//! (Debian's 6.12 kernel has no iommufd).
+//!
+//! Regions are looked up here by their vfio-pci index with VFIO_DEVICE_GET_REGION_INFO and read
+//! with pread/pwrite on the device file: vfio-ioctls keeps its regions in a list that shifts
+//! when a middle index fails, and has no mmap helper.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::debug;
+use vfio_bindings::bindings::vfio::{
+    vfio_device_info, vfio_info_cap_header, vfio_region_info, VFIO_BASE, VFIO_DEVICE_FLAGS_RESET,
+    VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_CAP_SPARSE_MMAP,
+    VFIO_REGION_INFO_FLAG_CAPS, VFIO_TYPE,
+};
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioDeviceFd};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref};
+
+use super::api::{DmaMapper, HostMapping, IrqKind, RegionInfo, VfioDeviceApi, REGION_MMAP};
+use super::VfioError;
+
+vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_GET_INFO, VFIO_TYPE as u32, VFIO_BASE + 7);
+vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_GET_REGION_INFO, VFIO_TYPE as u32, VFIO_BASE + 8);
+vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_RESET, VFIO_TYPE as u32, VFIO_BASE + 11);
+
+/// vfio-pci has regions 0..=8 (BAR0-5, ROM, config, VGA); device-specific ones follow.
+const PCI_REGIONS: u32 = 9;
+
+/// The legacy VFIO container: one IOMMU address space for every passed device of a VM.
+pub struct RealContainer {
+    pub(super) container: Arc<VfioContainer>,
+}
+
+impl RealContainer {
+    /// Opens /dev/vfio/vfio; `kvm_vfio` is KVM's VFIO pseudo-device, to which each group is
+    /// added (KVM then knows DMA may be non-coherent).
+    pub fn open(kvm_vfio: Option<VfioDeviceFd>) -> Result<RealContainer, VfioError> {
+        let container = VfioContainer::new(kvm_vfio.map(Arc::new)).map_err(VfioError::Container)?;
+        Ok(RealContainer {
+            container: Arc::new(container),
+        })
+    }
+}
+
+impl DmaMapper for RealContainer {
+    unsafe fn map(&self, iova: u64, size: u64, host: u64) -> Result<(), VfioError> {
+        // SAFETY: the caller upholds the trait's contract, which is vfio_dma_map's.
+        unsafe {
+            self.container
+                .vfio_dma_map(iova, size as usize, host as *mut u8)
+        }
+        .map_err(|e| VfioError::Dma {
+            iova,
+            size,
+            source: e,
+        })
+    }
+
+    fn unmap(&self, iova: u64, size: u64) -> Result<(), VfioError> {
+        self.container
+            .vfio_dma_unmap(iova, size as usize)
+            .map_err(|e| VfioError::Dma {
+                iova,
+                size,
+                source: e,
+            })
+    }
+}
+
+/// A device opened through its group in a [`RealContainer`].
+pub struct RealDevice {
+    device: VfioDevice,
+    regions: Vec<Option<RegionInfo>>,
+    fd: RawFd,
+    flags: u32,
+}
+
+impl RealDevice {
+    /// Opens the device at `sysfs` (a PCI function's or an mdev's directory); its group joins
+    /// `container` (vfio-ioctls checks the group is viable).
+    pub fn open(sysfs: &Path, container: &RealContainer) -> Result<RealDevice, VfioError> {
+        let device = VfioDevice::new(sysfs, container.container.clone(), false).map_err(|e| {
+            VfioError::Open {
+                device: sysfs.display().to_string(),
+                source: e,
+            }
+        })?;
+        let fd = device.as_raw_fd();
+        let regions = (0..PCI_REGIONS).map(|i| region_info(fd, i)).collect();
+        let mut info = vfio_device_info {
+            argsz: std::mem::size_of::<vfio_device_info>() as u32,
+            ..Default::default()
+        };
+        // SAFETY: the ioctl writes at most argsz bytes into `info`; `fd` is the device file.
+        let ret = unsafe { ioctl_with_mut_ref(&Fd(fd), VFIO_DEVICE_GET_INFO(), &mut info) };
+        let flags = if ret < 0 { 0 } else { info.flags };
+        debug!(device = %sysfs.display(), flags, ?regions, "vfio: regions");
+        Ok(RealDevice {
+            device,
+            regions,
+            fd,
+            flags,
+        })
+    }
+}
+
+/// VFIO_DEVICE_GET_REGION_INFO for `index`, with its capability chain when it has one.
+fn region_info(fd: RawFd, index: u32) -> Option<RegionInfo> {
+    let header = std::mem::size_of::<vfio_region_info>();
+    // Room for the info and a chain of capabilities (a sparse map of a few areas).
+    let mut buf = vec![0u64; 512];
+    let mut info = vfio_region_info {
+        argsz: (buf.len() * 8) as u32,
+        index,
+        ..Default::default()
+    };
+    // SAFETY: `info` fits at the start of `buf` (8-byte aligned, 4 KiB long).
+    unsafe { std::ptr::write(buf.as_mut_ptr().cast::<vfio_region_info>(), info) };
+    // SAFETY: the ioctl writes at most argsz bytes into `buf`, which is that long; `fd` is the
+    // device file this struct owns.
+    let ret =
+        unsafe { ioctl_with_mut_ptr(&Fd(fd), VFIO_DEVICE_GET_REGION_INFO(), buf.as_mut_ptr()) };
+    if ret < 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled a vfio_region_info at the start of `buf`.
+    info = unsafe { std::ptr::read(buf.as_ptr().cast::<vfio_region_info>()) };
+    if info.size == 0 {
+        return None;
+    }
+    let bytes: &[u8] = {
+        // SAFETY: `buf` is plain memory of buf.len() * 8 bytes, read here as bytes.
+        unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8) }
+    };
+    let mut region = RegionInfo {
+        flags: info.flags,
+        size: info.size,
+        offset: info.offset,
+        sparse: None,
+        msix_mappable: false,
+    };
+    if info.flags & VFIO_REGION_INFO_FLAG_CAPS != 0 && info.argsz as usize <= bytes.len() {
+        let mut at = info.cap_offset as usize;
+        let mut hops = 0;
+        while at >= header && at + 8 <= bytes.len() && hops < 16 {
+            let cap = vfio_info_cap_header {
+                id: u16::from_le_bytes([bytes[at], bytes[at + 1]]),
+                version: u16::from_le_bytes([bytes[at + 2], bytes[at + 3]]),
+                next: u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or([0; 4])),
+            };
+            match u32::from(cap.id) {
+                VFIO_REGION_INFO_CAP_SPARSE_MMAP => {
+                    region.sparse = Some(sparse_areas(&bytes[at..]))
+                }
+                VFIO_REGION_INFO_CAP_MSIX_MAPPABLE => region.msix_mappable = true,
+                _ => {}
+            }
+            if cap.next == 0 {
+                break;
+            }
+            at = cap.next as usize;
+            hops += 1;
+        }
+    }
+    Some(region)
+}
+
+/// The areas of a sparse-mmap capability: header (8), nr_areas, reserved, then (offset, size).
+fn sparse_areas(cap: &[u8]) -> Vec<(u64, u64)> {
+    let u64_at = |at: usize| {
+        cap.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    let count = cap
+        .get(8..12)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+        .unwrap_or(0);
+    (0..count as usize)
+        .map_while(|i| Some((u64_at(16 + i * 16)?, u64_at(24 + i * 16)?)))
+        .filter(|&(_, size)| size > 0)
+        .collect()
+}
+
+struct Fd(RawFd);
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// An mmap of part of a region, unmapped on drop.
+struct Mapped {
+    addr: u64,
+    len: u64,
+}
+
+impl HostMapping for Mapped {
+    fn host_addr(&self) -> u64 {
+        self.addr
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: `addr..addr+len` is the mapping this value made and nothing else unmaps; the
+        // guest slot over it is removed before the last reference goes.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
+    }
+}
+
+impl VfioDeviceApi for RealDevice {
+    fn region(&self, index: u32) -> Option<RegionInfo> {
+        self.regions.get(index as usize).cloned().flatten()
+    }
+
+    fn irq_count(&self, kind: IrqKind) -> u32 {
+        self.device
+            .get_irq_info(kind as u32)
+            .map_or(0, |irq| irq.count)
+    }
+
+    fn read(&self, index: u32, offset: u64, data: &mut [u8]) -> bool {
+        let Some(region) = self.region(index) else {
+            return false;
+        };
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > region.size)
+        {
+            return false;
+        }
+        // SAFETY: `data` is a writable buffer of data.len() bytes; the fd is the device's.
+        let n = unsafe {
+            libc::pread(
+                self.fd,
+                data.as_mut_ptr().cast(),
+                data.len(),
+                (region.offset + offset) as libc::off_t,
+            )
+        };
+        n == data.len() as isize
+    }
+
+    fn write(&self, index: u32, offset: u64, data: &[u8]) -> bool {
+        let Some(region) = self.region(index) else {
+            return false;
+        };
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > region.size)
+        {
+            return false;
+        }
+        // SAFETY: `data` is a readable buffer of data.len() bytes; the fd is the device's.
+        let n = unsafe {
+            libc::pwrite(
+                self.fd,
+                data.as_ptr().cast(),
+                data.len(),
+                (region.offset + offset) as libc::off_t,
+            )
+        };
+        n == data.len() as isize
+    }
+
+    fn mmap(&self, index: u32, offset: u64, len: u64) -> Result<Arc<dyn HostMapping>, VfioError> {
+        let region = self.region(index).ok_or(VfioError::NoRegion(index))?;
+        if region.flags & REGION_MMAP == 0
+            || offset.checked_add(len).is_none_or(|end| end > region.size)
+        {
+            return Err(VfioError::NoRegion(index));
+        }
+        // SAFETY: a fresh shared mapping of the device file at a range vfio-pci said is
+        // mappable; the kernel picks the address, so no existing mapping is replaced.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fd,
+                (region.offset + offset) as libc::off_t,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(VfioError::Mmap {
+                region: index,
+                offset,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(Arc::new(Mapped {
+            addr: addr as u64,
+            len,
+        }))
+    }
+
+    fn enable_irq(&self, kind: IrqKind, fds: &[&EventFd]) -> Result<(), VfioError> {
+        self.device
+            .enable_irq(kind as u32, fds.to_vec())
+            .map_err(|e| VfioError::Irq { kind, source: e })
+    }
+
+    fn disable_irq(&self, kind: IrqKind) -> Result<(), VfioError> {
+        self.device
+            .disable_irq(kind as u32)
+            .map_err(|e| VfioError::Irq { kind, source: e })
+    }
+
+    fn set_intx_unmask_fd(&self, fd: &EventFd) -> Result<(), VfioError> {
+        self.device
+            .set_irq_resample_fd(IrqKind::Intx as u32, vec![fd])
+            .map_err(|e| VfioError::Irq {
+                kind: IrqKind::Intx,
+                source: e,
+            })
+    }
+
+    fn can_reset(&self) -> bool {
+        self.flags & VFIO_DEVICE_FLAGS_RESET != 0
+    }
+
+    fn reset(&self) -> Result<(), VfioError> {
+        if !self.can_reset() {
+            return Err(VfioError::NoReset);
+        }
+        // SAFETY: VFIO_DEVICE_RESET takes no argument; `fd` is the device file.
+        let ret = unsafe { ioctl(&Fd(self.fd), VFIO_DEVICE_RESET()) };
+        if ret < 0 {
+            return Err(VfioError::Reset(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}

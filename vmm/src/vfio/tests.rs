@@ -1,0 +1,507 @@
+//! Passthrough driven as a guest drives it (config cycles through ECAM, BAR accesses on the MMIO
+//! bus) against the recording VFIO mock and the recording hypervisor.
+
+use std::sync::{Arc, Mutex};
+
+use super::api::{IrqKind, BAR0_REGION, CONFIG_REGION, REGION_MMAP, REGION_READ, REGION_WRITE};
+use super::config::RomSource;
+use super::mock::fixtures::{bochs, config_space, nvidia, virtio_gpu};
+use super::mock::{Call, MockDma, MockVfio};
+use super::VfioPciDevice;
+use crate::hypervisor::mock::MockHypervisor;
+use crate::pci::{self, PciDevice};
+use crate::vm::Vm;
+
+const RW: u32 = REGION_READ | REGION_WRITE;
+const RWM: u32 = RW | REGION_MMAP;
+
+struct Guest {
+    hv: MockHypervisor,
+    vm: Vm,
+    mock: MockVfio,
+    dev: Arc<Mutex<VfioPciDevice>>,
+    slot: u8,
+}
+
+impl Guest {
+    fn plug(mock: MockVfio, rom: RomSource) -> Guest {
+        let hv = MockHypervisor::new();
+        let mut vm = Vm::new(&hv, 16 << 20, true).unwrap();
+        let dev = VfioPciDevice::new(&mut vm, "test", Arc::new(mock.clone()), rom, 10).unwrap();
+        let dev = Arc::new(Mutex::new(dev));
+        let slot = vm.add_pci_device(dev.clone()).unwrap();
+        Guest {
+            hv,
+            vm,
+            mock,
+            dev,
+            slot,
+        }
+    }
+
+    fn ecam(&self, offset: usize) -> u64 {
+        pci::ECAM_START + (u64::from(self.slot) << 15) + offset as u64
+    }
+
+    fn cfg_read32(&self, offset: usize) -> u32 {
+        let mut b = [0u8; 4];
+        assert!(self.vm.mmio.read(self.ecam(offset), &mut b));
+        u32::from_le_bytes(b)
+    }
+
+    fn cfg_read16(&self, offset: usize) -> u16 {
+        let mut b = [0u8; 2];
+        assert!(self.vm.mmio.read(self.ecam(offset), &mut b));
+        u16::from_le_bytes(b)
+    }
+
+    fn cfg_write(&self, offset: usize, data: &[u8]) {
+        assert!(self.vm.mmio.write(self.ecam(offset), data));
+    }
+
+    fn bar(&self, index: usize) -> u64 {
+        self.dev
+            .lock()
+            .unwrap()
+            .config()
+            .bar_address(index)
+            .unwrap()
+    }
+
+    fn slots(&self) -> Vec<(u64, u64)> {
+        let state = self.hv.state.lock().unwrap();
+        state
+            .memory_slots
+            .values()
+            .skip(1)
+            .map(|&(gpa, size, _)| (gpa, size))
+            .collect()
+    }
+}
+
+#[test]
+fn header_ids_and_bar_sizing_are_the_guests() {
+    let g = Guest::plug(bochs(), RomSource::Device);
+    assert_eq!(g.cfg_read32(0), 0x1111_1234);
+    assert_eq!(g.cfg_read32(8) >> 8, 0x03_0000);
+    assert_eq!(
+        g.mock.calls().first(),
+        Some(&Call::Reset),
+        "reset before use"
+    );
+    // Sizing BAR0: all ones back as the size mask, prefetchable 32-bit.
+    let bar0 = g.cfg_read32(0x10);
+    g.cfg_write(0x10, &u32::MAX.to_le_bytes());
+    assert_eq!(g.cfg_read32(0x10), !((16u32 << 20) - 1) | 0x8);
+    g.cfg_write(0x10, &bar0.to_le_bytes());
+    // The guest's BAR never reaches the device.
+    assert_eq!(g.mock.peek(CONFIG_REGION, 0x10, 4), vec![0x8, 0, 0, 0]);
+    // ROM: 64 KiB, sized through 0x30.
+    g.cfg_write(0x30, &u32::MAX.to_le_bytes());
+    assert_eq!(g.cfg_read32(0x30), !((64u32 << 10) - 1) | 1);
+}
+
+#[test]
+fn bars_become_memory_slots_that_follow_the_guest() {
+    let g = Guest::plug(bochs(), RomSource::Device);
+    assert!(g.slots().is_empty(), "nothing mapped while decoding is off");
+    let (bar0, bar2) = (g.bar(0), g.bar(2));
+    g.cfg_write(4, &0x0006u16.to_le_bytes());
+    assert_eq!(g.slots(), vec![(bar0, 16 << 20), (bar2, 4096)]);
+    assert_eq!(
+        g.mock.config_u16(4) & 0x6,
+        0x6,
+        "decoding and bus mastering reach the device"
+    );
+    // The guest moves BAR0 (decoding off, new address, on again).
+    g.cfg_write(4, &0u16.to_le_bytes());
+    assert!(g.slots().is_empty());
+    let moved = pci::MMIO32_START + (64 << 20);
+    g.cfg_write(0x10, &(moved as u32).to_le_bytes());
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    assert!(g.slots().contains(&(moved, 16 << 20)), "{:?}", g.slots());
+    assert!(g.dev.lock().unwrap().bars().is_mapped(0, 0x10_0000));
+}
+
+#[test]
+fn rom_reads_come_from_the_device_or_a_file_or_not_at_all() {
+    let g = Guest::plug(bochs(), RomSource::Device);
+    let rom = pci::MMIO32_START + (128 << 20);
+    g.cfg_write(0x30, &((rom as u32) | 1).to_le_bytes());
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    let mut sig = [0u8; 4];
+    assert!(g.vm.mmio.read(rom, &mut sig));
+    assert_eq!(sig, [0x55, 0xaa, 0x7f, 0xe9]);
+
+    let file = vec![0x55, 0xaa, 0x10, 0x20, 0x30];
+    let g = Guest::plug(bochs(), RomSource::File(file));
+    g.cfg_write(0x30, &u32::MAX.to_le_bytes());
+    assert_eq!(
+        g.cfg_read32(0x30),
+        !2047 | 1,
+        "a 5-byte file is a 2 KiB ROM"
+    );
+    g.cfg_write(0x30, &((rom as u32) | 1).to_le_bytes());
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    assert!(g.vm.mmio.read(rom + 2, &mut sig));
+    assert_eq!(sig, [0x10, 0x20, 0x30, 0xff]);
+
+    let g = Guest::plug(bochs(), RomSource::Off);
+    g.cfg_write(0x30, &u32::MAX.to_le_bytes());
+    assert_eq!(g.cfg_read32(0x30), 0, "rombar=off: no ROM BAR");
+}
+
+#[test]
+fn unmappable_bars_are_trapped_and_forwarded_at_the_guests_width() {
+    let mock = bochs();
+    mock.add_region(2, 4096, RW, None);
+    mock.fill(2, 0x500, &[0xc0, 0x00]);
+    let g = Guest::plug(mock, RomSource::Off);
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    let bar2 = g.bar(2);
+    assert_eq!(
+        g.slots(),
+        vec![(g.bar(0), 16 << 20)],
+        "BAR2 is not mappable"
+    );
+    g.mock.take_calls();
+    let mut id = [0u8; 2];
+    assert!(g.vm.mmio.read(bar2 + 0x500, &mut id));
+    assert_eq!(id, [0xc0, 0x00]);
+    assert!(g.vm.mmio.write(bar2 + 0x502, &[0x01]));
+    assert_eq!(
+        g.mock.take_calls(),
+        vec![
+            Call::Read {
+                region: 2,
+                offset: 0x500,
+                len: 2
+            },
+            Call::Write {
+                region: 2,
+                offset: 0x502,
+                data: vec![1]
+            },
+        ]
+    );
+}
+
+fn program_vector(g: &Guest, vector: u64, address: u64, data: u32, masked: bool) {
+    let entry = g.bar(1) + vector * 16;
+    assert!(g.vm.mmio.write(entry, &(address as u32).to_le_bytes()));
+    assert!(g
+        .vm
+        .mmio
+        .write(entry + 4, &((address >> 32) as u32).to_le_bytes()));
+    assert!(g.vm.mmio.write(entry + 8, &data.to_le_bytes()));
+    assert!(g
+        .vm
+        .mmio
+        .write(entry + 12, &u32::from(masked).to_le_bytes()));
+}
+
+#[test]
+fn msix_vectors_are_eventfds_wired_to_irqfds_while_unmasked() {
+    let g = Guest::plug(virtio_gpu(), RomSource::Off);
+    // INTx runs until MSI-X is on: a resample irqfd on the device's line.
+    assert!(g.mock.calls().contains(&Call::EnableIrq {
+        kind: IrqKind::Intx,
+        vectors: 1
+    }));
+    assert_eq!(g.hv.state.lock().unwrap().resample_irqfds.len(), 1);
+    assert_eq!(g.cfg_read32(0x3c) & 0xff, 10, "the line the VMM wired");
+    g.cfg_write(4, &0x0006u16.to_le_bytes());
+    assert!(
+        !g.slots().iter().any(|&(gpa, _)| gpa == g.bar(1)),
+        "the MSI-X page is trapped"
+    );
+    assert!(g.slots().contains(&(g.bar(4), 16 << 10)));
+
+    program_vector(&g, 0, 0xfee0_0000, 0x4021, false);
+    program_vector(&g, 1, 0xfee0_0000, 0x4022, true);
+    g.mock.take_calls();
+    g.cfg_write(0x98 + 2, &0x8000u16.to_le_bytes());
+    assert_eq!(g.cfg_read16(0x98 + 2), 0x8002, "enabled, table size 3");
+    let calls = g.mock.take_calls();
+    assert!(
+        calls.contains(&Call::DisableIrq(IrqKind::Intx)),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::EnableIrq {
+            kind: IrqKind::Msix,
+            vectors: 3
+        }),
+        "{calls:?}"
+    );
+    let gsi0 = {
+        let state = g.hv.state.lock().unwrap();
+        let (&gsi, _) = state
+            .msi_routes
+            .iter()
+            .find(|(_, &(_, d))| d == 0x4021)
+            .unwrap();
+        assert_eq!(
+            state.irqfds.iter().filter(|(g, _)| *g >= 24).count(),
+            1,
+            "vector 1 is masked"
+        );
+        gsi
+    };
+    // The device fires vector 0: the eventfd KVM listens on is the one signalled.
+    assert!(g.mock.fire(IrqKind::Msix, 0));
+    assert_eq!(
+        g.hv.state
+            .lock()
+            .unwrap()
+            .irqfd(gsi0)
+            .unwrap()
+            .read()
+            .unwrap(),
+        1
+    );
+    // Reading the table back gives the guest's entry; unmasking vector 1 wires it.
+    let mut data = [0u8; 4];
+    assert!(g.vm.mmio.read(g.bar(1) + 8, &mut data));
+    assert_eq!(u32::from_le_bytes(data), 0x4021);
+    assert!(g.vm.mmio.write(g.bar(1) + 16 + 12, &0u32.to_le_bytes()));
+    assert_eq!(
+        g.hv.state
+            .lock()
+            .unwrap()
+            .irqfds
+            .iter()
+            .filter(|(g, _)| *g >= 24)
+            .count(),
+        2
+    );
+    // Function mask: nothing delivered; disable: the device loses its vectors, INTx is back.
+    g.cfg_write(0x98 + 3, &[0xc0]);
+    assert_eq!(
+        g.hv.state
+            .lock()
+            .unwrap()
+            .irqfds
+            .iter()
+            .filter(|(g, _)| *g >= 24)
+            .count(),
+        0
+    );
+    g.cfg_write(0x98 + 3, &[0x00]);
+    let calls = g.mock.take_calls();
+    assert!(
+        calls.contains(&Call::DisableIrq(IrqKind::Msix)),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::EnableIrq {
+            kind: IrqKind::Intx,
+            vectors: 1
+        }),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn flr_resets_the_device_and_turns_everything_off() {
+    let g = Guest::plug(virtio_gpu(), RomSource::Off);
+    g.cfg_write(4, &0x0006u16.to_le_bytes());
+    program_vector(&g, 0, 0xfee0_0000, 0x30, false);
+    g.cfg_write(0x98 + 2, &0x8000u16.to_le_bytes());
+    g.mock.take_calls();
+    // Device Control of the PCIe capability (0x40 + 8): Initiate FLR and a bit of its own.
+    g.cfg_write(0x48, &0x8010u16.to_le_bytes());
+    let calls = g.mock.take_calls();
+    assert!(calls.contains(&Call::Reset), "{calls:?}");
+    assert!(
+        calls.contains(&Call::DisableIrq(IrqKind::Msix)),
+        "{calls:?}"
+    );
+    assert_eq!(
+        g.mock.config_u16(0x48),
+        0x0010,
+        "the FLR bit is the VMM's, the rest the device's"
+    );
+    assert_eq!(g.cfg_read16(4) & 0x6, 0, "decoding off after the reset");
+    assert!(g.slots().is_empty(), "BARs out of the guest");
+    assert_eq!(g.cfg_read16(0x98 + 2) & 0x8000, 0);
+}
+
+#[test]
+fn msi_programs_one_route_per_enabled_vector() {
+    // 64-bit MSI, 4 vectors capable (MMC = 2), per-vector masks; INTx pin A.
+    let mut msi = vec![0x05, 0, 0x84 | 0x01, 0x01];
+    msi.resize(24, 0);
+    let cfg = config_space((0x8086, 0x1234), 0x03_0000, &[(0, 0)], &[(0x50, msi)], 1);
+    let mock = MockVfio::new(&cfg);
+    mock.add_region(0, 1 << 20, RWM, None);
+    mock.set_irqs(IrqKind::Intx, 1);
+    mock.set_irqs(IrqKind::Msi, 4);
+    let g = Guest::plug(mock, RomSource::Off);
+    assert_eq!(
+        g.cfg_read16(0x52) & 0x71,
+        0,
+        "off until the guest enables it"
+    );
+    g.cfg_write(0x54, &0xfee0_1000u32.to_le_bytes());
+    g.cfg_write(0x58, &0u32.to_le_bytes());
+    g.cfg_write(0x5c, &0x4040u16.to_le_bytes());
+    g.cfg_write(0x60, &0b0100u32.to_le_bytes()); // vector 2 masked
+    g.mock.take_calls();
+    g.cfg_write(0x52, &(0x0020u16 | 1).to_le_bytes()); // MME = 2: four vectors
+    let calls = g.mock.take_calls();
+    assert!(
+        calls.contains(&Call::EnableIrq {
+            kind: IrqKind::Msi,
+            vectors: 4
+        }),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::DisableIrq(IrqKind::Intx)),
+        "{calls:?}"
+    );
+    let state = g.hv.state.lock().unwrap();
+    let mut datas: Vec<u32> = state
+        .msi_routes
+        .values()
+        .map(|&(a, d)| {
+            assert_eq!(a, 0xfee0_1000);
+            d
+        })
+        .collect();
+    datas.sort();
+    assert_eq!(datas, vec![0x4040, 0x4041, 0x4042, 0x4043]);
+    assert_eq!(
+        state.irqfds.iter().filter(|(g, _)| *g >= 24).count(),
+        3,
+        "vector 2 masked"
+    );
+    drop(state);
+    assert_eq!(
+        g.mock.peek(CONFIG_REGION, 0x54, 4),
+        vec![0; 4],
+        "MSI is not written to the device"
+    );
+    g.cfg_write(0x52, &0u16.to_le_bytes());
+    assert!(g.mock.calls().contains(&Call::DisableIrq(IrqKind::Msi)));
+    assert!(g.hv.state.lock().unwrap().msi_routes.is_empty());
+}
+
+#[test]
+fn nvidia_bar0_window_serves_the_virtual_config_space() {
+    let g = Guest::plug(nvidia(), RomSource::Off);
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    let bar0 = g.bar(0);
+    let dev = g.dev.lock().unwrap();
+    assert!(!dev.bars().is_mapped(0, 0x88000), "the window is trapped");
+    assert!(dev.bars().is_mapped(0, 0x87000) && dev.bars().is_mapped(0, 0x89000));
+    drop(dev);
+    let mut word = [0u8; 4];
+    assert!(g.vm.mmio.read(bar0 + 0x88000, &mut word));
+    assert_eq!(u32::from_le_bytes(word), 0x2335_10de);
+    assert!(g.vm.mmio.read(bar0 + 0x88010, &mut word));
+    assert_eq!(
+        u64::from(u32::from_le_bytes(word)),
+        bar0,
+        "the guest's BAR0, not the host's"
+    );
+    // A write through the window is a config write: the command register turns decoding off.
+    assert!(g.vm.mmio.write(bar0 + 0x88004, &0u16.to_le_bytes()));
+    assert_eq!(g.cfg_read16(4) & 2, 0);
+    assert_eq!(
+        g.mock.peek(BAR0_REGION, 0x88004, 2),
+        vec![0, 0],
+        "nothing went to the device's BAR"
+    );
+}
+
+#[test]
+fn a_bar_of_hundreds_of_gib_goes_above_4g_as_one_slot() {
+    let g = Guest::plug(nvidia(), RomSource::Off);
+    assert_eq!(g.bar(1), pci::MMIO64_START);
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    assert!(
+        g.slots().contains(&(pci::MMIO64_START, 256 << 30)),
+        "{:?}",
+        g.slots()
+    );
+}
+
+#[test]
+fn guest_ram_is_mapped_for_dma_at_its_guest_addresses() {
+    let hv = MockHypervisor::new();
+    let vm = Vm::new(&hv, 4 << 30, true).unwrap();
+    let dma = MockDma::default();
+    let mut mapped = Vec::new();
+    super::attach::map_ram(&dma, &vm, &mut mapped).unwrap();
+    assert_eq!(mapped, vec![(0, 3 << 30), (1 << 32, 1 << 30)]);
+    let calls = dma.calls.lock().unwrap();
+    assert!(matches!(
+        calls[1],
+        Call::DmaMap {
+            iova: 0x1_0000_0000,
+            size: 0x4000_0000,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn release_turns_interrupts_off_and_removes_slots() {
+    let g = Guest::plug(virtio_gpu(), RomSource::Off);
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    program_vector(&g, 0, 0xfee0_0000, 0x30, false);
+    g.cfg_write(0x98 + 2, &0x8000u16.to_le_bytes());
+    let Guest {
+        hv, vm, mock, dev, ..
+    } = g;
+    drop(vm);
+    drop(dev);
+    let calls = mock.calls();
+    assert!(
+        calls.ends_with(&[
+            Call::DisableIrq(IrqKind::Msix),
+            Call::DisableIrq(IrqKind::Intx)
+        ]) || calls.contains(&Call::DisableIrq(IrqKind::Msix)),
+        "{calls:?}"
+    );
+    let state = hv.state.lock().unwrap();
+    assert_eq!(
+        state.memory_slots.len(),
+        1,
+        "only guest RAM is left: {:?}",
+        state.memory_slots
+    );
+    assert!(state.msi_routes.is_empty());
+}
+
+#[test]
+fn hostile_config_and_bar_accesses_never_panic() {
+    let g = Guest::plug(virtio_gpu(), RomSource::Device);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..20000 {
+        let r = next();
+        let len = [1usize, 2, 4, 8, 3][(r % 5) as usize];
+        let value = next().to_le_bytes();
+        let offset = (r >> 8) as usize % 0x1000;
+        if r & 1 == 0 {
+            g.vm.mmio.write(g.ecam(offset), &value[..len]);
+        } else {
+            let base = [g.bar(1), g.bar(4)][(r >> 40) as usize % 2];
+            g.vm.mmio
+                .write(base + (offset as u64 % 0x4000), &value[..len]);
+            let mut out = [0u8; 8];
+            g.vm.mmio
+                .read(base + (offset as u64 % 0x4000), &mut out[..len]);
+        }
+    }
+    // Still a working function afterwards.
+    assert_eq!(g.cfg_read32(0), 0x1050_1af4);
+}
