@@ -118,9 +118,10 @@ l1_devices=()
 if [ "$suite" = vfio ]; then
   append="$append vgpu_suite=vfio intel_iommu=on"
   rm -f "$out"/*-bochs.png "$out"/*-virtio.png
-  l1_devices=(-device intel-iommu,intremap=on
+  # -vga none: q35's default VGA would be a second 1234:1111 function at 00:01.0.
+  l1_devices=(-vga none -device intel-iommu,intremap=on
               -device pcie-root-port,id=rp1,chassis=1 -device bochs-display,bus=rp1,id=bochs
-              -device pcie-root-port,id=rp2,chassis=2 -device virtio-gpu-pci,bus=rp2,id=vgpu0
+              -device pcie-root-port,id=rp2,chassis=2 -device virtio-gpu-pci,bus=rp2,id=vgpu0,iommu_platform=on,disable-legacy=on
               -qmp "unix:$out/qmp.sock,server=on,wait=off")
 fi
 rm -f "$out/l2.png" "$out/l1.log" "$out/qmp.sock"
@@ -203,6 +204,25 @@ if [ "$suite" = vhost-user ]; then
   fi
 elif [ "$suite" = vfio ]; then
   grep -a "VGPU-VFIO" "$out/l1.log" | tr -d '\r' | grep -v "VGPU-VFIO-L1 list" | head -60 || true
+  # Side by side (with --qemu): boot to the first frame on both passed displays (START to the
+  # first VGPU-VFIO-SHOT, L1 uptime), display updates per second through the passed virtio-gpu,
+  # and how many framebuffer accesses reached the VMM (ours; QEMU's are not counted). Ratios are
+  # ours against QEMU's, above 1 better. Also in DIR/bench.txt.
+  tr -d '\r' < "$out/l1.log" | awk '
+    $1 == "VGPU-L2" && $4 == "START" { who = $3; start = $2 }
+    $1 == "VGPU-L2" && $4 == "VGPU-VFIO-SHOT" && $5 ~ /-first$/ && start != "" {
+      boot[who] += $2 - start; nboot[who]++; start = "" }
+    $1 == "VGPU-L2" && $4 == "VGPU-TEST" && $5 == "kms-frames" {
+      for (i = 6; i <= NF; i++) if ($i ~ /^fps=/) { fps[$3] += substr($i, 5); nfps[$3]++ } }
+    END {
+      vb = nboot["vfio"] ? boot["vfio"] / nboot["vfio"] : 0; qb = nboot["qemu"] ? boot["qemu"] / nboot["qemu"] : 0
+      vf = nfps["vfio"] ? fps["vfio"] / nfps["vfio"] : 0; qf = nfps["qemu"] ? fps["qemu"] / nfps["qemu"] : 0
+      printf "%-26s %-14s %-14s %s\n", "metric", "vgpu (mean)", "qemu -enable-kvm", "vgpu vs qemu"
+      printf "%-26s %-14.2f %-14.2f %s\n", "boot_to_first_frame_s", vb, qb, (vb > 0 && qb > 0 ? sprintf("%.2fx", qb / vb) : "-")
+      printf "%-26s %-14.1f %-14.1f %s\n", "virtio_gpu_updates_per_s", vf, qf, (vf > 0 && qf > 0 ? sprintf("%.2fx", vf / qf) : "-")
+    }' | tee "$out/bench.txt"
+  grep -a "vfio: released" "$out/l1.log" | tr -d '\r' | sed 's/.*device="\([^"]*\)" trapped=\(\[[^]]*\]\).*/trapped BAR accesses (BAR0..5, ROM) \1: \2/' \
+    | tee -a "$out/bench.txt"
   if ! grep -aq "VGPU-RESULT vfio-suite DONE" "$out/l1.log"; then
     echo "nested: the vfio suite did not finish; see $out/l1.log" >&2
     exit 1

@@ -149,7 +149,11 @@ int main(int argc, char **argv) {
     }
     report("kms-modeset", "PASS", "%ux%u crtc %u connector %u", out.mode.hdisplay,
            out.mode.vdisplay, out.crtc_id, out.conn_id);
-    if ((err = dirty_all(fd, &out)))
+    if ((err = dirty_all(fd, &out)) == -ENOSYS)
+        /* bochs-drm and other drivers that scan out of the buffer itself have no DIRTYFB. */
+        report("kms-dirtyfb", "PASS", "%s %ux%u on %s (no DIRTYFB: scanned out directly)",
+               invert ? "inverted-bars" : "bars", out.mode.hdisplay, out.mode.vdisplay, card);
+    else if (err)
         report("kms-dirtyfb", "FAIL", "DIRTYFB: %s", strerror(-err));
     else
         report("kms-dirtyfb", "PASS", "%s %ux%u on %s", invert ? "inverted-bars" : "bars",

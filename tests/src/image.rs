@@ -34,10 +34,20 @@ impl Image {
 
     /// Checks the colour-bar pattern at the centre of every bar, on three rows.
     pub fn check_bars(&self) -> Result<(), String> {
+        self.check_bars_as(|c| c)
+    }
+
+    /// Checks the colour bars with every colour inverted (`vgpu-kms --invert`).
+    pub fn check_inverted_bars(&self) -> Result<(), String> {
+        self.check_bars_as(|c| c.map(|v| 255 - v))
+    }
+
+    fn check_bars_as(&self, colour: impl Fn([u8; 3]) -> [u8; 3]) -> Result<(), String> {
         for y in [self.height / 4, self.height / 2, self.height * 3 / 4] {
-            for (i, want) in BARS.iter().enumerate() {
+            for (i, bar) in BARS.iter().enumerate() {
                 let x = (2 * i as u32 + 1) * self.width / 16;
                 let got = self.pixel(x, y);
+                let want = &colour(*bar);
                 if &got != want {
                     return Err(format!(
                         "pixel ({x},{y}) is {got:?}, bar {i} should be {want:?}"

@@ -30,6 +30,8 @@ pub enum VfioHostError {
         group: String,
         in_the_way: Vec<(String, String)>,
     },
+    #[error("{bdf} is bound to {driver}, not vfio-pci (`vgpu vfio bind {bdf}`)")]
+    NotBound { bdf: String, driver: String },
     #[error(
         "IOMMU group {group} of {bdf} is open by process {pid}: the device is busy (a VM has it)"
     )]
@@ -144,10 +146,18 @@ impl VfioHost {
         self.group(&id)
     }
 
-    /// Fine to open with VFIO: every member of the group is bound to vfio-pci or to no driver
-    /// (bridges may keep theirs), and no process holds the group open.
+    /// Fine to open with VFIO: the function is bound to vfio-pci, every other member of its
+    /// group to vfio-pci or to no driver (bridges may keep theirs), and no process holds the
+    /// group open.
     pub fn check_viable(&self, bdf: &str) -> Result<IommuGroup, VfioHostError> {
         let group = self.group_of(bdf)?;
+        let own = self.function(bdf)?;
+        if own.driver.as_deref() != Some(VFIO_DRIVER) {
+            return Err(VfioHostError::NotBound {
+                bdf: bdf.to_string(),
+                driver: own.driver.unwrap_or_else(|| "no driver".into()),
+            });
+        }
         let in_the_way: Vec<(String, String)> = group
             .members
             .iter()

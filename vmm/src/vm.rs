@@ -71,13 +71,15 @@ pub struct Vm {
     /// Whether the in-kernel interrupt controllers exist (Linux mode); raw mode has none, so
     /// devices there must work without interrupts (MSI routes fail with `Unsupported`).
     pub irqchip: bool,
+    /// The IOMMU address space of passed-through functions (all guest RAM mapped), once one
+    /// is. Before `pci`: fields drop in order, and DMA is unmapped while the functions are
+    /// still open.
+    vfio_dma: Option<crate::vfio::attach::DmaSpace>,
     pci: Option<Arc<Mutex<PciRoot>>>,
     mmio_allocator: MmioAllocator,
     display: Option<Arc<Mutex<dyn Display>>>,
     /// Devices served by vhost-user backends, kept running as long as the VM.
     vhost_user: Vec<VhostUserAttachment>,
-    /// The IOMMU address space of passed-through functions (all guest RAM mapped), once one is.
-    vfio_dma: Option<crate::vfio::attach::DmaSpace>,
     vfio_functions: usize,
     next_gsi: u32,
     next_slot: u32,

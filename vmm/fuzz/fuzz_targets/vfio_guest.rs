@@ -15,7 +15,7 @@ use vmm::hypervisor::mock::MockHypervisor;
 use vmm::pci::{self, PciDevice};
 use vmm::vfio::config::RomSource;
 use vmm::vfio::mock::fixtures;
-use vmm::vfio::VfioPciDevice;
+use vmm::vfio::{FunctionOptions, VfioPciDevice};
 use vmm::vm::Vm;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
     let ids = mock.peek(7, 0, 4);
     let hv = MockHypervisor::new();
     let mut vm = Vm::new(&hv, 2 << 20, true).unwrap();
-    let device = VfioPciDevice::new(&mut vm, "fuzz", Arc::new(mock), RomSource::Device, 10).unwrap();
+    let options = FunctionOptions::new(RomSource::Device, 10);
+    let device = VfioPciDevice::new(&mut vm, "fuzz", Arc::new(mock), options).unwrap();
     let device = Arc::new(Mutex::new(device));
     let slot = vm.add_pci_device(device.clone()).unwrap();
     let ecam = pci::ECAM_START + (u64::from(slot) << 15);

@@ -13,7 +13,7 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 use super::api::DmaMapper;
 use super::config::RomSource;
 use super::real::{RealContainer, RealDevice};
-use super::{VfioError, VfioPciDevice};
+use super::{FunctionOptions, VfioError, VfioPciDevice};
 use crate::vm::Vm;
 
 /// Legacy lines for functions that use INTx, in the order devices get them.
@@ -38,12 +38,16 @@ pub enum RomChoice {
 pub struct VfioSpec {
     pub target: VfioTarget,
     pub rom: RomChoice,
+    /// BARs whose accesses are all trapped instead of mapped into the guest: `mmap=off` (all)
+    /// or `mmap=off:2+4` (those).
+    pub unmapped_bars: Vec<usize>,
 }
 
 /// Parses what follows `vfio,` in `--gpu vfio,...`.
 pub fn parse_vfio_spec(options: &str) -> Result<VfioSpec, String> {
     let mut target = None;
     let mut rom = RomChoice::Device;
+    let mut unmapped_bars = Vec::new();
     for opt in options.split(',').filter(|o| !o.is_empty()) {
         let (key, value) = opt
             .split_once('=')
@@ -70,15 +74,31 @@ pub fn parse_vfio_spec(options: &str) -> Result<VfioSpec, String> {
                 "on" | "1" => {}
                 _ => return Err(format!("rombar={value}: on or off")),
             },
+            "mmap" => {
+                unmapped_bars = match value.split_once(':') {
+                    None if matches!(value, "off" | "0") => (0..6).collect(),
+                    None if matches!(value, "on" | "1") => Vec::new(),
+                    Some(("off", list)) => list
+                        .split('+')
+                        .map(|b| b.parse().ok().filter(|&b: &usize| b < 6))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| format!("mmap={value}: BARs are 0 to 5"))?,
+                    _ => return Err(format!("mmap={value}: on, off, or off:BAR+BAR")),
+                }
+            }
             _ => {
                 return Err(format!(
-                    "unknown vfio option {key:?} (host, sysfsdev, rom, rombar)"
+                    "unknown vfio option {key:?} (host, sysfsdev, rom, rombar, mmap)"
                 ))
             }
         }
     }
     let target = target.ok_or("vfio needs host=BDF or sysfsdev=PATH")?;
-    Ok(VfioSpec { target, rom })
+    Ok(VfioSpec {
+        target,
+        rom,
+        unmapped_bars,
+    })
 }
 
 /// The VM's IOMMU address space: every RAM region mapped at its guest physical address.
@@ -172,7 +192,11 @@ pub fn attach(
     let device = RealDevice::open(&path, &space.container)?;
     space.map_guest_ram(vm)?;
     let line = INTX_LINES[index % INTX_LINES.len()];
-    let function = VfioPciDevice::new(vm, &name, Arc::new(device), rom, line)?;
+    let options = FunctionOptions {
+        unmapped_bars: spec.unmapped_bars.clone(),
+        ..FunctionOptions::new(rom, line)
+    };
+    let function = VfioPciDevice::new(vm, &name, Arc::new(device), options)?;
     let slot = vm
         .add_pci_device(Arc::new(Mutex::new(function)))
         .map_err(|e| VfioError::Plug(e.to_string()))?;

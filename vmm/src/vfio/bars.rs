@@ -130,6 +130,13 @@ impl BarMaps {
                 }
             }
             if let Some(base) = base {
+                debug!(
+                    bar,
+                    gpa = base + area.offset,
+                    len = area.len,
+                    slot = area.slot,
+                    "vfio: BAR slot placed"
+                );
                 if let Err(err) =
                     self.vm
                         .set_user_memory_region(area.slot, base + area.offset, area.len, host)

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::api::{IrqKind, VfioDeviceApi, ROM_REGION};
 use super::bars::{BarMaps, Trap};
@@ -13,31 +13,59 @@ use super::config::{ConfigEvent, ConfigView, MsixLayout, RomSource};
 use super::irq::{Interrupts, IntxIrq, MsiIrq, MsixIrq};
 use super::quirks::{self, DeviceId, Quirk, Redirect};
 use super::VfioError;
-use crate::pci::config::CONFIG_SPACE_SIZE;
+use crate::pci::config::{CONFIG_SPACE_SIZE, NUM_REGIONS};
 use crate::pci::{PciConfig, PciDevice, ROM_BAR};
 use crate::vm::Vm;
 
+/// Fields drop in order: the BAR mappings and eventfds go before the device (`api`), whose
+/// group cannot leave its container while a mapping of the device file is alive.
 pub struct VfioPciDevice {
-    name: String,
-    api: Arc<dyn VfioDeviceApi>,
-    view: ConfigView,
     bars: BarMaps,
     irqs: Interrupts,
+    name: String,
+    view: ConfigView,
     quirks: Vec<Box<dyn Quirk>>,
     rom: RomSource,
+    /// Accesses per BAR (ROM last) that reached the VMM: mapped areas never add to these.
+    trapped: [u64; NUM_REGIONS],
+    api: Arc<dyn VfioDeviceApi>,
+}
+
+/// How a function is passed.
+#[derive(Debug, Clone)]
+pub struct FunctionOptions {
+    pub rom: RomSource,
+    /// The legacy line for a function that uses INTx.
+    pub intx_gsi: u32,
+    /// BARs never mapped into the guest: every access to them is trapped and forwarded (all of
+    /// them is QEMU's x-no-mmap), for debugging and for measuring what mapping saves.
+    pub unmapped_bars: Vec<usize>,
+}
+
+impl FunctionOptions {
+    pub fn new(rom: RomSource, intx_gsi: u32) -> Self {
+        FunctionOptions {
+            rom,
+            intx_gsi,
+            unmapped_bars: Vec::new(),
+        }
+    }
 }
 
 impl VfioPciDevice {
     /// Builds the guest's view of `api`: resets the function (where it can be), probes its
-    /// config space and BARs, maps what can be mapped, and prepares its interrupts. `intx_gsi`
-    /// is the legacy line for a function that uses INTx.
+    /// config space and BARs, maps what can be mapped, and prepares its interrupts.
     pub fn new(
         vm: &mut Vm,
         name: &str,
         api: Arc<dyn VfioDeviceApi>,
-        rom: RomSource,
-        intx_gsi: u32,
+        options: FunctionOptions,
     ) -> Result<VfioPciDevice, VfioError> {
+        let FunctionOptions {
+            rom,
+            intx_gsi,
+            unmapped_bars,
+        } = options;
         if api.can_reset() {
             api.reset()?;
         } else {
@@ -60,6 +88,8 @@ impl VfioPciDevice {
             traps.push((msix.pba.0, msix.pba.1, msix.pba_len()));
         }
         let specs: Vec<_> = view.shadow.bars().collect();
+        let unmapped = specs.iter().filter(|b| unmapped_bars.contains(&b.index));
+        traps.extend(unmapped.map(|b| (b.index, 0, b.size)));
         let hv = vm.hv.clone();
         let bars = BarMaps::map(api.as_ref(), hv.clone(), &specs, &traps, || {
             vm.allocate_memory_slot()
@@ -107,6 +137,7 @@ impl VfioPciDevice {
             irqs,
             quirks,
             rom,
+            trapped: [0; NUM_REGIONS],
         })
     }
 
@@ -116,6 +147,11 @@ impl VfioPciDevice {
 
     pub fn view(&self) -> &ConfigView {
         &self.view
+    }
+
+    /// How many guest accesses to each BAR (the ROM last) the VMM had to serve.
+    pub fn trapped_accesses(&self) -> [u64; NUM_REGIONS] {
+        self.trapped
     }
 
     fn act(&mut self, event: ConfigEvent) {
@@ -203,6 +239,9 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if let Some(count) = self.trapped.get_mut(bar) {
+            *count += 1;
+        }
         if bar == ROM_BAR {
             return self.rom_read(offset, data);
         }
@@ -228,6 +267,9 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if let Some(count) = self.trapped.get_mut(bar) {
+            *count += 1;
+        }
         if bar == ROM_BAR {
             return;
         }
@@ -238,6 +280,13 @@ impl PciDevice for VfioPciDevice {
             return;
         }
         if let Some((msix, is_table)) = self.msix_access(bar, offset, data.len()) {
+            debug!(
+                bar,
+                offset,
+                len = data.len(),
+                is_table,
+                "vfio: MSI-X table write"
+            );
             if is_table {
                 if let Some(irq) = self.irqs.msix.as_mut() {
                     irq.model.write_table(offset - msix.table.1, data);
@@ -258,6 +307,7 @@ impl PciDevice for VfioPciDevice {
 
 impl Drop for VfioPciDevice {
     fn drop(&mut self) {
+        info!(device = %self.name, trapped = ?self.trapped, "vfio: released (trapped BAR accesses, BAR0..5 and ROM)");
         self.irqs.stop(self.api.as_ref(), false);
         self.bars.unmap_all();
     }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tracing::warn;
+use tracing::{debug, warn};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::api::{IrqKind, VfioDeviceApi};
@@ -94,7 +94,10 @@ impl VectorTable {
             self.vm.unregister_irqfd(fd, gsi)
         };
         match result {
-            Ok(()) => v.registered = want,
+            Ok(()) => {
+                v.registered = want;
+                debug!(gsi, vector = index, registered = want, "vfio: vector irqfd");
+            }
             Err(err) => warn!(%err, gsi, want, "vfio: irqfd update failed"),
         }
     }
@@ -164,6 +167,11 @@ impl MsixIrq {
 
     pub fn set_control(&mut self, api: &dyn VfioDeviceApi, control: u16) {
         let enable = control & MSIX_ENABLE != 0;
+        debug!(
+            control = format_args!("{control:#06x}"),
+            on_device = self.on_device,
+            "vfio: MSI-X control"
+        );
         if enable && !self.on_device {
             let result = {
                 let table = self.table.lock().unwrap_or_else(|e| e.into_inner());

@@ -24,7 +24,7 @@ pub mod real;
 mod tests;
 
 pub use attach::{parse_vfio_spec, VfioSpec};
-pub use device::VfioPciDevice;
+pub use device::{FunctionOptions, VfioPciDevice};
 
 /// Why a VFIO operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use super::api::{IrqKind, BAR0_REGION, CONFIG_REGION, REGION_MMAP, REGION_READ, 
 use super::config::RomSource;
 use super::mock::fixtures::{bochs, config_space, nvidia, virtio_gpu};
 use super::mock::{Call, MockDma, MockVfio};
-use super::VfioPciDevice;
+use super::{FunctionOptions, VfioPciDevice};
 use crate::hypervisor::mock::MockHypervisor;
 use crate::pci::{self, PciDevice};
 use crate::vm::Vm;
@@ -27,7 +27,13 @@ impl Guest {
     fn plug(mock: MockVfio, rom: RomSource) -> Guest {
         let hv = MockHypervisor::new();
         let mut vm = Vm::new(&hv, 16 << 20, true).unwrap();
-        let dev = VfioPciDevice::new(&mut vm, "test", Arc::new(mock.clone()), rom, 10).unwrap();
+        let dev = VfioPciDevice::new(
+            &mut vm,
+            "test",
+            Arc::new(mock.clone()),
+            FunctionOptions::new(rom, 10),
+        )
+        .unwrap();
         let dev = Arc::new(Mutex::new(dev));
         let slot = vm.add_pci_device(dev.clone()).unwrap();
         Guest {
@@ -121,6 +127,11 @@ fn bars_become_memory_slots_that_follow_the_guest() {
     g.cfg_write(4, &0x0002u16.to_le_bytes());
     assert!(g.slots().contains(&(moved, 16 << 20)), "{:?}", g.slots());
     assert!(g.dev.lock().unwrap().bars().is_mapped(0, 0x10_0000));
+    assert_eq!(
+        g.dev.lock().unwrap().trapped_accesses(),
+        [0; 7],
+        "no BAR access reached the VMM"
+    );
 }
 
 #[test]
@@ -169,6 +180,7 @@ fn unmappable_bars_are_trapped_and_forwarded_at_the_guests_width() {
     assert!(g.vm.mmio.read(bar2 + 0x500, &mut id));
     assert_eq!(id, [0xc0, 0x00]);
     assert!(g.vm.mmio.write(bar2 + 0x502, &[0x01]));
+    assert_eq!(g.dev.lock().unwrap().trapped_accesses()[2], 2);
     assert_eq!(
         g.mock.take_calls(),
         vec![
@@ -504,4 +516,45 @@ fn hostile_config_and_bar_accesses_never_panic() {
     }
     // Still a working function afterwards.
     assert_eq!(g.cfg_read32(0), 0x1050_1af4);
+}
+
+#[test]
+fn vfio_options_parse_and_bad_ones_say_why() {
+    use super::attach::{RomChoice, VfioTarget};
+    let spec = super::parse_vfio_spec(",host=0000:01:00.0,rombar=off,mmap=off:2+4").unwrap();
+    assert_eq!(spec.target, VfioTarget::Host("0000:01:00.0".into()));
+    assert_eq!(spec.rom, RomChoice::Off);
+    assert_eq!(spec.unmapped_bars, vec![2, 4]);
+    let spec =
+        super::parse_vfio_spec(",sysfsdev=/sys/bus/mdev/devices/u,rom=/x.rom,mmap=off").unwrap();
+    assert_eq!(
+        spec.target,
+        VfioTarget::Sysfs("/sys/bus/mdev/devices/u".into())
+    );
+    assert_eq!(spec.rom, RomChoice::File("/x.rom".into()));
+    assert_eq!(spec.unmapped_bars, (0..6).collect::<Vec<_>>());
+    for (bad, why) in [
+        ("", "needs host=BDF"),
+        (",host=1:0.0", "DDDD:BB:SS.F"),
+        (",host=0000:01:00.0,mmap=off:7", "BARs are 0 to 5"),
+        (",host=0000:01:00.0,vga=on", "unknown vfio option"),
+        (",host", "not key=value"),
+    ] {
+        let err = super::parse_vfio_spec(bad).unwrap_err();
+        assert!(err.contains(why), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unmapped_bar_is_trapped_whole() {
+    let mock = bochs();
+    let hv = MockHypervisor::new();
+    let mut vm = Vm::new(&hv, 16 << 20, true).unwrap();
+    let options = FunctionOptions {
+        unmapped_bars: vec![2],
+        ..FunctionOptions::new(RomSource::Off, 10)
+    };
+    let dev = VfioPciDevice::new(&mut vm, "t", Arc::new(mock), options).unwrap();
+    assert!(dev.bars().is_mapped(0, 0));
+    assert!(!dev.bars().is_mapped(2, 0));
 }
