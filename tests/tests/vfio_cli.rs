@@ -5,36 +5,8 @@
 
 use std::time::Duration;
 
-use vgpu_mdev::fake::FakeTree;
+use vgpu_mdev::fake::{FakeTree, NIC};
 use vgpu_tests::vmm::run_vgpu;
-
-/// A function at `bdf` with its driver and group, laid out as the kernel does.
-fn function(t: &FakeTree, bdf: &str, ids: (&str, &str, &str), driver: Option<&str>, group: &str) {
-    let dev = format!("/sys/devices/pci0000:00/{bdf}");
-    t.file(&format!("{dev}/vendor"), &format!("{}\n", ids.0));
-    t.file(&format!("{dev}/device"), &format!("{}\n", ids.1));
-    t.file(&format!("{dev}/class"), &format!("{}\n", ids.2));
-    t.file(&format!("{dev}/driver_override"), "");
-    t.link(
-        &format!("/sys/bus/pci/devices/{bdf}"),
-        &format!("../../../devices/pci0000:00/{bdf}"),
-    );
-    if let Some(d) = driver {
-        t.file(&format!("/sys/bus/pci/drivers/{d}/unbind"), "");
-        t.link(
-            &format!("{dev}/driver"),
-            &format!("../../../bus/pci/drivers/{d}"),
-        );
-    }
-    t.link(
-        &format!("{dev}/iommu_group"),
-        &format!("../../../kernel/iommu_groups/{group}"),
-    );
-    t.link(
-        &format!("/sys/kernel/iommu_groups/{group}/devices/{bdf}"),
-        &format!("../../../../devices/pci0000:00/{bdf}"),
-    );
-}
 
 fn vgpu(t: &FakeTree, args: &[&str]) -> (i32, String, String) {
     let root = t.root.display().to_string();
@@ -52,27 +24,8 @@ fn vgpu(t: &FakeTree, args: &[&str]) -> (i32, String, String) {
 fn list_bind_and_plain_errors() {
     let t = FakeTree::new("vfio-cli");
     t.file("/sys/bus/pci/drivers_probe", "");
-    function(
-        &t,
-        "0000:00:02.0",
-        ("0x8086", "0x10d3", "0x020000"),
-        Some("e1000e"),
-        "1",
-    );
-    function(
-        &t,
-        "0000:03:00.0",
-        ("0x10de", "0x2335", "0x030200"),
-        Some("nouveau"),
-        "5",
-    );
-    function(
-        &t,
-        "0000:03:00.1",
-        ("0x10de", "0x22bc", "0x040300"),
-        Some("snd_hda_intel"),
-        "5",
-    );
+    t.pci_function("0000:00:02.0", NIC, Some("e1000e"), "1");
+    t.nvidia_gpu(Some("nouveau"), Some("snd_hda_intel"), "5");
 
     let (code, out, err) = vgpu(&t, &["list"]);
     assert_eq!(code, 0, "{err}");

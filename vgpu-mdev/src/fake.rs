@@ -4,6 +4,15 @@
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
+/// (vendor, device, class) of functions the tests lay out.
+pub type PciIds = (&'static str, &'static str, &'static str);
+pub const NIC: PciIds = ("0x8086", "0x10d3", "0x020000");
+pub const BRIDGE: PciIds = ("0x8086", "0x2922", "0x060400");
+pub const BOCHS: PciIds = ("0x1234", "0x1111", "0x030000");
+pub const VIRTIO_GPU: PciIds = ("0x1af4", "0x1050", "0x038000");
+pub const NVIDIA_GPU: PciIds = ("0x10de", "0x2335", "0x030200");
+pub const NVIDIA_AUDIO: PciIds = ("0x10de", "0x22bc", "0x040300");
+
 pub struct FakeTree {
     pub root: PathBuf,
 }
@@ -31,6 +40,47 @@ impl FakeTree {
         let path = self.path(p);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         symlink(target, path).unwrap();
+    }
+
+    /// A PCI function at `bdf` with vendor, device and class (`ids`), bound to `driver`, in
+    /// IOMMU group `group`, linked as the kernel links them.
+    pub fn pci_function(
+        &self,
+        bdf: &str,
+        ids: (&str, &str, &str),
+        driver: Option<&str>,
+        group: &str,
+    ) {
+        let dev = format!("/sys/devices/pci0000:00/{bdf}");
+        self.file(&format!("{dev}/vendor"), &format!("{}\n", ids.0));
+        self.file(&format!("{dev}/device"), &format!("{}\n", ids.1));
+        self.file(&format!("{dev}/class"), &format!("{}\n", ids.2));
+        self.file(&format!("{dev}/driver_override"), "");
+        self.link(
+            &format!("/sys/bus/pci/devices/{bdf}"),
+            &format!("../../../devices/pci0000:00/{bdf}"),
+        );
+        if let Some(d) = driver {
+            self.file(&format!("/sys/bus/pci/drivers/{d}/unbind"), "");
+            self.link(
+                &format!("{dev}/driver"),
+                &format!("../../../bus/pci/drivers/{d}"),
+            );
+        }
+        self.link(
+            &format!("{dev}/iommu_group"),
+            &format!("../../../kernel/iommu_groups/{group}"),
+        );
+        self.link(
+            &format!("/sys/kernel/iommu_groups/{group}/devices/{bdf}"),
+            &format!("../../../../devices/pci0000:00/{bdf}"),
+        );
+    }
+
+    /// An NVIDIA GPU at 03:00.0 and its audio function at 03:00.1, both in `group`.
+    pub fn nvidia_gpu(&self, gpu_driver: Option<&str>, audio_driver: Option<&str>, group: &str) {
+        self.pci_function("0000:03:00.0", NVIDIA_GPU, gpu_driver, group);
+        self.pci_function("0000:03:00.1", NVIDIA_AUDIO, audio_driver, group);
     }
 
     /// A parent device at `/sys/devices/<dev>` registered on the mdev bus as `name`.

@@ -1,33 +1,5 @@
 use super::*;
-use crate::fake::FakeTree;
-
-/// A function at `bdf` with its driver and group, as the kernel lays them out.
-fn function(t: &FakeTree, bdf: &str, ids: (&str, &str, &str), driver: Option<&str>, group: &str) {
-    let dev = format!("/sys/devices/pci0000:00/{bdf}");
-    t.file(&format!("{dev}/vendor"), &format!("{}\n", ids.0));
-    t.file(&format!("{dev}/device"), &format!("{}\n", ids.1));
-    t.file(&format!("{dev}/class"), &format!("{}\n", ids.2));
-    t.file(&format!("{dev}/driver_override"), "");
-    t.link(
-        &format!("/sys/bus/pci/devices/{bdf}"),
-        &format!("../../../devices/pci0000:00/{bdf}"),
-    );
-    if let Some(d) = driver {
-        t.file(&format!("/sys/bus/pci/drivers/{d}/unbind"), "");
-        t.link(
-            &format!("{dev}/driver"),
-            &format!("../../../bus/pci/drivers/{d}"),
-        );
-    }
-    t.link(
-        &format!("{dev}/iommu_group"),
-        &format!("../../../kernel/iommu_groups/{group}"),
-    );
-    t.link(
-        &format!("/sys/kernel/iommu_groups/{group}/devices/{bdf}"),
-        &format!("../../../../devices/pci0000:00/{bdf}"),
-    );
-}
+use crate::fake::{FakeTree, BOCHS, BRIDGE, NIC, VIRTIO_GPU};
 
 fn host(t: &FakeTree) -> VfioHost {
     t.file("/sys/bus/pci/drivers_probe", "");
@@ -37,27 +9,9 @@ fn host(t: &FakeTree) -> VfioHost {
 #[test]
 fn lists_display_functions_first_with_groups_and_drivers() {
     let t = FakeTree::new("vfio-list");
-    function(
-        &t,
-        "0000:00:02.0",
-        ("0x8086", "0x10d3", "0x020000"),
-        Some("e1000e"),
-        "1",
-    );
-    function(
-        &t,
-        "0000:01:00.0",
-        ("0x1234", "0x1111", "0x030000"),
-        Some("bochs-drm"),
-        "2",
-    );
-    function(
-        &t,
-        "0000:02:00.0",
-        ("0x1af4", "0x1050", "0x038000"),
-        Some("vfio-pci"),
-        "3",
-    );
+    t.pci_function("0000:00:02.0", NIC, Some("e1000e"), "1");
+    t.pci_function("0000:01:00.0", BOCHS, Some("bochs-drm"), "2");
+    t.pci_function("0000:02:00.0", VIRTIO_GPU, Some("vfio-pci"), "3");
     let h = host(&t);
     let all = h.functions().unwrap();
     let bdfs: Vec<_> = all.iter().map(|f| f.bdf.as_str()).collect();
@@ -72,27 +26,8 @@ fn lists_display_functions_first_with_groups_and_drivers() {
 fn viability_names_the_devices_in_the_way() {
     let t = FakeTree::new("vfio-viable");
     // A GPU and its audio function share group 5; the bridge may keep pcieport.
-    function(
-        &t,
-        "0000:00:1c.0",
-        ("0x8086", "0x2922", "0x060400"),
-        Some("pcieport"),
-        "5",
-    );
-    function(
-        &t,
-        "0000:03:00.0",
-        ("0x10de", "0x2335", "0x030200"),
-        Some("vfio-pci"),
-        "5",
-    );
-    function(
-        &t,
-        "0000:03:00.1",
-        ("0x10de", "0x22bc", "0x040300"),
-        Some("snd_hda_intel"),
-        "5",
-    );
+    t.pci_function("0000:00:1c.0", BRIDGE, Some("pcieport"), "5");
+    t.nvidia_gpu(Some("vfio-pci"), Some("snd_hda_intel"), "5");
     let h = host(&t);
     let err = h.check_viable("0000:03:00.0").unwrap_err().to_string();
     assert!(err.contains("0000:03:00.1 (snd_hda_intel)"), "{err}");
@@ -122,27 +57,8 @@ fn no_group_means_no_iommu() {
 #[test]
 fn bind_overrides_unbinds_and_reprobes_every_member_but_bridges() {
     let t = FakeTree::new("vfio-bind");
-    function(
-        &t,
-        "0000:00:1c.0",
-        ("0x8086", "0x2922", "0x060400"),
-        Some("pcieport"),
-        "5",
-    );
-    function(
-        &t,
-        "0000:03:00.0",
-        ("0x10de", "0x2335", "0x030200"),
-        Some("nouveau"),
-        "5",
-    );
-    function(
-        &t,
-        "0000:03:00.1",
-        ("0x10de", "0x22bc", "0x040300"),
-        None,
-        "5",
-    );
+    t.pci_function("0000:00:1c.0", BRIDGE, Some("pcieport"), "5");
+    t.nvidia_gpu(Some("nouveau"), None, "5");
     let h = host(&t);
     assert!(matches!(
         h.bind("0000:03:00.0"),
@@ -176,13 +92,7 @@ fn bind_overrides_unbinds_and_reprobes_every_member_but_bridges() {
 #[test]
 fn unbind_clears_the_override_of_vfio_members() {
     let t = FakeTree::new("vfio-unbind");
-    function(
-        &t,
-        "0000:01:00.0",
-        ("0x1234", "0x1111", "0x030000"),
-        Some("vfio-pci"),
-        "2",
-    );
+    t.pci_function("0000:01:00.0", BOCHS, Some("vfio-pci"), "2");
     let h = host(&t);
     h.unbind("0000:01:00.0").unwrap();
     let read = |p: &str| std::fs::read_to_string(t.path(p)).unwrap();

@@ -107,6 +107,15 @@ impl RealDevice {
     }
 }
 
+impl RealDevice {
+    /// Where `len` bytes at `offset` of region `index` are in the device file, if inside it.
+    fn file_offset(&self, index: u32, offset: u64, len: usize) -> Option<libc::off_t> {
+        let region = self.region(index)?;
+        let end = offset.checked_add(len as u64)?;
+        (end <= region.size).then(|| (region.offset + offset) as libc::off_t)
+    }
+}
+
 /// VFIO_DEVICE_GET_REGION_INFO for `index`, with its capability chain when it has one.
 fn region_info(fd: RawFd, index: u32) -> Option<RegionInfo> {
     let header = std::mem::size_of::<vfio_region_info>();
@@ -226,46 +235,20 @@ impl VfioDeviceApi for RealDevice {
     }
 
     fn read(&self, index: u32, offset: u64, data: &mut [u8]) -> bool {
-        let Some(region) = self.region(index) else {
+        let Some(at) = self.file_offset(index, offset, data.len()) else {
             return false;
         };
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|end| end > region.size)
-        {
-            return false;
-        }
         // SAFETY: `data` is a writable buffer of data.len() bytes; the fd is the device's.
-        let n = unsafe {
-            libc::pread(
-                self.fd,
-                data.as_mut_ptr().cast(),
-                data.len(),
-                (region.offset + offset) as libc::off_t,
-            )
-        };
+        let n = unsafe { libc::pread(self.fd, data.as_mut_ptr().cast(), data.len(), at) };
         n == data.len() as isize
     }
 
     fn write(&self, index: u32, offset: u64, data: &[u8]) -> bool {
-        let Some(region) = self.region(index) else {
+        let Some(at) = self.file_offset(index, offset, data.len()) else {
             return false;
         };
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|end| end > region.size)
-        {
-            return false;
-        }
         // SAFETY: `data` is a readable buffer of data.len() bytes; the fd is the device's.
-        let n = unsafe {
-            libc::pwrite(
-                self.fd,
-                data.as_ptr().cast(),
-                data.len(),
-                (region.offset + offset) as libc::off_t,
-            )
-        };
+        let n = unsafe { libc::pwrite(self.fd, data.as_ptr().cast(), data.len(), at) };
         n == data.len() as isize
     }
 

@@ -74,6 +74,12 @@ impl Guest {
             .unwrap()
     }
 
+    /// irqfds on MSI GSIs (24 and up): the vectors KVM delivers now.
+    fn msi_irqfds(&self) -> usize {
+        let state = self.hv.state.lock().unwrap();
+        state.irqfds.iter().filter(|(gsi, _)| *gsi >= 24).count()
+    }
+
     fn slots(&self) -> Vec<(u64, u64)> {
         let state = self.hv.state.lock().unwrap();
         state
@@ -277,28 +283,10 @@ fn msix_vectors_are_eventfds_wired_to_irqfds_while_unmasked() {
     assert!(g.vm.mmio.read(g.bar(1) + 8, &mut data));
     assert_eq!(u32::from_le_bytes(data), 0x4021);
     assert!(g.vm.mmio.write(g.bar(1) + 16 + 12, &0u32.to_le_bytes()));
-    assert_eq!(
-        g.hv.state
-            .lock()
-            .unwrap()
-            .irqfds
-            .iter()
-            .filter(|(g, _)| *g >= 24)
-            .count(),
-        2
-    );
+    assert_eq!(g.msi_irqfds(), 2);
     // Function mask: nothing delivered; disable: the device loses its vectors, INTx is back.
     g.cfg_write(0x98 + 3, &[0xc0]);
-    assert_eq!(
-        g.hv.state
-            .lock()
-            .unwrap()
-            .irqfds
-            .iter()
-            .filter(|(g, _)| *g >= 24)
-            .count(),
-        0
-    );
+    assert_eq!(g.msi_irqfds(), 0);
     g.cfg_write(0x98 + 3, &[0x00]);
     let calls = g.mock.take_calls();
     assert!(
