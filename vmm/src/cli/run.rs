@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// virtio-gpu: `virtio[,backend=software|vulkan|rutabaga][,width=W][,height=H][,scanouts=N][,edid=on|off]`,
     /// or `vhost-user,socket=S[,width=W][,height=H][,scanouts=N]` for one a vhost-user GPU
     /// backend serves (`vgpu vhost-user-gpu`, QEMU's vhost-user-gpu); at most one of these.
-    /// A host GPU passed through: `vfio,host=DDDD:BB:SS.F[,rom=FILE|rombar=off][,mmap=off[:B+B]]` (bound to
+    /// A host GPU passed through: `vfio,host=DDDD:BB:SS.F[,rom=FILE|rombar=off][,mmap=off[:B+B]][,vga=on]` (bound to
     /// vfio-pci: `vgpu vfio bind`) or `vfio,sysfsdev=/sys/bus/mdev/devices/UUID`. Repeatable.
     #[arg(long, value_name = "SPEC", value_parser = parse_gpu_arg)]
     pub gpu: Vec<GpuArg>,

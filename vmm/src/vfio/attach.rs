@@ -41,6 +41,8 @@ pub struct VfioSpec {
     /// BARs whose accesses are all trapped instead of mapped into the guest: `mmap=off` (all)
     /// or `mmap=off:2+4` (those).
     pub unmapped_bars: Vec<usize>,
+    /// `vga=on`: the function's legacy VGA I/O ports are passed too (QEMU's x-vga=on).
+    pub vga: bool,
 }
 
 /// Parses what follows `vfio,` in `--gpu vfio,...`.
@@ -48,6 +50,7 @@ pub fn parse_vfio_spec(options: &str) -> Result<VfioSpec, String> {
     let mut target = None;
     let mut rom = RomChoice::Device;
     let mut unmapped_bars = Vec::new();
+    let mut vga = false;
     for opt in options.split(',').filter(|o| !o.is_empty()) {
         let (key, value) = opt
             .split_once('=')
@@ -86,9 +89,10 @@ pub fn parse_vfio_spec(options: &str) -> Result<VfioSpec, String> {
                     _ => return Err(format!("mmap={value}: on, off, or off:BAR+BAR")),
                 }
             }
+            "vga" => vga = crate::vhost_user_frontend::attach::on_off(key, value)?,
             _ => {
                 return Err(format!(
-                    "unknown vfio option {key:?} (host, sysfsdev, rom, rombar, mmap)"
+                    "unknown vfio option {key:?} (host, sysfsdev, rom, rombar, mmap, vga)"
                 ))
             }
         }
@@ -98,6 +102,7 @@ pub fn parse_vfio_spec(options: &str) -> Result<VfioSpec, String> {
         target,
         rom,
         unmapped_bars,
+        vga,
     })
 }
 
@@ -160,6 +165,18 @@ impl Drop for DmaSpace {
     }
 }
 
+/// `vga=on`: the function's legacy VGA ports on the VM's port bus.
+pub fn plug_vga_ports(
+    vm: &Vm,
+    device: Arc<dyn super::api::VfioDeviceApi>,
+) -> Result<(), VfioError> {
+    use super::quirks::vga::{VgaPorts, PORTS_LEN, PORTS_START};
+    let ports = VgaPorts::new(device).ok_or(VfioError::NoRegion(super::api::VGA_REGION))?;
+    vm.pio
+        .insert(Arc::new(Mutex::new(ports)), PORTS_START, PORTS_LEN)
+        .map_err(|e| VfioError::Plug(e.to_string()))
+}
+
 /// Opens `spec`'s function and plugs it into the VM; returns its PCI slot.
 pub fn attach(
     vm: &mut Vm,
@@ -196,7 +213,11 @@ pub fn attach(
         unmapped_bars: spec.unmapped_bars.clone(),
         ..FunctionOptions::new(rom, line)
     };
-    let function = VfioPciDevice::new(vm, &name, Arc::new(device), options)?;
+    let device: Arc<dyn super::api::VfioDeviceApi> = Arc::new(device);
+    if spec.vga {
+        plug_vga_ports(vm, device.clone())?;
+    }
+    let function = VfioPciDevice::new(vm, &name, device, options)?;
     let slot = vm
         .add_pci_device(Arc::new(Mutex::new(function)))
         .map_err(|e| VfioError::Plug(e.to_string()))?;

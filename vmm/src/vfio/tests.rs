@@ -525,7 +525,7 @@ fn vfio_options_parse_and_bad_ones_say_why() {
         ("", "needs host=BDF"),
         (",host=1:0.0", "DDDD:BB:SS.F"),
         (",host=0000:01:00.0,mmap=off:7", "BARs are 0 to 5"),
-        (",host=0000:01:00.0,vga=on", "unknown vfio option"),
+        (",host=0000:01:00.0,x-vga=on", "unknown vfio option"),
         (",host", "not key=value"),
     ] {
         let err = super::parse_vfio_spec(bad).unwrap_err();
@@ -545,4 +545,30 @@ fn an_unmapped_bar_is_trapped_whole() {
     let dev = VfioPciDevice::new(&mut vm, "t", Arc::new(mock), options).unwrap();
     assert!(dev.bars().is_mapped(0, 0));
     assert!(!dev.bars().is_mapped(2, 0));
+}
+
+#[test]
+fn vga_ports_reach_the_vga_region_and_nothing_else() {
+    use super::api::VGA_REGION;
+    let mock = bochs();
+    let hv = MockHypervisor::new();
+    let vm = Vm::new(&hv, 16 << 20, true).unwrap();
+    assert!(
+        super::attach::plug_vga_ports(&vm, Arc::new(mock.clone())).is_err(),
+        "no VGA region"
+    );
+    mock.add_region(VGA_REGION, 0xc0000, RW, None);
+    mock.fill(VGA_REGION, 0x3cc, &[0x67]);
+    super::attach::plug_vga_ports(&vm, Arc::new(mock.clone())).unwrap();
+    let mut misc = [0u8];
+    assert!(vm.pio.read(0x3cc, &mut misc));
+    assert_eq!(misc, [0x67]);
+    assert!(vm.pio.write(0x3d4, &[0x0e, 0x12]));
+    assert_eq!(mock.peek(VGA_REGION, 0x3d4, 2), vec![0x0e, 0x12]);
+    // 0x3bc..0x3c0 is inside the block but not VGA's: all ones, nothing forwarded.
+    let mut gap = [0u8];
+    assert!(vm.pio.read(0x3bd, &mut gap));
+    assert_eq!(gap, [0xff]);
+    assert!(vm.pio.write(0x3be, &[1]));
+    assert_eq!(mock.peek(VGA_REGION, 0x3be, 1), vec![0]);
 }

@@ -1,8 +1,10 @@
 //! Device quirks: what a passed-through function needs beyond plain config and BAR
 //! passthrough, found in one table keyed by vendor and device (as QEMU's vfio quirks are). A
 //! quirk claims BAR ranges (they are trapped, not mapped) and says what an access there means.
+//! [`vga`] forwards a VGA function's legacy I/O ports, which no BAR covers.
 
 mod nvidia;
+pub mod vga;
 
 use super::bars::Trap;
 
