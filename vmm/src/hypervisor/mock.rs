@@ -49,6 +49,9 @@ pub struct MockVmState {
     pub stopped_for_good: Vec<u8>,
     /// vCPUs whose script ran out idle (report `Interrupted`) instead of shutting down.
     pub idle_when_done: bool,
+    /// Slots ending above this guest address are refused, as KVM refuses addresses beyond the
+    /// CPU's physical address width.
+    pub max_gpa: Option<u64>,
 }
 
 impl MockVmState {
@@ -121,6 +124,13 @@ fn same_fd(a: &EventFd, b: &EventFd) -> bool {
 impl Vm for MockVm {
     fn set_user_memory_region(&self, slot: u32, guest: u64, size: u64, host: u64) -> Result<()> {
         let mut s = self.state();
+        if s.max_gpa
+            .is_some_and(|max| guest.saturating_add(size) > max)
+        {
+            return Err(HypervisorError::Unsupported(
+                "a slot beyond the physical address width",
+            ));
+        }
         if size == 0 {
             s.memory_slots.remove(&slot);
         } else {

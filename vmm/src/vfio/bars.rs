@@ -25,12 +25,13 @@ pub struct MappedArea {
     pub len: u64,
     pub slot: u32,
     mapping: Arc<dyn HostMapping>,
+    /// Where the slot is in the guest now (a placement KVM refused leaves it out).
+    placed: Option<u64>,
 }
 
 pub struct BarMaps {
     vm: Arc<dyn HvVm>,
     areas: Vec<Vec<MappedArea>>,
-    base: [Option<u64>; NUM_BARS],
 }
 
 /// `areas` less the pages any of `traps` touches, each piece page aligned.
@@ -103,46 +104,43 @@ impl BarMaps {
                     len,
                     slot,
                     mapping,
+                    placed: None,
                 });
             }
         }
-        Ok(BarMaps {
-            vm,
-            areas,
-            base: [None; NUM_BARS],
-        })
+        Ok(BarMaps { vm, areas })
     }
 
     /// The guest put BAR `bar` at `base` (`None`: decoding off): the slots follow.
     pub fn moved(&mut self, bar: usize, base: Option<u64>) {
-        let Some(areas) = self.areas.get(bar) else {
+        let Some(areas) = self.areas.get_mut(bar) else {
             return;
         };
-        let old = std::mem::replace(&mut self.base[bar], base);
         for area in areas {
             let host = area.mapping.host_addr();
-            if let Some(old) = old {
-                if let Err(err) =
-                    self.vm
-                        .set_user_memory_region(area.slot, old + area.offset, 0, host)
-                {
+            if let Some(gpa) = area.placed.take() {
+                if let Err(err) = self.vm.set_user_memory_region(area.slot, gpa, 0, host) {
                     warn!(%err, bar, "vfio: removing a BAR slot failed");
                 }
             }
-            if let Some(base) = base {
-                debug!(
-                    bar,
-                    gpa = base + area.offset,
-                    len = area.len,
-                    slot = area.slot,
-                    "vfio: BAR slot placed"
-                );
-                if let Err(err) =
-                    self.vm
-                        .set_user_memory_region(area.slot, base + area.offset, area.len, host)
-                {
-                    warn!(%err, bar, base, "vfio: placing a BAR slot failed");
-                }
+            let Some(gpa) = base.and_then(|b| b.checked_add(area.offset)) else {
+                continue;
+            };
+            debug!(
+                bar,
+                gpa,
+                len = area.len,
+                slot = area.slot,
+                "vfio: BAR slot placed"
+            );
+            match self
+                .vm
+                .set_user_memory_region(area.slot, gpa, area.len, host)
+            {
+                Ok(()) => area.placed = Some(gpa),
+                // A hostile guest's BAR address (beyond the physical address width, over RAM):
+                // the area stays out of the guest and its accesses go nowhere.
+                Err(err) => warn!(%err, bar, gpa, "vfio: placing a BAR slot failed"),
             }
         }
     }

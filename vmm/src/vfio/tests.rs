@@ -572,3 +572,26 @@ fn vga_ports_reach_the_vga_region_and_nothing_else() {
     assert!(vm.pio.write(0x3be, &[1]));
     assert_eq!(mock.peek(VGA_REGION, 0x3be, 1), vec![0]);
 }
+
+#[test]
+fn a_bar_placement_kvm_refuses_stays_out_and_the_next_move_works() {
+    let g = Guest::plug(nvidia(), RomSource::Off);
+    g.hv.state.lock().unwrap().max_gpa = Some(1 << 40);
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    assert!(g.slots().contains(&(pci::MMIO64_START, 256 << 30)));
+    // A hostile guest moves BAR1 (64-bit) to 2 TiB: KVM refuses, the area stays out.
+    // BAR1's upper half is at 0x18.
+    g.cfg_write(0x18, &0x200u32.to_le_bytes());
+    assert!(
+        !g.slots().iter().any(|&(_, size)| size == 256 << 30),
+        "{:?}",
+        g.slots()
+    );
+    // Back where it fits: placed again (nothing stale was left to remove).
+    g.cfg_write(0x18, &((pci::MMIO64_START >> 32) as u32).to_le_bytes());
+    assert!(
+        g.slots().contains(&(pci::MMIO64_START, 256 << 30)),
+        "{:?}",
+        g.slots()
+    );
+}
