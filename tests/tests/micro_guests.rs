@@ -117,6 +117,19 @@ fn bad_options_and_files_fail_with_a_message() {
             "a PCI address is DDDD:BB:SS.F",
         ),
         (
+            &[
+                "run",
+                "--kernel",
+                "k",
+                "--gpu",
+                "virtio",
+                "--gpu",
+                "vhost-user,socket=/s",
+            ],
+            1,
+            "2 virtio-gpu devices asked for",
+        ),
+        (
             &["run", "--kernel", "k", "--gpu", "opengl"],
             2,
             "unknown GPU kind \"opengl\"",

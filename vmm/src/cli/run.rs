@@ -99,6 +99,8 @@ pub enum RunError {
     Guest(String),
     #[error("installing the SIGUSR1 screenshot handler failed")]
     Signal(#[source] std::io::Error),
+    #[error("{0} virtio-gpu devices asked for: a VM has one `--gpu virtio` or `--gpu vhost-user` (and any number of `--gpu vfio`)")]
+    SecondVirtioGpu(usize),
     #[error("no display device to take a screenshot of")]
     NoDisplay,
     #[error("screenshot of scanout {scanout} failed: {reason}")]
@@ -222,6 +224,14 @@ fn open_file(path: &PathBuf) -> Result<File, RunError> {
 }
 
 pub fn run(args: RunArgs) -> Result<(), RunError> {
+    let virtio_gpus = args
+        .gpu
+        .iter()
+        .filter(|g| matches!(g, GpuArg::Virtio(_)))
+        .count();
+    if virtio_gpus > 1 {
+        return Err(RunError::SecondVirtioGpu(virtio_gpus));
+    }
     // Open the inputs first so a bad path is reported before anything about KVM.
     let reason = match &args.raw {
         Some(path) => {

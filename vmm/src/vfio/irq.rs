@@ -266,9 +266,8 @@ pub struct IntxIrq {
 
 impl IntxIrq {
     pub fn new(vm: Arc<dyn HvVm>, gsi: u32) -> Result<IntxIrq, VfioError> {
-        let mut fds = eventfds(2)?;
-        let resample = fds.pop().ok_or(VfioError::Mock("no eventfd"))?;
-        let fd = fds.pop().ok_or(VfioError::Mock("no eventfd"))?;
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(VfioError::EventFd)?;
+        let resample = EventFd::new(EFD_NONBLOCK).map_err(VfioError::EventFd)?;
         Ok(IntxIrq {
             vm,
             gsi,
