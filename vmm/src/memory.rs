@@ -34,6 +34,8 @@ pub enum MemoryError {
     Map(#[source] vm_memory::mmap::FromRangesError),
     #[error("registering guest memory with the hypervisor failed")]
     Register(#[source] HypervisorError),
+    #[error("the legacy window cannot be taken out of guest RAM (too little low memory)")]
+    NoWindow,
 }
 
 /// The guest-physical ranges that `size` bytes of RAM occupy: below the hole, then above 4 GiB.
@@ -105,6 +107,36 @@ impl Memory {
             slot += 1;
         }
         Ok(slot)
+    }
+
+    /// Takes `[start, start + len)` (the legacy VGA window) out of RAM slot 0, so the guest's
+    /// accesses there reach the MMIO bus: slot 0 ends at `start` and `new_slot` holds the RAM
+    /// above the window. Only before the guest runs (the slot is briefly gone).
+    pub fn open_window(
+        &self,
+        vm: &dyn Vm,
+        start: u64,
+        len: u64,
+        new_slot: u32,
+    ) -> Result<(), MemoryError> {
+        let region = self.ram.iter().next().ok_or(MemoryError::NoWindow)?;
+        let end = start.checked_add(len).ok_or(MemoryError::NoWindow)?;
+        if region.start_addr().0 != 0
+            || region.len() <= end
+            || start & 0xfff != 0
+            || len & 0xfff != 0
+        {
+            return Err(MemoryError::NoWindow);
+        }
+        let host = region.as_ptr() as u64;
+        let set = |slot, gpa: u64, size: u64| {
+            vm.set_user_memory_region(slot, gpa, size, host + gpa)
+                .map_err(MemoryError::Register)
+        };
+        // KVM cannot shrink a slot in place: it goes and comes back smaller.
+        set(0, 0, 0)?;
+        set(0, 0, start)?;
+        set(new_slot, end, region.len() - end)
     }
 
     pub fn size(&self) -> u64 {

@@ -81,6 +81,8 @@ pub struct Vm {
     /// Devices served by vhost-user backends, kept running as long as the VM.
     vhost_user: Vec<VhostUserAttachment>,
     vfio_functions: usize,
+    /// Whether a passed VGA function has the legacy VGA ranges (`vga=on`).
+    legacy_vga: bool,
     next_gsi: u32,
     next_slot: u32,
 }
@@ -108,6 +110,7 @@ impl Vm {
             vhost_user: Vec::new(),
             vfio_dma: None,
             vfio_functions: 0,
+            legacy_vga: false,
             next_gsi: FIRST_MSI_GSI,
             next_slot,
         })
@@ -189,6 +192,33 @@ impl Vm {
         self.vfio_dma = dma;
         self.vfio_functions += 1;
         Ok(result?)
+    }
+
+    /// Gives the guest's legacy VGA window (0xa0000-0xbffff) to `device`, a passed VGA function,
+    /// and its VGA ports with it; one function per VM may have them, as on a PC.
+    pub fn add_legacy_vga(
+        &mut self,
+        device: Arc<dyn crate::vfio::api::VfioDeviceApi>,
+    ) -> Result<(), VmError> {
+        use crate::vfio::quirks::vga::{
+            VgaLegacy, MEMORY_LEN, MEMORY_START, PORTS_LEN, PORTS_START,
+        };
+        use crate::vfio::{api::VGA_REGION, VfioError};
+        if self.legacy_vga {
+            return Err(VfioError::SecondVga.into());
+        }
+        let no_region = || VmError::from(VfioError::NoRegion(VGA_REGION));
+        let ports = VgaLegacy::ports(device.clone()).ok_or_else(no_region)?;
+        let memory = VgaLegacy::memory(device).ok_or_else(no_region)?;
+        let slot = self.allocate_memory_slot();
+        self.memory
+            .open_window(self.hv.as_ref(), MEMORY_START, MEMORY_LEN, slot)?;
+        self.pio
+            .insert(Arc::new(Mutex::new(ports)), PORTS_START, PORTS_LEN)?;
+        self.mmio
+            .insert(Arc::new(Mutex::new(memory)), MEMORY_START, MEMORY_LEN)?;
+        self.legacy_vga = true;
+        Ok(())
     }
 
     /// Registers the display `vgpu run --screenshot` captures.

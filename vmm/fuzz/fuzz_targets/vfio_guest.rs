@@ -2,10 +2,11 @@
 //! device, the recording hypervisor for KVM): random config accesses through ECAM (BAR sizing
 //! and moves, ROM, command, MSI-X control, PCIe FLR, anything else passed through) and random
 //! accesses to every BAR (mapped areas, the trapped MSI-X table and PBA, NVIDIA's BAR0 config
-//! window, ROM). Nothing may panic, and the function must still answer its IDs.
+//! window, ROM), and with `vga=on` to the legacy VGA ports and memory window. Nothing may panic,
+//! and the function must still answer its IDs.
 //!
-//! Input: one byte picks the device (bochs-display, virtio-gpu-pci, an NVIDIA GPU), then records
-//! of 8 bytes `[op, a_lo, a_hi, len, value: u32]`.
+//! Input: one byte picks the device (bochs-display, virtio-gpu-pci, an NVIDIA GPU; bit 2: with
+//! the legacy VGA ranges), then records of 8 bytes `[op, a_lo, a_hi, len, value: u32]`.
 #![no_main]
 
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use libfuzzer_sys::fuzz_target;
 use vmm::hypervisor::mock::MockHypervisor;
 use vmm::pci::{self, PciDevice};
+use vmm::vfio::api::{REGION_READ, REGION_WRITE, VGA_REGION};
 use vmm::vfio::config::RomSource;
 use vmm::vfio::mock::fixtures;
 use vmm::vfio::{FunctionOptions, VfioPciDevice};
@@ -30,6 +32,10 @@ fuzz_target!(|data: &[u8]| {
     let ids = mock.peek(7, 0, 4);
     let hv = MockHypervisor::new();
     let mut vm = Vm::new(&hv, 2 << 20, true).unwrap();
+    if which & 4 != 0 {
+        mock.add_region(VGA_REGION, 0xc0000, REGION_READ | REGION_WRITE, None);
+        vm.add_legacy_vga(Arc::new(mock.clone())).unwrap();
+    }
     let options = FunctionOptions::new(RomSource::Device, 10);
     let device = VfioPciDevice::new(&mut vm, "fuzz", Arc::new(mock), options).unwrap();
     let device = Arc::new(Mutex::new(device));
@@ -44,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         let base = device.lock().unwrap().config().bar_address(bar).unwrap_or(0);
         // Offsets reach NVIDIA's 0x88000 window from the record's high bits.
         let offset = a | u64::from(r[3] >> 5) << 16;
-        match r[0] % 4 {
+        match r[0] % 6 {
             0 => {
                 vm.mmio.write(ecam + (a & 0xfff), &value[..len.min(4)]);
             }
@@ -54,8 +60,17 @@ fuzz_target!(|data: &[u8]| {
             2 => {
                 vm.mmio.write(base + offset, &value[..len]);
             }
-            _ => {
+            3 => {
                 vm.mmio.read(base + offset, &mut out[..len]);
+            }
+            // The legacy VGA ranges (absent without bit 2: nothing answers).
+            4 => {
+                vm.pio.write(0x3b0 + a % 0x30, &value[..len.min(4)]);
+                vm.mmio.write(0xa_0000 + (offset % 0x2_0000), &value[..len]);
+            }
+            _ => {
+                vm.pio.read(0x3b0 + a % 0x30, &mut out[..len.min(4)]);
+                vm.mmio.read(0xa_0000 + (offset % 0x2_0000), &mut out[..len]);
             }
         }
     }

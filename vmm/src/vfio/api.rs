@@ -55,6 +55,31 @@ impl RegionInfo {
     }
 }
 
+/// A function that a hot reset of a device resets with it (VFIO_DEVICE_GET_PCI_HOT_RESET_INFO's
+/// `vfio_pci_dependent_device`): everything on the bus below the same bridge, such as a GPU's
+/// audio function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetPeer {
+    pub group: u32,
+    pub segment: u16,
+    pub bus: u8,
+    pub devfn: u8,
+}
+
+impl std::fmt::Display for ResetPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{} (group {})",
+            self.segment,
+            self.bus,
+            self.devfn >> 3,
+            self.devfn & 7,
+            self.group
+        )
+    }
+}
+
 /// A piece of a device region mapped into this process; unmapped on drop.
 pub trait HostMapping: Send + Sync {
     fn host_addr(&self) -> u64;
@@ -81,6 +106,12 @@ pub trait VfioDeviceApi: Send + Sync {
     /// Whether the device can be reset (FLR, PM, or a bus reset the kernel may do).
     fn can_reset(&self) -> bool;
     fn reset(&self) -> Result<(), VfioError>;
+    /// The functions a hot reset (of the bus or slot below the device's bridge) resets along
+    /// with this one, itself included; `None` where the device cannot be hot reset.
+    fn hot_reset_peers(&self) -> Option<Vec<ResetPeer>>;
+    /// VFIO_DEVICE_PCI_HOT_RESET: the kernel resets the bus only when it is handed every group
+    /// of `groups` (each must be open in this VM's container), proof that the VM owns them all.
+    fn hot_reset(&self, groups: &[u32]) -> Result<(), VfioError>;
 }
 
 /// An IOMMU address space (the container): what the device may DMA to.

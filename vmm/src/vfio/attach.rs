@@ -41,7 +41,8 @@ pub struct VfioSpec {
     /// BARs whose accesses are all trapped instead of mapped into the guest: `mmap=off` (all)
     /// or `mmap=off:2+4` (those).
     pub unmapped_bars: Vec<usize>,
-    /// `vga=on`: the function's legacy VGA I/O ports are passed too (QEMU's x-vga=on).
+    /// `vga=on`: the function's legacy VGA I/O ports and memory window are passed too (QEMU's
+    /// x-vga=on).
     pub vga: bool,
 }
 
@@ -165,18 +166,6 @@ impl Drop for DmaSpace {
     }
 }
 
-/// `vga=on`: the function's legacy VGA ports on the VM's port bus.
-pub fn plug_vga_ports(
-    vm: &Vm,
-    device: Arc<dyn super::api::VfioDeviceApi>,
-) -> Result<(), VfioError> {
-    use super::quirks::vga::{VgaPorts, PORTS_LEN, PORTS_START};
-    let ports = VgaPorts::new(device).ok_or(VfioError::NoRegion(super::api::VGA_REGION))?;
-    vm.pio
-        .insert(Arc::new(Mutex::new(ports)), PORTS_START, PORTS_LEN)
-        .map_err(|e| VfioError::Plug(e.to_string()))
-}
-
 /// Opens `spec`'s function and plugs it into the VM; returns its PCI slot.
 pub fn attach(
     vm: &mut Vm,
@@ -215,7 +204,8 @@ pub fn attach(
     };
     let device: Arc<dyn super::api::VfioDeviceApi> = Arc::new(device);
     if spec.vga {
-        plug_vga_ports(vm, device.clone())?;
+        vm.add_legacy_vga(device.clone())
+            .map_err(|e| VfioError::Plug(e.to_string()))?;
     }
     let function = VfioPciDevice::new(vm, &name, device, options)?;
     let slot = vm

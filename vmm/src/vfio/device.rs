@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::api::{IrqKind, VfioDeviceApi, ROM_REGION};
+use super::api::{IrqKind, ResetPeer, VfioDeviceApi, ROM_REGION};
 use super::bars::{BarMaps, Trap};
 use super::config::{ConfigEvent, ConfigView, MsixLayout, RomSource};
 use super::irq::{Interrupts, IntxIrq, MsiIrq, MsixIrq};
@@ -52,6 +52,37 @@ impl FunctionOptions {
     }
 }
 
+/// How a function was reset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetMethod {
+    /// The kernel's own reset of the function (FLR, PM, or its bus when it is alone there).
+    Function,
+    /// A hot reset of its bus, which reset these functions too.
+    Bus(Vec<ResetPeer>),
+}
+
+/// Resets the function the best way it has: the kernel's function reset, else a hot reset of
+/// its bus when this VM holds every group on that bus (a GPU without FLR beside its audio
+/// function, as QEMU's vfio does).
+pub fn reset_on_host(api: &dyn VfioDeviceApi, name: &str) -> Result<ResetMethod, VfioError> {
+    if api.can_reset() {
+        match api.reset() {
+            Ok(()) => return Ok(ResetMethod::Function),
+            Err(err) => {
+                debug!(%err, device = name, "vfio: function reset failed; a hot reset next")
+            }
+        }
+    }
+    let peers = api.hot_reset_peers().ok_or(VfioError::NoReset)?;
+    let mut groups: Vec<u32> = peers.iter().map(|p| p.group).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    api.hot_reset(&groups)?;
+    let list: Vec<String> = peers.iter().map(ToString::to_string).collect();
+    info!(device = name, peers = %list.join(", "), "vfio: hot reset of the bus");
+    Ok(ResetMethod::Bus(peers))
+}
+
 impl VfioPciDevice {
     /// Builds the guest's view of `api`: resets the function (where it can be), probes its
     /// config space and BARs, maps what can be mapped, and prepares its interrupts.
@@ -66,11 +97,10 @@ impl VfioPciDevice {
             intx_gsi,
             unmapped_bars,
         } = options;
-        if api.can_reset() {
-            api.reset()?;
-        } else {
+        if let Err(err) = reset_on_host(api.as_ref(), name) {
             warn!(
                 device = name,
+                %err,
                 "vfio: the function cannot be reset; it starts as the host left it"
             );
         }
@@ -168,7 +198,7 @@ impl VfioPciDevice {
     pub fn reset_function(&mut self) {
         info!(device = %self.name, "vfio: function reset by the guest");
         self.irqs.stop(self.api.as_ref(), false);
-        if let Err(err) = self.api.reset() {
+        if let Err(err) = reset_on_host(self.api.as_ref(), &self.name) {
             warn!(%err, device = %self.name, "vfio: reset failed");
         }
         self.view.reset();

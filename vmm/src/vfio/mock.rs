@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::api::{
-    DmaMapper, HostMapping, IrqKind, RegionInfo, VfioDeviceApi, CONFIG_REGION, REGION_MMAP,
-    REGION_READ, REGION_WRITE,
+    DmaMapper, HostMapping, IrqKind, RegionInfo, ResetPeer, VfioDeviceApi, CONFIG_REGION,
+    REGION_MMAP, REGION_READ, REGION_WRITE,
 };
 use super::VfioError;
 
@@ -38,6 +38,8 @@ pub enum Call {
     DisableIrq(IrqKind),
     IntxUnmaskFd,
     Reset,
+    /// A hot reset, with the groups handed to the kernel.
+    HotReset(Vec<u32>),
     DmaMap {
         iova: u64,
         size: u64,
@@ -57,6 +59,10 @@ pub struct MockState {
     pub irqs: BTreeMap<u32, u32>,
     pub calls: Vec<Call>,
     pub can_reset: bool,
+    /// What VFIO_DEVICE_GET_PCI_HOT_RESET_INFO answers (`None`: no hot reset).
+    pub hot_reset_peers: Option<Vec<ResetPeer>>,
+    /// The groups open in the VM's container: a hot reset needing another is refused.
+    pub held_groups: Vec<u32>,
     /// Eventfds the device was given per interrupt kind (the last enable), to fire them.
     pub irq_fds: BTreeMap<u32, Vec<EventFd>>,
     /// Config writes the device refuses to take (as vfio-pci drops writes to read-only bits).
@@ -278,6 +284,24 @@ impl VfioDeviceApi for MockVfio {
             return Err(VfioError::NoReset);
         }
         self.state().calls.push(Call::Reset);
+        Ok(())
+    }
+
+    fn hot_reset_peers(&self) -> Option<Vec<ResetPeer>> {
+        self.state().hot_reset_peers.clone()
+    }
+
+    fn hot_reset(&self, groups: &[u32]) -> Result<(), VfioError> {
+        let mut state = self.state();
+        if let Some(&missing) = groups.iter().find(|g| !state.held_groups.contains(g)) {
+            return Err(VfioError::GroupNotHeld(missing));
+        }
+        // As the kernel: every peer's group must be among those handed over.
+        let peers = state.hot_reset_peers.clone().unwrap_or_default();
+        if state.hot_reset_peers.is_none() || peers.iter().any(|p| !groups.contains(&p.group)) {
+            return Err(VfioError::Mock("hot reset refused"));
+        }
+        state.calls.push(Call::HotReset(groups.to_vec()));
         Ok(())
     }
 }

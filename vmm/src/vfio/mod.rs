@@ -59,10 +59,16 @@ pub enum VfioError {
         #[source]
         source: vfio_ioctls::VfioError,
     },
+    #[error("only one passed function per VM can have the legacy VGA ranges (vga=on)")]
+    SecondVga,
     #[error("the device cannot be reset")]
     NoReset,
     #[error("resetting the device")]
     Reset(#[source] std::io::Error),
+    #[error("a hot reset would also reset group {0}, which this VM does not hold (pass or bind every function of the bus)")]
+    GroupNotHeld(u32),
+    #[error("hot reset of the bus")]
+    HotReset(#[source] std::io::Error),
     #[error("the ROM file {path}")]
     RomFile {
         path: String,

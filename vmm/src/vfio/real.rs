@@ -19,12 +19,20 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioDeviceFd};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref};
 
-use super::api::{DmaMapper, HostMapping, IrqKind, RegionInfo, VfioDeviceApi, REGION_MMAP};
+use super::api::{
+    DmaMapper, HostMapping, IrqKind, RegionInfo, ResetPeer, VfioDeviceApi, REGION_MMAP,
+};
 use super::VfioError;
 
 vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_GET_INFO, VFIO_TYPE as u32, VFIO_BASE + 7);
 vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_GET_REGION_INFO, VFIO_TYPE as u32, VFIO_BASE + 8);
 vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_RESET, VFIO_TYPE as u32, VFIO_BASE + 11);
+vmm_sys_util::ioctl_io_nr!(
+    VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+    VFIO_TYPE as u32,
+    VFIO_BASE + 12
+);
+vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_PCI_HOT_RESET, VFIO_TYPE as u32, VFIO_BASE + 13);
 
 /// vfio-pci has regions 0..=8 (BAR0-5, ROM, config, VGA); device-specific ones follow.
 const PCI_REGIONS: u32 = 9;
@@ -193,11 +201,127 @@ fn sparse_areas(cap: &[u8]) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: a header of argsz, flags, count, then `count`
+/// dependent devices of 8 bytes (group id, segment, bus, devfn). Asked once with room for 64,
+/// again with the count the kernel asks for (ENOSPC).
+fn hot_reset_info(fd: RawFd) -> Option<Vec<ResetPeer>> {
+    let mut room = 64usize;
+    for _ in 0..2 {
+        let mut buf = vec![0u32; 3 + room * 2];
+        buf[0] = (buf.len() * 4) as u32;
+        // SAFETY: the ioctl writes at most argsz (= buf's length in bytes) into `buf`; `fd` is
+        // the device file.
+        let ret = unsafe {
+            ioctl_with_mut_ptr(
+                &Fd(fd),
+                VFIO_DEVICE_GET_PCI_HOT_RESET_INFO(),
+                buf.as_mut_ptr(),
+            )
+        };
+        let count = buf[2] as usize;
+        if ret < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSPC) && count > room
+            {
+                room = count.min(4096);
+                continue;
+            }
+            return None;
+        }
+        let peers = buf[3..]
+            .chunks_exact(2)
+            .take(count.min(room))
+            .map(|d| ResetPeer {
+                group: d[0],
+                segment: d[1] as u16,
+                bus: (d[1] >> 16) as u8,
+                devfn: (d[1] >> 24) as u8,
+            })
+            .collect();
+        return Some(peers);
+    }
+    None
+}
+
+/// The open file of VFIO group `id` in this process. vfio-ioctls keeps its group files private,
+/// and a group opens only once, so the one its container holds is found among our own fds.
+fn group_fd(id: u32) -> Option<RawFd> {
+    let want = format!("/dev/vfio/{id}");
+    std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .flatten()
+        .find(|entry| {
+            std::fs::read_link(entry.path()).is_ok_and(|target| target == Path::new(&want))
+        })
+        .and_then(|entry| entry.file_name().to_str()?.parse().ok())
+}
+
 struct Fd(RawFd);
 impl AsRawFd for Fd {
     fn as_raw_fd(&self) -> RawFd {
         self.0
     }
+}
+
+/// The alignment a BAR mapping of `len` bytes gets: its largest power of two up to 1 GiB.
+/// vfio-pci (6.12 on) maps BARs with huge pages where the address allows, and KVM then maps
+/// the guest's view with huge pages too: fewer TLB misses on a framebuffer (as QEMU aligns).
+fn huge_alignment(len: u64) -> u64 {
+    let page = 4096u64;
+    if len < page {
+        return page;
+    }
+    (1u64 << (63 - len.leading_zeros())).clamp(page, 1 << 30)
+}
+
+/// Maps `len` bytes of `fd` at `file_offset` shared and read-write, at an address congruent
+/// to `file_offset` modulo `align`: a reservation of `len + align` bytes, the device mapped
+/// over its aligned part, the rest given back.
+fn map_aligned(fd: RawFd, file_offset: u64, len: u64, align: u64) -> std::io::Result<u64> {
+    let span = len + align;
+    // SAFETY: a fresh private reservation the kernel places; nothing is replaced.
+    let reserve = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if reserve == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let base = reserve as u64;
+    let want = file_offset % align;
+    let addr = base + ((want + align - base % align) % align);
+    // SAFETY: `addr..addr+len` lies inside the reservation made above (addr - base < align),
+    // which this function owns, so MAP_FIXED replaces nothing else.
+    let mapped = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd,
+            file_offset as libc::off_t,
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    let give_back = |at: u64, size: u64| {
+        if size > 0 {
+            // SAFETY: a piece of the reservation above that the device mapping does not cover
+            // (all of it when that mapping failed); nothing else uses it.
+            unsafe { libc::munmap(at as *mut libc::c_void, size as usize) };
+        }
+    };
+    if mapped == libc::MAP_FAILED {
+        give_back(base, span);
+        return Err(error);
+    }
+    give_back(base, addr - base);
+    give_back(addr + len, base + span - (addr + len));
+    Ok(addr)
 }
 
 /// An mmap of part of a region, unmapped on drop.
@@ -259,29 +383,16 @@ impl VfioDeviceApi for RealDevice {
         {
             return Err(VfioError::NoRegion(index));
         }
-        // SAFETY: a fresh shared mapping of the device file at a range vfio-pci said is
-        // mappable; the kernel picks the address, so no existing mapping is replaced.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.fd,
-                (region.offset + offset) as libc::off_t,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(VfioError::Mmap {
-                region: index,
-                offset,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(Arc::new(Mapped {
-            addr: addr as u64,
-            len,
-        }))
+        let file_offset = region.offset + offset;
+        let addr =
+            map_aligned(self.fd, file_offset, len, huge_alignment(len)).map_err(|source| {
+                VfioError::Mmap {
+                    region: index,
+                    offset,
+                    source,
+                }
+            })?;
+        Ok(Arc::new(Mapped { addr, len }))
     }
 
     fn enable_irq(&self, kind: IrqKind, fds: &[&EventFd]) -> Result<(), VfioError> {
@@ -319,5 +430,68 @@ impl VfioDeviceApi for RealDevice {
             return Err(VfioError::Reset(std::io::Error::last_os_error()));
         }
         Ok(())
+    }
+
+    fn hot_reset_peers(&self) -> Option<Vec<ResetPeer>> {
+        hot_reset_info(self.fd)
+    }
+
+    fn hot_reset(&self, groups: &[u32]) -> Result<(), VfioError> {
+        let fds = groups
+            .iter()
+            .map(|&id| group_fd(id).ok_or(VfioError::GroupNotHeld(id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // struct vfio_pci_hot_reset: argsz, flags, count, then the group fds.
+        let mut buf: Vec<u32> = vec![0, 0, fds.len() as u32];
+        buf.extend(fds.iter().map(|&fd| fd as u32));
+        buf[0] = (buf.len() * 4) as u32;
+        // SAFETY: the kernel reads argsz bytes of `buf` (the header and `count` fds, each an
+        // open group file of this process) and writes nothing; `fd` is the device file.
+        let ret = unsafe {
+            ioctl_with_mut_ptr(&Fd(self.fd), VFIO_DEVICE_PCI_HOT_RESET(), buf.as_mut_ptr())
+        };
+        if ret < 0 {
+            return Err(VfioError::HotReset(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_alignment_is_the_largest_power_of_two_up_to_1g() {
+        assert_eq!(huge_alignment(100), 4096);
+        assert_eq!(huge_alignment(16 << 20), 16 << 20);
+        assert_eq!(huge_alignment((16 << 20) - 4096), 8 << 20);
+        assert_eq!(huge_alignment(256 << 30), 1 << 30);
+    }
+
+    #[test]
+    fn aligned_mappings_are_congruent_to_their_file_offset() {
+        // SAFETY: a valid NUL-terminated name; returns a new fd or -1.
+        let fd = unsafe { libc::memfd_create(c"vfio-align-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` is the memfd just made.
+        assert_eq!(unsafe { libc::ftruncate(fd, 8 << 20) }, 0);
+        for (offset, len) in [(0u64, 4u64 << 20), (4096, 2 << 20), (2 << 20, 64 << 10)] {
+            let align = huge_alignment(len);
+            let addr = map_aligned(fd, offset, len, align).unwrap();
+            assert_eq!(addr % align, offset % align, "offset {offset:#x}");
+            // The mapping is the file's: a write through it reads back with pread.
+            // SAFETY: `addr` is a fresh read-write mapping of at least 8 bytes.
+            unsafe { std::ptr::write_volatile(addr as *mut u64, 0x1122_3344_5566_7788) };
+            let mut back = [0u8; 8];
+            // SAFETY: `back` is 8 writable bytes; `fd` is the memfd.
+            let n = unsafe { libc::pread(fd, back.as_mut_ptr().cast(), 8, offset as i64) };
+            assert_eq!(n, 8);
+            assert_eq!(u64::from_le_bytes(back), 0x1122_3344_5566_7788);
+            // SAFETY: the mapping made above, used no more.
+            unsafe { libc::munmap(addr as *mut libc::c_void, len as usize) };
+        }
+        // SAFETY: closing the memfd made here.
+        unsafe { libc::close(fd) };
     }
 }

@@ -3,11 +3,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::api::{IrqKind, BAR0_REGION, CONFIG_REGION, REGION_MMAP, REGION_READ, REGION_WRITE};
+use super::api::{
+    IrqKind, ResetPeer, BAR0_REGION, CONFIG_REGION, REGION_MMAP, REGION_READ, REGION_WRITE,
+};
 use super::config::RomSource;
+use super::device::{reset_on_host, ResetMethod};
 use super::mock::fixtures::{bochs, config_space, nvidia, virtio_gpu};
 use super::mock::{Call, MockDma, MockVfio};
-use super::{FunctionOptions, VfioPciDevice};
+use super::{FunctionOptions, VfioError, VfioPciDevice};
 use crate::hypervisor::mock::MockHypervisor;
 use crate::pci::{self, PciDevice};
 use crate::vm::Vm;
@@ -302,6 +305,71 @@ fn msix_vectors_are_eventfds_wired_to_irqfds_while_unmasked() {
     );
 }
 
+/// A GPU without FLR at 01:00.0 and its audio function at 01:00.1, in `groups`.
+fn gpu_with_audio(groups: [u32; 2], held: &[u32]) -> MockVfio {
+    let mock = bochs();
+    let mut state = mock.state();
+    state.can_reset = false;
+    state.hot_reset_peers = Some(
+        (0..2)
+            .map(|f| ResetPeer {
+                group: groups[f],
+                segment: 0,
+                bus: 1,
+                devfn: f as u8,
+            })
+            .collect(),
+    );
+    state.held_groups = held.to_vec();
+    drop(state);
+    mock
+}
+
+#[test]
+fn a_function_without_its_own_reset_gets_a_hot_reset_of_its_bus() {
+    let g = Guest::plug(gpu_with_audio([5, 5], &[5]), RomSource::Off);
+    let calls = g.mock.calls();
+    assert_eq!(calls.first(), Some(&Call::HotReset(vec![5])), "{calls:?}");
+    assert!(!calls.contains(&Call::Reset));
+    // Peers in two groups: both handed over, once each.
+    let mock = gpu_with_audio([5, 6], &[5, 6]);
+    let method = reset_on_host(&mock, "gpu").unwrap();
+    assert!(matches!(method, ResetMethod::Bus(ref peers) if peers.len() == 2));
+    assert_eq!(mock.calls(), vec![Call::HotReset(vec![5, 6])]);
+}
+
+#[test]
+fn a_hot_reset_that_needs_a_group_the_vm_lacks_is_not_done() {
+    let mock = gpu_with_audio([5, 6], &[5]);
+    assert!(matches!(
+        reset_on_host(&mock, "gpu"),
+        Err(VfioError::GroupNotHeld(6))
+    ));
+    // The function still plugs, as the host left it.
+    let g = Guest::plug(mock, RomSource::Off);
+    assert_eq!(g.cfg_read32(0), 0x1111_1234);
+    assert!(!g
+        .mock
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::HotReset(_) | Call::Reset)));
+}
+
+#[test]
+fn the_kernels_function_reset_comes_before_a_hot_reset() {
+    let mock = gpu_with_audio([5, 5], &[5]);
+    mock.state().can_reset = true;
+    assert_eq!(reset_on_host(&mock, "gpu").unwrap(), ResetMethod::Function);
+    assert_eq!(mock.calls(), vec![Call::Reset]);
+    // Neither kind: plainly no reset.
+    let mock = gpu_with_audio([5, 5], &[5]);
+    mock.state().hot_reset_peers = None;
+    assert!(matches!(
+        reset_on_host(&mock, "gpu"),
+        Err(VfioError::NoReset)
+    ));
+}
+
 #[test]
 fn flr_resets_the_device_and_turns_everything_off() {
     let g = Guest::plug(virtio_gpu(), RomSource::Off);
@@ -548,18 +616,19 @@ fn an_unmapped_bar_is_trapped_whole() {
 }
 
 #[test]
-fn vga_ports_reach_the_vga_region_and_nothing_else() {
+fn legacy_vga_ports_and_memory_reach_the_vga_region_and_nothing_else() {
     use super::api::VGA_REGION;
     let mock = bochs();
     let hv = MockHypervisor::new();
-    let vm = Vm::new(&hv, 16 << 20, true).unwrap();
+    let mut vm = Vm::new(&hv, 16 << 20, true).unwrap();
     assert!(
-        super::attach::plug_vga_ports(&vm, Arc::new(mock.clone())).is_err(),
+        vm.add_legacy_vga(Arc::new(mock.clone())).is_err(),
         "no VGA region"
     );
     mock.add_region(VGA_REGION, 0xc0000, RW, None);
     mock.fill(VGA_REGION, 0x3cc, &[0x67]);
-    super::attach::plug_vga_ports(&vm, Arc::new(mock.clone())).unwrap();
+    mock.fill(VGA_REGION, 0xb8000, &[0x41, 0x07]);
+    vm.add_legacy_vga(Arc::new(mock.clone())).unwrap();
     let mut misc = [0u8];
     assert!(vm.pio.read(0x3cc, &mut misc));
     assert_eq!(misc, [0x67]);
@@ -571,6 +640,38 @@ fn vga_ports_reach_the_vga_region_and_nothing_else() {
     assert_eq!(gap, [0xff]);
     assert!(vm.pio.write(0x3be, &[1]));
     assert_eq!(mock.peek(VGA_REGION, 0x3be, 1), vec![0]);
+    // The memory window: text mode at 0xb8000 and the graphics window at 0xa0000 are the
+    // device's, and guest RAM has a hole there (RAM below and above it stays).
+    let mut cell = [0u8; 2];
+    assert!(vm.mmio.read(0xb8000, &mut cell));
+    assert_eq!(cell, [0x41, 0x07]);
+    assert!(vm.mmio.write(0xa0010, &0xdead_beefu32.to_le_bytes()));
+    assert_eq!(
+        mock.peek(VGA_REGION, 0xa0010, 4),
+        0xdead_beefu32.to_le_bytes()
+    );
+    let slots: Vec<(u64, u64)> = hv
+        .state
+        .lock()
+        .unwrap()
+        .memory_slots
+        .values()
+        .map(|&(g, s, _)| (g, s))
+        .collect();
+    assert!(slots.contains(&(0, 0xa0000)), "{slots:x?}");
+    assert!(
+        slots.contains(&(0xc0000, (16 << 20) - 0xc0000)),
+        "{slots:x?}"
+    );
+    assert!(
+        !slots.iter().any(|&(g, s)| g < 0xc0000 && g + s > 0xa0000),
+        "{slots:x?}"
+    );
+    // One VGA function per VM.
+    assert!(matches!(
+        vm.add_legacy_vga(Arc::new(mock.clone())),
+        Err(crate::vm::VmError::Vfio(VfioError::SecondVga))
+    ));
 }
 
 #[test]
