@@ -40,6 +40,54 @@ pub enum VfioHostError {
         group: String,
         pid: String,
     },
+    #[error("no permission to open {node} for {bdf} (run as root, or give this user the node, as libvirt does)")]
+    NoPermission { bdf: String, node: String },
+}
+
+/// Who this process is, for the permission bits of a device node.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub uid: u32,
+    pub gids: Vec<u32>,
+}
+
+impl Identity {
+    /// The effective uid, gid and supplementary groups, from /proc/self/status.
+    pub fn own() -> Option<Identity> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let field = |name: &str| -> Vec<u32> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|rest| {
+                    rest.split_whitespace()
+                        .filter_map(|v| v.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let uid = *field("Uid:").get(1)?;
+        let mut gids = field("Groups:");
+        gids.extend(field("Gid:").get(1));
+        Some(Identity { uid, gids })
+    }
+
+    /// Whether it may open a node for reading and writing (root always may).
+    pub fn may_open(&self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.uid == 0 {
+            return true;
+        }
+        let mode = meta.mode();
+        let bits = if meta.uid() == self.uid {
+            mode >> 6
+        } else if self.gids.contains(&meta.gid()) {
+            mode >> 3
+        } else {
+            mode
+        };
+        bits & 0o6 == 0o6
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -180,6 +228,15 @@ impl VfioHost {
                 group: group.id,
                 pid,
             });
+        }
+        let node = format!("/dev/vfio/{}", group.id);
+        if let (Ok(meta), Some(who)) = (std::fs::metadata(self.sys.path(&node)), Identity::own()) {
+            if !who.may_open(&meta) {
+                return Err(VfioHostError::NoPermission {
+                    bdf: bdf.to_string(),
+                    node,
+                });
+            }
         }
         Ok(group)
     }

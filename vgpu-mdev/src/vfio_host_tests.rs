@@ -106,3 +106,41 @@ fn unbind_clears_the_override_of_vfio_members() {
     );
     assert_eq!(read("/sys/bus/pci/drivers_probe"), "0000:01:00.0\n");
 }
+
+#[test]
+fn a_group_node_this_user_cannot_open_is_no_permission() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = FakeTree::new("vfio-perm");
+    t.pci_function("0000:01:00.0", BOCHS, Some("vfio-pci"), "7");
+    t.file("/dev/vfio/7", "");
+    let node = t.path("/dev/vfio/7");
+    std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let meta = std::fs::metadata(&node).unwrap();
+    let owner = Identity {
+        uid: meta.uid(),
+        gids: vec![],
+    };
+    let other = Identity {
+        uid: meta.uid() + 1000,
+        gids: vec![meta.gid()],
+    };
+    assert!(owner.may_open(&meta));
+    assert!(!other.may_open(&meta), "0600 keeps the group out");
+    std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o660)).unwrap();
+    assert!(
+        other.may_open(&std::fs::metadata(&node).unwrap()),
+        "0660 lets the group in"
+    );
+    let root = Identity {
+        uid: 0,
+        gids: vec![],
+    };
+    std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o000)).unwrap();
+    assert!(root.may_open(&std::fs::metadata(&node).unwrap()));
+    // This process (whoever runs the tests) gets the check's verdict, not a panic.
+    let h = host(&t);
+    match h.check_viable("0000:01:00.0") {
+        Ok(group) => assert_eq!(group.id, "7"),
+        Err(err) => assert!(matches!(err, VfioHostError::NoPermission { .. }), "{err}"),
+    }
+}
