@@ -80,6 +80,29 @@ impl std::fmt::Display for ResetPeer {
     }
 }
 
+/// Where a mediated device's plane lives (VFIO_GFX_PLANE_TYPE_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaneSource {
+    /// A dma-buf the device exports by this id (VFIO_DEVICE_GET_GFX_DMABUF): mbochs, GVT-g.
+    DmaBuf(u32),
+    /// A device region by index, from its start: mdpy.
+    Region(u32),
+}
+
+/// The guest's primary plane as the vendor driver describes it (VFIO_DEVICE_QUERY_GFX_PLANE).
+/// The driver derives these from what the guest programmed: they are checked before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaneInfo {
+    pub source: PlaneSource,
+    /// DRM fourcc.
+    pub drm_format: u32,
+    pub drm_format_mod: u64,
+    pub width: u32,
+    pub height: u32,
+    pub stride: u32,
+    pub size: u32,
+}
+
 /// A piece of a device region mapped into this process; unmapped on drop.
 pub trait HostMapping: Send + Sync {
     fn host_addr(&self) -> u64;
@@ -112,6 +135,13 @@ pub trait VfioDeviceApi: Send + Sync {
     /// VFIO_DEVICE_PCI_HOT_RESET: the kernel resets the bus only when it is handed every group
     /// of `groups` (each must be open in this VM's container), proof that the VM owns them all.
     fn hot_reset(&self, groups: &[u32]) -> Result<(), VfioError>;
+    /// Which kind of plane the device can describe (the PROBE of VFIO_DEVICE_QUERY_GFX_PLANE):
+    /// `Some(true)` dma-bufs, `Some(false)` a region, `None` no display (a whole function).
+    fn plane_kind(&self) -> Option<bool>;
+    /// The primary plane now; `None` while the guest shows nothing.
+    fn query_plane(&self, dmabuf: bool) -> Result<Option<PlaneInfo>, VfioError>;
+    /// The first `len` bytes of a plane's pixels.
+    fn read_plane(&self, source: PlaneSource, len: usize) -> Result<Vec<u8>, VfioError>;
 }
 
 /// An IOMMU address space (the container): what the device may DMA to.

@@ -12,6 +12,7 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::api::DmaMapper;
 use super::config::RomSource;
+use super::display::PlaneDisplay;
 use super::real::{RealContainer, RealDevice};
 use super::{FunctionOptions, VfioError, VfioPciDevice};
 use crate::vm::Vm;
@@ -206,6 +207,14 @@ pub fn attach(
     if spec.vga {
         vm.add_legacy_vga(device.clone())
             .map_err(|e| VfioError::Plug(e.to_string()))?;
+    }
+    // A mediated device's display is the VM's screenshot source unless another display is.
+    if vm.display().is_none() {
+        if let Some(screen) = PlaneDisplay::probe(device.clone(), &name) {
+            let dmabuf = screen.uses_dmabuf();
+            info!(device = %name, dmabuf, "vfio: the device's display is scanout 0");
+            vm.set_display(Arc::new(Mutex::new(screen)));
+        }
     }
     let function = VfioPciDevice::new(vm, &name, device, options)?;
     let slot = vm

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::api::{
-    DmaMapper, HostMapping, IrqKind, RegionInfo, ResetPeer, VfioDeviceApi, CONFIG_REGION,
-    REGION_MMAP, REGION_READ, REGION_WRITE,
+    DmaMapper, HostMapping, IrqKind, PlaneInfo, PlaneSource, RegionInfo, ResetPeer, VfioDeviceApi,
+    CONFIG_REGION, REGION_MMAP, REGION_READ, REGION_WRITE,
 };
 use super::VfioError;
 
@@ -63,6 +63,12 @@ pub struct MockState {
     pub hot_reset_peers: Option<Vec<ResetPeer>>,
     /// The groups open in the VM's container: a hot reset needing another is refused.
     pub held_groups: Vec<u32>,
+    /// A mediated device's display: dma-bufs (true) or a region (false); `None`: no display.
+    pub plane_kind: Option<bool>,
+    /// What QUERY_GFX_PLANE answers now (`None`: the guest shows nothing).
+    pub plane: Option<PlaneInfo>,
+    /// The dma-bufs the device exports, by id.
+    pub dmabufs: BTreeMap<u32, Vec<u8>>,
     /// Eventfds the device was given per interrupt kind (the last enable), to fire them.
     pub irq_fds: BTreeMap<u32, Vec<EventFd>>,
     /// Config writes the device refuses to take (as vfio-pci drops writes to read-only bits).
@@ -285,6 +291,41 @@ impl VfioDeviceApi for MockVfio {
         }
         self.state().calls.push(Call::Reset);
         Ok(())
+    }
+
+    fn plane_kind(&self) -> Option<bool> {
+        self.state().plane_kind
+    }
+
+    fn query_plane(&self, dmabuf: bool) -> Result<Option<PlaneInfo>, VfioError> {
+        let state = self.state();
+        if state.plane_kind != Some(dmabuf) {
+            return Err(VfioError::Plane("no such plane kind".into()));
+        }
+        Ok(state.plane)
+    }
+
+    fn read_plane(&self, source: PlaneSource, len: usize) -> Result<Vec<u8>, VfioError> {
+        match source {
+            PlaneSource::Region(index) => {
+                let mut out = vec![0; len];
+                if !self.read(index, 0, &mut out) {
+                    return Err(VfioError::Plane("region too short".into()));
+                }
+                Ok(out)
+            }
+            PlaneSource::DmaBuf(id) => {
+                let state = self.state();
+                let buf = state
+                    .dmabufs
+                    .get(&id)
+                    .ok_or(VfioError::Plane("no dma-buf".into()))?;
+                // As mmap of a dma-buf: no more than it holds.
+                buf.get(..len)
+                    .map(<[u8]>::to_vec)
+                    .ok_or(VfioError::Plane("dma-buf too short".into()))
+            }
+        }
     }
 
     fn hot_reset_peers(&self) -> Option<Vec<ResetPeer>> {

@@ -8,6 +8,7 @@
 //!   the rest (MSI-X table, PBA, small BARs) trapped and forwarded at the guest's access width.
 //! - [`irq`]: MSI, MSI-X and INTx through VFIO_DEVICE_SET_IRQS eventfds wired to KVM irqfds.
 //! - [`quirks`]: per vendor/device fix-ups (NVIDIA's BAR0 mirror of config space, legacy VGA).
+//! - [`display`]: a mediated device's display (its plane as a dma-buf or region) as a scanout.
 //! - [`device`]: the [`crate::pci::PciDevice`] tying them together; [`attach`] opens a host
 //!   device, maps guest RAM for DMA and plugs it into the VM.
 
@@ -16,6 +17,7 @@ pub mod attach;
 pub mod bars;
 pub mod config;
 pub mod device;
+pub mod display;
 pub mod irq;
 pub mod mock;
 pub mod quirks;
@@ -61,6 +63,8 @@ pub enum VfioError {
     },
     #[error("only one passed function per VM can have the legacy VGA ranges (vga=on)")]
     SecondVga,
+    #[error("the device's display plane: {0}")]
+    Plane(String),
     #[error("the device cannot be reset")]
     NoReset,
     #[error("resetting the device")]

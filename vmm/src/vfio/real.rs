@@ -5,13 +5,15 @@
 //! with pread/pwrite on the device file: vfio-ioctls keeps its regions in a list that shifts
 //! when a middle index fails, and has no mmap helper.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 
 use tracing::debug;
 use vfio_bindings::bindings::vfio::{
-    vfio_device_info, vfio_info_cap_header, vfio_region_info, VFIO_BASE, VFIO_DEVICE_FLAGS_RESET,
+    vfio_device_gfx_plane_info, vfio_device_gfx_plane_info__bindgen_ty_1, vfio_device_info,
+    vfio_info_cap_header, vfio_region_info, VFIO_BASE, VFIO_DEVICE_FLAGS_RESET,
+    VFIO_GFX_PLANE_TYPE_DMABUF, VFIO_GFX_PLANE_TYPE_PROBE, VFIO_GFX_PLANE_TYPE_REGION,
     VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_CAP_SPARSE_MMAP,
     VFIO_REGION_INFO_FLAG_CAPS, VFIO_TYPE,
 };
@@ -20,7 +22,8 @@ use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ptr, ioctl_with_mut_ref};
 
 use super::api::{
-    DmaMapper, HostMapping, IrqKind, RegionInfo, ResetPeer, VfioDeviceApi, REGION_MMAP,
+    DmaMapper, HostMapping, IrqKind, PlaneInfo, PlaneSource, RegionInfo, ResetPeer, VfioDeviceApi,
+    REGION_MMAP,
 };
 use super::VfioError;
 
@@ -33,6 +36,15 @@ vmm_sys_util::ioctl_io_nr!(
     VFIO_BASE + 12
 );
 vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_PCI_HOT_RESET, VFIO_TYPE as u32, VFIO_BASE + 13);
+vmm_sys_util::ioctl_io_nr!(
+    VFIO_DEVICE_QUERY_GFX_PLANE,
+    VFIO_TYPE as u32,
+    VFIO_BASE + 14
+);
+vmm_sys_util::ioctl_io_nr!(VFIO_DEVICE_GET_GFX_DMABUF, VFIO_TYPE as u32, VFIO_BASE + 15);
+
+/// DRM_PLANE_TYPE_PRIMARY: the plane a screenshot shows.
+const DRM_PLANE_TYPE_PRIMARY: u32 = 1;
 
 /// vfio-pci has regions 0..=8 (BAR0-5, ROM, config, VGA); device-specific ones follow.
 const PCI_REGIONS: u32 = 9;
@@ -199,6 +211,66 @@ fn sparse_areas(cap: &[u8]) -> Vec<(u64, u64)> {
         .map_while(|i| Some((u64_at(16 + i * 16)?, u64_at(24 + i * 16)?)))
         .filter(|&(_, size)| size > 0)
         .collect()
+}
+
+impl RealDevice {
+    /// VFIO_DEVICE_QUERY_GFX_PLANE of the primary plane with `flags`.
+    fn gfx_plane(&self, flags: u32) -> Result<vfio_device_gfx_plane_info, VfioError> {
+        let mut info = vfio_device_gfx_plane_info {
+            argsz: std::mem::size_of::<vfio_device_gfx_plane_info>() as u32,
+            flags,
+            drm_plane_type: DRM_PLANE_TYPE_PRIMARY,
+            drm_format: 0,
+            drm_format_mod: 0,
+            width: 0,
+            height: 0,
+            stride: 0,
+            size: 0,
+            x_pos: 0,
+            y_pos: 0,
+            x_hot: 0,
+            y_hot: 0,
+            __bindgen_anon_1: vfio_device_gfx_plane_info__bindgen_ty_1 { dmabuf_id: 0 },
+            reserved: 0,
+        };
+        // SAFETY: the ioctl writes at most argsz bytes into `info`; `fd` is the device file.
+        let ret =
+            unsafe { ioctl_with_mut_ref(&Fd(self.fd), VFIO_DEVICE_QUERY_GFX_PLANE(), &mut info) };
+        if ret < 0 {
+            return Err(VfioError::Plane(
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+        Ok(info)
+    }
+}
+
+/// Copies the start of a dma-buf through a read-only shared mapping of it.
+fn copy_from_dmabuf(buf: &std::os::fd::OwnedFd, out: &mut [u8]) -> Result<(), VfioError> {
+    let len = out.len();
+    // SAFETY: a fresh read-only shared mapping of the dma-buf the kernel places.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            buf.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(VfioError::Plane(format!(
+            "mapping the dma-buf: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `addr` maps `len` readable bytes, which the guest may change meanwhile (a torn
+    // frame at worst); they are copied with no reference kept into the mapping.
+    unsafe { std::ptr::copy_nonoverlapping(addr.cast::<u8>(), out.as_mut_ptr(), len) };
+    // SAFETY: the mapping made above, used no more.
+    unsafe { libc::munmap(addr, len) };
+    Ok(())
 }
 
 /// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: a header of argsz, flags, count, then `count`
@@ -430,6 +502,76 @@ impl VfioDeviceApi for RealDevice {
             return Err(VfioError::Reset(std::io::Error::last_os_error()));
         }
         Ok(())
+    }
+
+    fn plane_kind(&self) -> Option<bool> {
+        let probe = |kind| self.gfx_plane(VFIO_GFX_PLANE_TYPE_PROBE | kind).is_ok();
+        if probe(VFIO_GFX_PLANE_TYPE_DMABUF) {
+            Some(true)
+        } else if probe(VFIO_GFX_PLANE_TYPE_REGION) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn query_plane(&self, dmabuf: bool) -> Result<Option<PlaneInfo>, VfioError> {
+        let kind = if dmabuf {
+            VFIO_GFX_PLANE_TYPE_DMABUF
+        } else {
+            VFIO_GFX_PLANE_TYPE_REGION
+        };
+        // mbochs answers the first query after a mode change with ENOMEM: once more.
+        let info = self.gfx_plane(kind).or_else(|_| self.gfx_plane(kind))?;
+        if info.drm_format == 0 {
+            return Ok(None);
+        }
+        // SAFETY: both union members are a u32; which one is meant is `kind`.
+        let id = unsafe { info.__bindgen_anon_1.dmabuf_id };
+        Ok(Some(PlaneInfo {
+            source: if dmabuf {
+                PlaneSource::DmaBuf(id)
+            } else {
+                PlaneSource::Region(id)
+            },
+            drm_format: info.drm_format,
+            drm_format_mod: info.drm_format_mod,
+            width: info.width,
+            height: info.height,
+            stride: info.stride,
+            size: info.size,
+        }))
+    }
+
+    fn read_plane(&self, source: PlaneSource, len: usize) -> Result<Vec<u8>, VfioError> {
+        let mut pixels = vec![0u8; len];
+        match source {
+            PlaneSource::Region(index) => {
+                if !self.read(index, 0, &mut pixels) {
+                    return Err(VfioError::Plane(format!(
+                        "region {index} is shorter than the plane"
+                    )));
+                }
+            }
+            PlaneSource::DmaBuf(id) => {
+                let mut arg = id;
+                // SAFETY: the ioctl reads the u32 dma-buf id and returns a new fd or -1; `fd`
+                // is the device file.
+                let ret = unsafe {
+                    ioctl_with_mut_ref(&Fd(self.fd), VFIO_DEVICE_GET_GFX_DMABUF(), &mut arg)
+                };
+                if ret < 0 {
+                    return Err(VfioError::Plane(format!(
+                        "dma-buf {id}: {}",
+                        std::io::Error::last_os_error()
+                    )));
+                }
+                // SAFETY: `ret` is the fd the kernel just made for us; owning it closes it.
+                let buf = unsafe { std::os::fd::OwnedFd::from_raw_fd(ret) };
+                copy_from_dmabuf(&buf, &mut pixels)?;
+            }
+        }
+        Ok(pixels)
     }
 
     fn hot_reset_peers(&self) -> Option<Vec<ResetPeer>> {
