@@ -3,7 +3,7 @@
 # gives /dev/kvm; there `vgpu run` boots a Debian kernel + initramfs (L2) with our virtio-gpu, the
 # inner virtio_gpu driver binds and draws colour bars, and the screenshot comes back to the host.
 #
-#   scripts/nested.sh [--suite display|venus|vhost-user|vfio] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
+#   scripts/nested.sh [--suite display|venus|vhost-user|vfio|mdev] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
 #                     [--timeout SECONDS] [--checks a+b+c]
 #
 # --suite venus (default: display): L2 runs on `--gpu virtio,backend=vulkan` (lavapipe in L1) with
@@ -24,6 +24,12 @@
 # --gpu vfio,host=...` passes both to L2 (guests/nested/l1-vfio, l2-vfio), twice. The host takes
 # a QMP screendump of each device whenever L2 says so (scripts/qmp-shots.py): DIR/<round>-<when>-
 # bochs.png and -virtio.png. Results go to target/nested-vfio/; --test then runs nested_vfio.
+#
+# --suite mdev: L1 loads Linux's mbochs sample (built on the host by guests/slices/build.sh),
+# makes two instances with `vgpu mdev start` and runs two L2 VMs at once, each on one instance
+# (`--gpu vfio,sysfsdev=...`, guests/nested/l1-mdev, l2-mdev); each VMM's screenshot of its
+# mdev's display comes back as DIR/l2-gpu-mdev1.png (colour bars) and -mdev2.png (inverted).
+# Results go to target/nested-mdev/; --test then runs nested_mdev.
 #
 # Writes DIR/l1.log (the whole L1 console), DIR/l2.png (the inner scanout) and DIR/times.txt, and
 # prints the timings. --qemu N (default 2) then boots the same L2 N more times each with QEMU
@@ -82,7 +88,11 @@ case "$suite" in
                  guests/nested/l1-vfio guests/nested/l2-vfio scripts/nested.sh scripts/qmp-shots.py)
         l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-vfio
         out=${out:-$root/target/nested-vfio} ;;
-  *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user, vfio)" >&2; exit 2 ;;
+  mdev) covered=(vmm vgpu-mdev guests/lib guests/programs guests/nested/build.sh guests/nested/l1-run
+                 guests/nested/l1-mdev guests/nested/l2-mdev guests/slices/build.sh scripts/nested.sh)
+        l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-mdev
+        out=${out:-$root/target/nested-mdev} ;;
+  *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user, vfio, mdev)" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 cd "$root"
@@ -99,6 +109,10 @@ build_args=()
 [ $qemu_too = 1 ] && build_args+=(--qemu)
 [ "$suite" = vhost-user ] && build_args+=(--vhost-user)
 [ "$suite" = vfio ] && build_args+=(--vfio)
+if [ "$suite" = mdev ]; then
+  build_args+=(--mdev)
+  ls guests/cache/mdev/*/modules/mbochs.ko >/dev/null 2>&1 || guests/slices/build.sh --quiet
+fi
 if [ "$suite" = venus ]; then
   build_args+=(--venus)
   [ -n "${VK_CONFORMANCE_BIN:-}" ] || cargo build -q --release -p vgpu-tests --bin vk-conformance
@@ -115,6 +129,7 @@ if [ "$suite" = vhost-user ]; then
   [ $qemu_too = 1 ] && append="$append vgpu_vu_rounds=$rounds"
 fi
 l1_devices=()
+[ "$suite" = mdev ] && append="$append vgpu_suite=mdev"
 if [ "$suite" = vfio ]; then
   append="$append vgpu_suite=vfio intel_iommu=on"
   rm -f "$out"/*-bochs.png "$out"/*-virtio.png
@@ -150,7 +165,7 @@ t2=$(date +%s.%N)
 tr -d '\r' < "$out/l1.log" | sed -n '/^VGPU-PNG-BEGIN/,/^VGPU-PNG-END/p' | sed '1d;$d' | base64 -d > "$out/l2.png" 2>/dev/null || true
 [ -s "$out/l2.png" ] || rm -f "$out/l2.png"
 # The vhost-user suite's display runs: one PNG per GPU backend.
-for label in ours qemu; do
+for label in ours qemu mdev1 mdev2; do
   png="$out/l2-gpu-$label.png"
   tr -d '\r' < "$out/l1.log" | sed -n "/^VGPU-PNG-$label-BEGIN/,/^VGPU-PNG-$label-END/p" | sed '1d;$d' \
     | base64 -d > "$png" 2>/dev/null || true
@@ -255,6 +270,12 @@ elif [ "$suite" = vfio ]; then
     echo "nested: the vfio suite did not finish; see $out/l1.log" >&2
     exit 1
   fi
+elif [ "$suite" = mdev ]; then
+  grep -a "VGPU-MDEV\|vfio:" "$out/l1.log" | tr -d '\r' | head -60 || true
+  if ! grep -aq "VGPU-RESULT mdev-suite DONE" "$out/l1.log"; then
+    echo "nested: the mdev suite did not finish; see $out/l1.log" >&2
+    exit 1
+  fi
 elif [ -f "$out/l2.png" ]; then
   echo "nested: screenshot $out/l2.png"
 else
@@ -266,6 +287,7 @@ if [ $run_test = 1 ]; then
   [ "$suite" = venus ] && test_name=nested_venus
   [ "$suite" = vhost-user ] && test_name=nested_vhost_user
   [ "$suite" = vfio ] && test_name=nested_vfio
+  [ "$suite" = mdev ] && test_name=nested_mdev
   VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test $test_name
 fi
 # Recorded only after the test passed (with --test, a failing test exits above).

@@ -14,13 +14,17 @@
 #   with --vfio also:
 #   guests/out/nested-l2-vfio.cpio.gz   inner guest for the vfio suite: bochs (bochs-drm) and
 #                                 virtio_gpu, l2-vfio; and L1 gets vfio-pci and l1-vfio.
+#   with --mdev also:
+#   guests/out/nested-l2-mdev.cpio.gz   inner guest for the mdev suite: bochs (bochs-drm), l2-mdev;
+#                                 and L1 gets mdev, vfio, mbochs.ko (guests/slices/build.sh
+#                                 builds it) and l1-mdev.
 #   with --vhost-user also:
 #   guests/out/nested-l2-vu.cpio.gz     inner guest for the vhost-user suite: virtio_blk and virtiofs
 #                                 (its root comes over virtio-fs; l2-vhost-user is its /sbin/init,
 #                                 copied into that root by L1); and L1 gets qemu-storage-daemon,
 #                                 virtiofsd (scripts/setup.sh builds it), QEMU's vhost-user-gpu
 #                                 and l1-vhost-user; L2 also gets l2-draw for the display runs.
-# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user] [--vfio]
+# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user] [--vfio] [--mdev]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -30,6 +34,7 @@ with_qemu=0
 with_venus=0
 with_vu=0
 with_vfio=0
+with_mdev=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vgpu) vgpu=$2; shift 2 ;;
@@ -37,6 +42,7 @@ while [ $# -gt 0 ]; do
     --venus) with_venus=1; shift ;;
     --vhost-user) with_vu=1; shift ;;
     --vfio) with_vfio=1; shift ;;
+    --mdev) with_mdev=1; shift ;;
     *) echo "nested/build.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -111,6 +117,16 @@ if [ $with_vfio = 1 ]; then
     --file "$here/l2-vfio:/bin/l2-vfio"
   files+=(--file "$here/l1-vfio:/bin/l1-vfio" --file "$out/nested-l2-vfio.cpio.gz:/l2/nested-l2-vfio.cpio.gz")
   l1_modules+=(--module vfio_pci --module vfio_iommu_type1)
+fi
+if [ $with_mdev = 1 ]; then
+  # mbochs, built against the guest kernel by guests/slices/build.sh.
+  mbochs=$(ls "$root"/guests/cache/mdev/*/modules/mbochs.ko 2>/dev/null | head -n1)
+  [ -f "$mbochs" ] || { echo "nested/build.sh: no mbochs.ko; run guests/slices/build.sh" >&2; exit 1; }
+  "$root/guests/build-image.sh" --quiet --name nested-l2-mdev --module bochs \
+    --file "$here/l2-mdev:/bin/l2-mdev"
+  files+=(--file "$here/l1-mdev:/bin/l1-mdev" --file "$mbochs:/lib/mdev/mbochs.ko"
+          --file "$out/nested-l2-mdev.cpio.gz:/l2/nested-l2-mdev.cpio.gz")
+  l1_modules+=(--module mdev --module vfio --module vfio_iommu_type1)
 fi
 if [ $with_qemu = 1 ]; then
   qemu=$(command -v qemu-system-x86_64)

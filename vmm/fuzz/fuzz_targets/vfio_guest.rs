@@ -5,7 +5,7 @@
 //! window, ROM), and with `vga=on` to the legacy VGA ports and memory window. Nothing may panic,
 //! and the function must still answer its IDs.
 //!
-//! Input: one byte picks the device (bochs-display, virtio-gpu-pci, an NVIDIA GPU; bit 2: with
+//! Input: one byte picks the device (bochs-display, virtio-gpu-pci, an NVIDIA GPU, mbochs; bit 2: with
 //! the legacy VGA ranges), then records of 8 bytes `[op, a_lo, a_hi, len, value: u32]`.
 #![no_main]
 
@@ -24,10 +24,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, records)) = data.split_first() else {
         return;
     };
-    let mock = match which % 3 {
+    let mock = match which & 3 {
         0 => fixtures::bochs(),
         1 => fixtures::virtio_gpu(),
-        _ => fixtures::nvidia(),
+        2 => fixtures::nvidia(),
+        _ => fixtures::mbochs(),
     };
     let ids = mock.peek(7, 0, 4);
     let hv = MockHypervisor::new();

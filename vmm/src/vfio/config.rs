@@ -135,7 +135,11 @@ impl ConfigView {
     /// Reads the device's config space and declares its BARs and ROM as `rom` says.
     pub fn probe(api: &dyn VfioDeviceApi, rom: &RomSource) -> Result<ConfigView, VfioError> {
         let mut raw = [0u8; CONFIG_SPACE_SIZE];
-        if !api.read(CONFIG_REGION, 0, &mut raw) {
+        // Some mediated devices have less than the 256 bytes (mbochs: 255); the rest reads 0.
+        let size = api
+            .region(CONFIG_REGION)
+            .map_or(0, |r| r.size.min(CONFIG_SPACE_SIZE as u64) as usize);
+        if size < HEADER_END || !api.read(CONFIG_REGION, 0, &mut raw[..size]) {
             return Err(VfioError::ConfigUnreadable);
         }
         let ids = PciIds {

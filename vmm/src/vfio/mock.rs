@@ -417,6 +417,17 @@ pub mod fixtures {
         mock
     }
 
+    /// Linux's mbochs sample, a mediated bochs display: 255 bytes of config space, BAR0 the
+    /// instance's video memory, BAR2 4 KiB of registers, no ROM, a dma-buf display.
+    pub fn mbochs() -> MockVfio {
+        let cfg = config_space((0x1234, 0x1111), 0x03_0000, &[(0, 0x8), (2, 0)], &[], 0);
+        let mock = MockVfio::new(&cfg[..0xff]);
+        mock.add_region(0, 16 << 20, RWM, None);
+        mock.add_region(2, 4096, REGION_READ | REGION_WRITE, None);
+        mock.state().plane_kind = Some(true);
+        mock
+    }
+
     /// virtio-gpu-pci behind a PCIe root port: MSI-X (3 vectors, table at BAR1 0, PBA at BAR1
     /// 0x800), BAR4 64-bit prefetchable, a PCIe capability with FLR, INTx pin A.
     pub fn virtio_gpu() -> MockVfio {

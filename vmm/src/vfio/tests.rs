@@ -8,7 +8,7 @@ use super::api::{
 };
 use super::config::RomSource;
 use super::device::{reset_on_host, ResetMethod};
-use super::mock::fixtures::{bochs, config_space, nvidia, virtio_gpu};
+use super::mock::fixtures::{bochs, config_space, mbochs, nvidia, virtio_gpu};
 use super::mock::{Call, MockDma, MockVfio};
 use super::{FunctionOptions, VfioError, VfioPciDevice};
 use crate::hypervisor::mock::MockHypervisor;
@@ -92,6 +92,21 @@ impl Guest {
             .map(|&(gpa, size, _)| (gpa, size))
             .collect()
     }
+}
+
+#[test]
+fn a_mediated_device_with_less_config_space_plugs() {
+    // mbochs answers 255 bytes of config space; the last dword is not there and reads as ones.
+    let g = Guest::plug(mbochs(), RomSource::Device);
+    assert_eq!(g.cfg_read32(0), 0x1111_1234);
+    assert_eq!(g.cfg_read32(0x30), 0, "no ROM region, no ROM BAR");
+    assert_eq!(g.cfg_read32(0xfc), u32::MAX);
+    g.cfg_write(4, &0x0002u16.to_le_bytes());
+    assert!(
+        g.slots().contains(&(g.bar(0), 16 << 20)),
+        "{:x?}",
+        g.slots()
+    );
 }
 
 #[test]
