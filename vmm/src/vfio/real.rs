@@ -139,24 +139,12 @@ impl RealDevice {
 /// VFIO_DEVICE_GET_REGION_INFO for `index`, with its capability chain when it has one.
 fn region_info(fd: RawFd, index: u32) -> Option<RegionInfo> {
     let header = std::mem::size_of::<vfio_region_info>();
-    // Room for the info and a chain of capabilities (a sparse map of a few areas).
-    let mut buf = vec![0u64; 512];
-    let mut info = vfio_region_info {
-        argsz: (buf.len() * 8) as u32,
-        index,
-        ..Default::default()
-    };
-    // SAFETY: `info` fits at the start of `buf` (8-byte aligned, 4 KiB long).
-    unsafe { std::ptr::write(buf.as_mut_ptr().cast::<vfio_region_info>(), info) };
-    // SAFETY: the ioctl writes at most argsz bytes into `buf`, which is that long; `fd` is the
-    // device file this struct owns.
-    let ret =
-        unsafe { ioctl_with_mut_ptr(&Fd(fd), VFIO_DEVICE_GET_REGION_INFO(), buf.as_mut_ptr()) };
-    if ret < 0 {
-        return None;
+    // First the bare info (some drivers, mbochs among them, refuse a larger argsz), then again
+    // with the room the kernel asks for when the region has a capability chain (as QEMU does).
+    let (mut buf, mut info) = query_region(fd, index, header)?;
+    if info.flags & VFIO_REGION_INFO_FLAG_CAPS != 0 && info.argsz as usize > header {
+        (buf, info) = query_region(fd, index, (info.argsz as usize).min(64 << 10))?;
     }
-    // SAFETY: the kernel filled a vfio_region_info at the start of `buf`.
-    info = unsafe { std::ptr::read(buf.as_ptr().cast::<vfio_region_info>()) };
     if info.size == 0 {
         return None;
     }
@@ -195,6 +183,29 @@ fn region_info(fd: RawFd, index: u32) -> Option<RegionInfo> {
         }
     }
     Some(region)
+}
+
+/// VFIO_DEVICE_GET_REGION_INFO of `index` with `argsz` bytes of room: the buffer the kernel
+/// filled (the info, then any capabilities) and the info at its start.
+fn query_region(fd: RawFd, index: u32, argsz: usize) -> Option<(Vec<u64>, vfio_region_info)> {
+    let mut buf = vec![0u64; argsz.div_ceil(8)];
+    let info = vfio_region_info {
+        argsz: argsz as u32,
+        index,
+        ..Default::default()
+    };
+    // SAFETY: `info` fits at the start of `buf` (8-byte aligned, at least its size long).
+    unsafe { std::ptr::write(buf.as_mut_ptr().cast::<vfio_region_info>(), info) };
+    // SAFETY: the ioctl writes at most argsz bytes into `buf`, which is that long; `fd` is the
+    // device file.
+    let ret =
+        unsafe { ioctl_with_mut_ptr(&Fd(fd), VFIO_DEVICE_GET_REGION_INFO(), buf.as_mut_ptr()) };
+    if ret < 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled a vfio_region_info at the start of `buf`.
+    let info = unsafe { std::ptr::read(buf.as_ptr().cast::<vfio_region_info>()) };
+    Some((buf, info))
 }
 
 /// The areas of a sparse-mmap capability: header (8), nr_areas, reserved, then (offset, size).
