@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use gpu_interface::{Frame, GpuError, GpuResult, PixelFormat};
-use tracing::warn;
+use tracing::{debug, warn};
 
-use super::api::{PlaneInfo, VfioDeviceApi};
+use super::api::{PlaneInfo, PlaneSource, VfioDeviceApi, BAR0_REGION, CONFIG_REGION};
 use crate::vm::Display;
 
 /// The largest plane side read (a 16K display).
@@ -65,6 +65,57 @@ pub fn check_plane(plane: &PlaneInfo) -> GpuResult<(PixelFormat, usize)> {
     Ok((format, len as usize))
 }
 
+/// Whether the device is a bochs display (mbochs, the mediated one).
+fn is_bochs(api: &dyn VfioDeviceApi) -> bool {
+    let mut ids = [0u8; 4];
+    api.read(CONFIG_REGION, 0, &mut ids) && ids == [0x34, 0x12, 0x11, 0x11]
+}
+
+/// The bochs VBE registers (BAR2 0x500 + 2 x index) that place the scanout in video memory.
+const VBE_REGS: u64 = 0x500;
+const VBE_X_OFFSET: u64 = 8;
+const VBE_Y_OFFSET: u64 = 9;
+
+/// mbochs exports its dma-bufs read-only yet maps them only shared, so no process can map one
+/// (Linux drops VM_SHARED from a shared mapping of a read-only file): its plane is read from
+/// the video memory (BAR0, mapped: mbochs' BAR0 pread is wrong) at the offset its VBE registers
+/// give, which is where the dma-buf's pages are.
+fn read_bochs_plane(
+    api: &dyn VfioDeviceApi,
+    plane: &PlaneInfo,
+    format: PixelFormat,
+    len: usize,
+) -> GpuResult<Vec<u8>> {
+    let reg = |index: u64| {
+        let mut b = [0u8; 2];
+        api.read(2, VBE_REGS + index * 2, &mut b)
+            .then(|| u64::from(u16::from_le_bytes(b)))
+            .ok_or(GpuError::Backend("the VBE registers cannot be read".into()))
+    };
+    let offset = reg(VBE_Y_OFFSET)? * u64::from(plane.stride)
+        + reg(VBE_X_OFFSET)? * u64::from(format.bytes_per_pixel());
+    let memory = api
+        .region(BAR0_REGION)
+        .ok_or(GpuError::Backend("no video memory".into()))?;
+    if offset + len as u64 > memory.size {
+        return Err(GpuError::InvalidParameter("plane outside the video memory"));
+    }
+    let map = api
+        .mmap(BAR0_REGION, 0, memory.size)
+        .map_err(|e| GpuError::Backend(e.to_string()))?;
+    let mut out = vec![0u8; len];
+    // SAFETY: `map` keeps `memory.size` bytes mapped and offset + len is inside them; the guest
+    // may write them meanwhile (a torn frame at worst), and no reference into them is kept.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (map.host_addr() + offset) as *const u8,
+            out.as_mut_ptr(),
+            len,
+        )
+    };
+    Ok(out)
+}
+
 impl Display for PlaneDisplay {
     fn screenshot(&mut self, scanout: u32) -> GpuResult<Frame> {
         if scanout != 0 {
@@ -81,10 +132,17 @@ impl Display for PlaneDisplay {
         let (format, len) = check_plane(&plane).inspect_err(|err| {
             warn!(device = %self.name, ?plane, %err, "vfio: display plane refused");
         })?;
-        let data = self
-            .api
-            .read_plane(plane.source, len)
-            .map_err(|e| GpuError::Backend(e.to_string()))?;
+        let data = match self.api.read_plane(plane.source, len) {
+            Ok(data) => data,
+            Err(err)
+                if matches!(plane.source, PlaneSource::DmaBuf(_))
+                    && is_bochs(self.api.as_ref()) =>
+            {
+                debug!(device = %self.name, %err, "vfio: reading the plane from video memory");
+                read_bochs_plane(self.api.as_ref(), &plane, format, len)?
+            }
+            Err(err) => return Err(GpuError::Backend(err.to_string())),
+        };
         Ok(Frame {
             width: plane.width,
             height: plane.height,
@@ -98,7 +156,7 @@ impl Display for PlaneDisplay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfio::api::{PlaneSource, REGION_READ};
+    use crate::vfio::api::REGION_READ;
     use crate::vfio::mock::fixtures::bochs;
 
     const XRGB8888: u32 = u32::from_le_bytes(*b"XR24");
@@ -168,6 +226,30 @@ mod tests {
     }
 
     #[test]
+    fn an_mbochs_plane_is_read_from_video_memory_where_the_vbe_registers_put_it() {
+        use crate::vfio::mock::fixtures::mbochs;
+        let mock = mbochs();
+        mock.state().readable_mmaps = true;
+        // The guest flipped to its second buffer: Y offset 768 of a 4096-byte stride.
+        mock.fill(2, 0x500 + 9 * 2, &768u16.to_le_bytes());
+        mock.fill(0, 768 * 4096, &[0x11, 0x22, 0x33, 0]);
+        mock.fill(
+            0,
+            768 * 4096 + 4 * 1023 + 4096 * 767,
+            &[0x44, 0x55, 0x66, 0],
+        );
+        // Its dma-buf cannot be read (mbochs' cannot be mapped): the fallback.
+        mock.state().plane = Some(plane(PlaneSource::DmaBuf(3), 1024, 768, 4096));
+        let mut display = PlaneDisplay::probe(Arc::new(mock.clone()), "mbochs").unwrap();
+        let frame = display.screenshot(0).unwrap();
+        assert_eq!(frame.pixel_rgba(0, 0), Some([0x33, 0x22, 0x11, 0xff]));
+        assert_eq!(frame.pixel_rgba(1023, 767), Some([0x66, 0x55, 0x44, 0xff]));
+        // A hostile offset past the video memory: refused.
+        mock.fill(2, 0x500 + 9 * 2, &0xffffu16.to_le_bytes());
+        assert!(display.screenshot(0).is_err());
+    }
+
+    #[test]
     fn guest_programmed_plane_values_are_checked() {
         let ok = plane(PlaneSource::DmaBuf(1), 1024, 768, 4096);
         assert_eq!(check_plane(&ok).unwrap().1, 4096 * 768);
@@ -195,8 +277,9 @@ mod tests {
         for plane in bad {
             assert!(check_plane(&plane).is_err(), "{plane:?}");
         }
-        // A dma-buf shorter than the plane says: an error, not memory beyond it.
-        let mock = bochs();
+        // A dma-buf shorter than the plane says: an error, not memory beyond it (a device
+        // other than bochs, which has no video-memory fallback).
+        let mock = crate::vfio::mock::fixtures::virtio_gpu();
         {
             let mut state = mock.state();
             state.plane_kind = Some(true);

@@ -69,6 +69,9 @@ pub struct MockState {
     pub plane: Option<PlaneInfo>,
     /// The dma-bufs the device exports, by id.
     pub dmabufs: BTreeMap<u32, Vec<u8>>,
+    /// mmap gives real memory holding a copy of the region's contents (for code that reads
+    /// through its own mapping); otherwise a made-up address nothing may touch.
+    pub readable_mmaps: bool,
     /// Eventfds the device was given per interrupt kind (the last enable), to fire them.
     pub irq_fds: BTreeMap<u32, Vec<EventFd>>,
     /// Config writes the device refuses to take (as vfio-pci drops writes to read-only bits).
@@ -245,6 +248,14 @@ impl VfioDeviceApi for MockVfio {
             offset,
             len,
         });
+        if self.state().readable_mmaps {
+            let mut copy = vec![0u8; len as usize].into_boxed_slice();
+            let state = self.state();
+            for (&(_, at), &b) in state.data.range((index, offset)..(index, offset + len)) {
+                copy[(at - offset) as usize] = b;
+            }
+            return Ok(Arc::new(CopyMapping(copy)));
+        }
         // A made-up host address: the recording hypervisor never touches it.
         Ok(Arc::new(FakeMapping {
             addr: 0x7f00_0000_0000 + region.offset / 256 + offset,
@@ -344,6 +355,18 @@ impl VfioDeviceApi for MockVfio {
         }
         state.calls.push(Call::HotReset(groups.to_vec()));
         Ok(())
+    }
+}
+
+/// A mapping that is a copy of the region's contents.
+struct CopyMapping(Box<[u8]>);
+
+impl HostMapping for CopyMapping {
+    fn host_addr(&self) -> u64 {
+        self.0.as_ptr() as u64
+    }
+    fn size(&self) -> u64 {
+        self.0.len() as u64
     }
 }
 
