@@ -129,7 +129,12 @@ if [ "$suite" = vhost-user ]; then
   [ $qemu_too = 1 ] && append="$append vgpu_vu_rounds=$rounds"
 fi
 l1_devices=()
-[ "$suite" = mdev ] && append="$append vgpu_suite=mdev"
+if [ "$suite" = mdev ]; then
+  # A whole bochs-display too (its own IOMMU group), for the mdev-against-whole numbers.
+  append="$append vgpu_suite=mdev intel_iommu=on"
+  l1_devices=(-vga none -device intel-iommu,intremap=on
+              -device pcie-root-port,id=rp1,chassis=1 -device bochs-display,bus=rp1,id=bochs)
+fi
 if [ "$suite" = vfio ]; then
   append="$append vgpu_suite=vfio intel_iommu=on"
   rm -f "$out"/*-bochs.png "$out"/*-virtio.png
@@ -272,6 +277,24 @@ elif [ "$suite" = vfio ]; then
   fi
 elif [ "$suite" = mdev ]; then
   grep -a "VGPU-MDEV\|vfio:" "$out/l1.log" | tr -d '\r' | head -60 || true
+  # Side by side: the same L2 on an mbochs instance and on the whole bochs-display, each passed
+  # by our VMM: page flips per second (higher is better) and time per framebuffer write (lower
+  # is better). Ratios: the mdev's against the whole device's, above 1 better. Also in
+  # DIR/bench.txt.
+  tr -d '\r' < "$out/l1.log" | awk '
+    $1 == "VGPU-L2" && $4 == "VGPU-TEST" && $5 == "kms-flips" && $6 == "PASS" {
+      for (i = 7; i <= NF; i++) if ($i ~ /^fps=/) { flips[$3] += substr($i, 5); nflips[$3]++ } }
+    $1 == "VGPU-L2" && $4 == "VGPU-TEST" && $5 == "bar-fill" && $6 == "PASS" {
+      for (i = 7; i <= NF; i++) if ($i ~ /^ns_per_write=/) { ns[$3] += substr($i, 14); nns[$3]++ } }
+    END {
+      m = nflips["mdev-bench"] ? flips["mdev-bench"] / nflips["mdev-bench"] : 0
+      w = nflips["whole-bench"] ? flips["whole-bench"] / nflips["whole-bench"] : 0
+      mw = nns["mdev-bench"] ? ns["mdev-bench"] / nns["mdev-bench"] : 0
+      ww = nns["whole-bench"] ? ns["whole-bench"] / nns["whole-bench"] : 0
+      printf "%-24s %-14s %-14s %s\n", "metric", "mbochs slice", "whole bochs", "slice vs whole"
+      printf "%-24s %-14.1f %-14.1f %s\n", "page_flips_per_s", m, w, (m > 0 && w > 0 ? sprintf("%.2fx", m / w) : "-")
+      printf "%-24s %-14.2f %-14.2f %s\n", "fb_write_ns", mw, ww, (mw > 0 && ww > 0 ? sprintf("%.2fx", ww / mw) : "-")
+    }' | tee "$out/bench.txt"
   if ! grep -aq "VGPU-RESULT mdev-suite DONE" "$out/l1.log"; then
     echo "nested: the mdev suite did not finish; see $out/l1.log" >&2
     exit 1

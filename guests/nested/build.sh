@@ -16,8 +16,8 @@
 #                                 virtio_gpu, l2-vfio; and L1 gets vfio-pci and l1-vfio.
 #   with --mdev also:
 #   guests/out/nested-l2-mdev.cpio.gz   inner guest for the mdev suite: bochs (bochs-drm), l2-mdev;
-#                                 and L1 gets mdev, vfio, mbochs.ko (guests/slices/build.sh
-#                                 builds it) and l1-mdev.
+#                                 and L1 gets mdev, vfio, vfio-pci, mbochs.ko
+#                                 (guests/slices/build.sh builds it) and l1-mdev.
 #   with --vhost-user also:
 #   guests/out/nested-l2-vu.cpio.gz     inner guest for the vhost-user suite: virtio_blk and virtiofs
 #                                 (its root comes over virtio-fs; l2-vhost-user is its /sbin/init,
@@ -126,7 +126,7 @@ if [ $with_mdev = 1 ]; then
     --file "$here/l2-mdev:/bin/l2-mdev"
   files+=(--file "$here/l1-mdev:/bin/l1-mdev" --file "$mbochs:/lib/mdev/mbochs.ko"
           --file "$out/nested-l2-mdev.cpio.gz:/l2/nested-l2-mdev.cpio.gz")
-  l1_modules+=(--module mdev --module vfio --module vfio_iommu_type1)
+  l1_modules+=(--module mdev --module vfio --module vfio_iommu_type1 --module vfio_pci)
 fi
 if [ $with_qemu = 1 ]; then
   qemu=$(command -v qemu-system-x86_64)

@@ -1,7 +1,7 @@
 /* KMS with dumb buffers: modeset the first connected connector, draw the known colour-bar pattern,
  * present it with DIRTYFB, optionally repeat full-screen updates (the benchmark workload).
  *
- *   vgpu-kms [--card PATH] [--mode WxH] [--invert] [--frames N [--full]] [--hold]
+ *   vgpu-kms [--card PATH] [--mode WxH] [--invert] [--frames N [--full]] [--flips N] [--hold]
  *
  * --card PATH: the DRM device (default /dev/dri/card0), for guests with several displays.
  * --invert:   the colour bars with every colour inverted, so two displays show different
@@ -11,6 +11,9 @@
  *             whole screen is marked dirty each time); prints the rate.
  * --full:     every pixel changes in every update (a moving ramp), so no device can skip
  *             unchanged pixels.
+ * --flips N:  N page flips between two framebuffers holding the same picture, each waited for
+ *             (its completion event); prints the rate. For displays that scan out of the buffer
+ *             itself (bochs), where a flip is what an update costs the device.
  * --hold:     keep the framebuffer on screen after reporting (a child process holds the DRM file
  *             open and sleeps), so the host can take screenshots while the guest goes on. */
 #include "vgpu_test.h"
@@ -106,8 +109,41 @@ static int dirty_all(int fd, struct output *out) {
     return xioctl(fd, DRM_IOCTL_MODE_DIRTYFB, &d) ? -errno : 0;
 }
 
+static void paint(struct output *out, int invert) {
+    draw_bars(out->map, out->mode.hdisplay, out->mode.vdisplay, out->pitch);
+    if (invert)
+        for (uint32_t y = 0; y < out->mode.vdisplay; y++)
+            for (uint32_t x = 0; x < out->mode.hdisplay; x++)
+                out->map[y * (out->pitch / 4) + x] ^= 0x00ffffff;
+}
+
+/* `count` page flips, alternating with a second framebuffer of the same picture, each waited
+ * for; an even count ends on the first. */
+static int flip_between(int fd, struct output *out, unsigned count, int invert) {
+    struct output back = *out;
+    int err = make_fb(fd, &back);
+    if (err)
+        return err;
+    paint(&back, invert);
+    double t0 = now_ms();
+    for (unsigned i = 0; i < count; i++) {
+        struct drm_mode_crtc_page_flip flip = {.crtc_id = out->crtc_id,
+                                               .fb_id = i % 2 ? out->fb_id : back.fb_id,
+                                               .flags = DRM_MODE_PAGE_FLIP_EVENT};
+        if (xioctl(fd, DRM_IOCTL_MODE_PAGE_FLIP, &flip))
+            return -errno;
+        char event[64];
+        if (read(fd, event, sizeof event) <= 0)
+            return -EIO;
+    }
+    double ms = now_ms() - t0;
+    report("kms-flips", "PASS", "flips=%u ms=%.1f fps=%.1f size=%ux%u", count, ms,
+           count * 1000.0 / ms, out->mode.hdisplay, out->mode.vdisplay);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    unsigned want_w = 0, want_h = 0, frames = 0;
+    unsigned want_w = 0, want_h = 0, frames = 0, flips = 0;
     int hold = 0, full = 0, invert = 0;
     const char *card = "/dev/dri/card0";
     for (int i = 1; i < argc; i++) {
@@ -119,6 +155,8 @@ int main(int argc, char **argv) {
             sscanf(argv[++i], "%ux%u", &want_w, &want_h);
         else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
             frames = strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--flips") && i + 1 < argc)
+            flips = strtoul(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--hold"))
             hold = 1;
         else if (!strcmp(argv[i], "--full"))
@@ -135,11 +173,7 @@ int main(int argc, char **argv) {
         report("kms-modeset", "FAIL", "dumb framebuffer: %s", strerror(-err));
         return 1;
     }
-    draw_bars(out.map, out.mode.hdisplay, out.mode.vdisplay, out.pitch);
-    if (invert)
-        for (uint32_t y = 0; y < out.mode.vdisplay; y++)
-            for (uint32_t x = 0; x < out.mode.hdisplay; x++)
-                out.map[y * (out.pitch / 4) + x] ^= 0x00ffffff;
+    paint(&out, invert);
     struct drm_mode_crtc crtc = {.crtc_id = out.crtc_id, .fb_id = out.fb_id, .mode_valid = 1,
                                  .mode = out.mode, .count_connectors = 1,
                                  .set_connectors_ptr = (uintptr_t)&out.conn_id};
@@ -182,6 +216,8 @@ int main(int argc, char **argv) {
                "frames=%u ms=%.1f fps=%.1f size=%ux%u", done, ms, done * 1000.0 / ms,
                out.mode.hdisplay, out.mode.vdisplay);
     }
+    if (flips && (err = flip_between(fd, &out, flips, invert)))
+        report("kms-flips", "FAIL", "%s", strerror(-err));
     if (hold) {
         fflush(stdout);
         pid_t pid = fork();

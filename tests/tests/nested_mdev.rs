@@ -4,7 +4,8 @@
 //! vfio,sysfsdev=/sys/bus/mdev/devices/UUID`. Checked here: each VMM's screenshot of its mdev's
 //! display (the plane the vendor driver describes, read through its dma-buf) shows the picture
 //! its own L2 drew with bochs-drm, bars on one and inverted bars on the other; both VMs ended
-//! cleanly and the instances could be stopped afterwards. Runs only with VGPU_NESTED=1.
+//! cleanly and the instances could be stopped afterwards; the side-by-side runs (the same L2 on
+//! an instance and on L1's whole bochs-display) completed. Runs only with VGPU_NESTED=1.
 
 use vgpu_tests::nested::{read_png, results};
 
@@ -44,6 +45,17 @@ fn two_vms_on_two_mbochs_instances_each_show_their_own_picture() {
             shot.check_inverted_bars()
         };
         checked.unwrap_or_else(|e| panic!("{label} ({picture}): {e}"));
+    }
+    // The side-by-side runs: page flips and framebuffer writes on a slice and on the whole
+    // device, both rounds of each.
+    for label in ["mdev-bench", "whole-bench"] {
+        for check in ["kms-flips PASS flips=300", "bar-fill PASS"] {
+            assert_eq!(
+                log.matches(&format!("{label} VGPU-TEST {check}")).count(),
+                2,
+                "{label}: {check}"
+            );
+        }
     }
     // Both instances stopped once the VMs let go.
     assert!(log.contains("VGPU-MDEV-L1 left 0"), "instances left behind");
