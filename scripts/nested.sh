@@ -3,7 +3,7 @@
 # gives /dev/kvm; there `vgpu run` boots a Debian kernel + initramfs (L2) with our virtio-gpu, the
 # inner virtio_gpu driver binds and draws colour bars, and the screenshot comes back to the host.
 #
-#   scripts/nested.sh [--suite display|venus|vhost-user|vfio|mdev] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
+#   scripts/nested.sh [--suite display|venus|vhost-user|vfio|mdev|sriov] [--qemu [N]] [--test] [--ci] [--record] [--out DIR]
 #                     [--timeout SECONDS] [--checks a+b+c]
 #
 # --suite venus (default: display): L2 runs on `--gpu virtio,backend=vulkan` (lavapipe in L1) with
@@ -30,6 +30,11 @@
 # (`--gpu vfio,sysfsdev=...`, guests/nested/l1-mdev, l2-mdev); each VMM's screenshot of its
 # mdev's display comes back as DIR/l2-gpu-mdev1.png (colour bars) and -mdev2.png (inverted).
 # Results go to target/nested-mdev/; --test then runs nested_mdev.
+#
+# --suite sriov: L1 has an igb (SR-IOV) behind an emulated IOMMU; `vgpu sriov enable` makes two
+# VFs on vfio-pci and one goes to L2 (guests/nested/l1-sriov, l2-sriov), where igbvf binds and
+# its MSI-X vectors fire; disabling the VFs meanwhile is refused. Results go to
+# target/nested-sriov/; --test then runs nested_sriov.
 #
 # Writes DIR/l1.log (the whole L1 console), DIR/l2.png (the inner scanout) and DIR/times.txt, and
 # prints the timings. --qemu N (default 2) then boots the same L2 N more times each with QEMU
@@ -92,7 +97,11 @@ case "$suite" in
                  guests/nested/l1-mdev guests/nested/l2-mdev guests/slices/build.sh scripts/nested.sh)
         l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-mdev
         out=${out:-$root/target/nested-mdev} ;;
-  *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user, vfio, mdev)" >&2; exit 2 ;;
+  sriov) covered=(vmm vgpu-mdev guests/lib guests/programs guests/nested/build.sh guests/nested/l1-run
+                  guests/nested/l1-sriov guests/nested/l2-sriov scripts/nested.sh)
+         l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-sriov
+         out=${out:-$root/target/nested-sriov} ;;
+  *) echo "nested.sh: unknown suite $suite (display, venus, vhost-user, vfio, mdev, sriov)" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 cd "$root"
@@ -109,6 +118,7 @@ build_args=()
 [ $qemu_too = 1 ] && build_args+=(--qemu)
 [ "$suite" = vhost-user ] && build_args+=(--vhost-user)
 [ "$suite" = vfio ] && build_args+=(--vfio)
+[ "$suite" = sriov ] && build_args+=(--sriov)
 if [ "$suite" = mdev ]; then
   build_args+=(--mdev)
   ls guests/cache/mdev/*/modules/mbochs.ko >/dev/null 2>&1 || guests/slices/build.sh --quiet
@@ -129,6 +139,12 @@ if [ "$suite" = vhost-user ]; then
   [ $qemu_too = 1 ] && append="$append vgpu_vu_rounds=$rounds"
 fi
 l1_devices=()
+if [ "$suite" = sriov ]; then
+  # igb: an SR-IOV PF (8086:10c9, VFs 8086:10ca) on its own root port behind the IOMMU.
+  append="$append vgpu_suite=sriov intel_iommu=on"
+  l1_devices=(-device intel-iommu,intremap=on -device pcie-root-port,id=rp1,chassis=1
+              -device igb,bus=rp1)
+fi
 if [ "$suite" = mdev ]; then
   # A whole bochs-display too (its own IOMMU group), for the mdev-against-whole numbers.
   append="$append vgpu_suite=mdev intel_iommu=on"
@@ -275,6 +291,12 @@ elif [ "$suite" = vfio ]; then
     echo "nested: the vfio suite did not finish; see $out/l1.log" >&2
     exit 1
   fi
+elif [ "$suite" = sriov ]; then
+  grep -a "VGPU-SRIOV\|vfio:" "$out/l1.log" | tr -d '\r' | head -60 || true
+  if ! grep -aq "VGPU-RESULT sriov-suite DONE" "$out/l1.log"; then
+    echo "nested: the sriov suite did not finish; see $out/l1.log" >&2
+    exit 1
+  fi
 elif [ "$suite" = mdev ]; then
   grep -a "VGPU-MDEV\|vfio:" "$out/l1.log" | tr -d '\r' | head -60 || true
   # Side by side: the same L2 on an mbochs instance and on the whole bochs-display, each passed
@@ -311,6 +333,7 @@ if [ $run_test = 1 ]; then
   [ "$suite" = vhost-user ] && test_name=nested_vhost_user
   [ "$suite" = vfio ] && test_name=nested_vfio
   [ "$suite" = mdev ] && test_name=nested_mdev
+  [ "$suite" = sriov ] && test_name=nested_sriov
   VGPU_NESTED=1 VGPU_NESTED_REUSE=1 VGPU_NESTED_OUT="$out" cargo test -q -p vgpu-tests --test $test_name
 fi
 # Recorded only after the test passed (with --test, a failing test exits above).

@@ -18,13 +18,16 @@
 #   guests/out/nested-l2-mdev.cpio.gz   inner guest for the mdev suite: bochs (bochs-drm), l2-mdev;
 #                                 and L1 gets mdev, vfio, vfio-pci, mbochs.ko
 #                                 (guests/slices/build.sh builds it) and l1-mdev.
+#   with --sriov also:
+#   guests/out/nested-l2-sriov.cpio.gz  inner guest for the sriov suite: igbvf, l2-sriov; and L1
+#                                 gets igb, vfio-pci and l1-sriov.
 #   with --vhost-user also:
 #   guests/out/nested-l2-vu.cpio.gz     inner guest for the vhost-user suite: virtio_blk and virtiofs
 #                                 (its root comes over virtio-fs; l2-vhost-user is its /sbin/init,
 #                                 copied into that root by L1); and L1 gets qemu-storage-daemon,
 #                                 virtiofsd (scripts/setup.sh builds it), QEMU's vhost-user-gpu
 #                                 and l1-vhost-user; L2 also gets l2-draw for the display runs.
-# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user] [--vfio] [--mdev]
+# Usage: guests/nested/build.sh [--vgpu PATH] [--qemu] [--venus] [--vhost-user] [--vfio] [--mdev] [--sriov]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -35,6 +38,7 @@ with_venus=0
 with_vu=0
 with_vfio=0
 with_mdev=0
+with_sriov=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vgpu) vgpu=$2; shift 2 ;;
@@ -43,6 +47,7 @@ while [ $# -gt 0 ]; do
     --vhost-user) with_vu=1; shift ;;
     --vfio) with_vfio=1; shift ;;
     --mdev) with_mdev=1; shift ;;
+    --sriov) with_sriov=1; shift ;;
     *) echo "nested/build.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -127,6 +132,12 @@ if [ $with_mdev = 1 ]; then
   files+=(--file "$here/l1-mdev:/bin/l1-mdev" --file "$mbochs:/lib/mdev/mbochs.ko"
           --file "$out/nested-l2-mdev.cpio.gz:/l2/nested-l2-mdev.cpio.gz")
   l1_modules+=(--module mdev --module vfio --module vfio_iommu_type1 --module vfio_pci)
+fi
+if [ $with_sriov = 1 ]; then
+  "$root/guests/build-image.sh" --quiet --name nested-l2-sriov --module igbvf \
+    --file "$here/l2-sriov:/bin/l2-sriov"
+  files+=(--file "$here/l1-sriov:/bin/l1-sriov" --file "$out/nested-l2-sriov.cpio.gz:/l2/nested-l2-sriov.cpio.gz")
+  l1_modules+=(--module igb --module vfio_pci --module vfio_iommu_type1)
 fi
 if [ $with_qemu = 1 ]; then
   qemu=$(command -v qemu-system-x86_64)
