@@ -143,7 +143,7 @@ if [ "$suite" = sriov ]; then
   # igb: an SR-IOV PF (8086:10c9, VFs 8086:10ca) on its own root port behind the IOMMU.
   append="$append vgpu_suite=sriov intel_iommu=on"
   l1_devices=(-device intel-iommu,intremap=on -device pcie-root-port,id=rp1,chassis=1
-              -device igb,bus=rp1)
+              -netdev user,id=n0 -device igb,bus=rp1,netdev=n0)
 fi
 if [ "$suite" = mdev ]; then
   # A whole bochs-display too (its own IOMMU group), for the mdev-against-whole numbers.
