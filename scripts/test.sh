@@ -14,6 +14,7 @@ bash scripts/nested.sh --suite venus --ci --test  # Vulkan in a nested guest, on
 bash scripts/nested.sh --suite vhost-user --ci --test  # virtio-fs root and disks from vhost-user backends
 bash scripts/nested.sh --suite vfio --ci --test  # bochs-display + virtio-gpu-pci passed through (VFIO)
 bash scripts/nested.sh --suite mdev --ci --test  # two L2 VMs on two mbochs instances, their displays
+bash scripts/nested.sh --suite sriov --ci --test  # a VF of an igb passed to L2
 bash scripts/fuzz.sh 60             # every fuzz target of the repo, a bounded run each
 # In CI the e2e tests must run: a missing QEMU 10, image or binary fails them instead of skipping.
 VGPU_E2E_REQUIRED=1 cargo test --workspace --all-targets 2>&1
