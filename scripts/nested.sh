@@ -94,7 +94,8 @@ case "$suite" in
         l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-vfio
         out=${out:-$root/target/nested-vfio} ;;
   mdev) covered=(vmm vgpu-mdev guests/lib guests/programs guests/nested/build.sh guests/nested/l1-run
-                 guests/nested/l1-mdev guests/nested/l2-mdev guests/slices/build.sh scripts/nested.sh)
+                 guests/nested/l1-mdev guests/nested/l2-mdev guests/slices/build.sh guests/slices/mdev-suite
+                 scripts/nested.sh)
         l1_mem=2G; l1_cpu=max; stamp_file=.ci/verified-nested-mdev
         out=${out:-$root/target/nested-mdev} ;;
   sriov) covered=(vmm vgpu-mdev guests/lib guests/programs guests/nested/build.sh guests/nested/l1-run

@@ -129,7 +129,13 @@ if [ $with_mdev = 1 ]; then
   [ -f "$mbochs" ] || { echo "nested/build.sh: no mbochs.ko; run guests/slices/build.sh" >&2; exit 1; }
   "$root/guests/build-image.sh" --quiet --name nested-l2-mdev --module bochs \
     --file "$here/l2-mdev:/bin/l2-mdev"
+  # mdevctl 1.2 (scripts/setup.sh extracts it) and the slices image's management checks
+  # (guests/slices/mdev-suite), run against the same L1 kernel first.
+  mdevctl=$root/.cache/mdevctl/usr/bin/mdevctl
+  [ -x "$mdevctl" ] || { echo "nested/build.sh: $mdevctl missing; run scripts/setup.sh" >&2; exit 1; }
+  bins+=("$mdevctl")
   files+=(--file "$here/l1-mdev:/bin/l1-mdev" --file "$mbochs:/lib/mdev/mbochs.ko"
+          --file "$mdevctl:/bin/mdevctl" --file "$root/guests/slices/mdev-suite:/bin/mdev-suite"
           --file "$out/nested-l2-mdev.cpio.gz:/l2/nested-l2-mdev.cpio.gz")
   l1_modules+=(--module mdev --module vfio --module vfio_iommu_type1 --module vfio_pci)
 fi

@@ -1,8 +1,9 @@
 //! Mediated devices, nested: scripts/nested.sh --suite mdev boots L1 (QEMU/TCG with real KVM
 //! inside), which loads Linux's mbochs sample (a mediated bochs display), makes two instances with
-//! `vgpu mdev start` and runs two L2 VMs at once, each on one instance through `vgpu run --gpu
+//! `vgpu mdev start` (after `vgpu mdev` and mdevctl 1.2 were checked against each other on that
+//! kernel) and runs two L2 VMs at once, each on one instance through `vgpu run --gpu
 //! vfio,sysfsdev=/sys/bus/mdev/devices/UUID`. Checked here: each VMM's screenshot of its mdev's
-//! display (the plane the vendor driver describes, read through its dma-buf) shows the picture
+//! display (the plane the vendor driver describes; mbochs' read from its video memory) shows the picture
 //! its own L2 drew with bochs-drm, bars on one and inverted bars on the other; both VMs ended
 //! cleanly and the instances could be stopped afterwards; the side-by-side runs (the same L2 on
 //! an instance and on L1's whole bochs-display) completed. Runs only with VGPU_NESTED=1.
@@ -22,6 +23,23 @@ fn two_vms_on_two_mbochs_instances_each_show_their_own_picture() {
         log.contains("VGPU-MDEV-L1 loaded mbochs"),
         "mbochs did not load"
     );
+    // The management checks on L1's kernel, `vgpu mdev` against mdevctl 1.2.
+    for check in [
+        "types-match",
+        "fill",
+        "types-match-full",
+        "stop",
+        "ours-defined-theirs-started",
+        "theirs-defined-ours-started",
+        "list-match",
+        "stop-cross",
+        "stop-twice",
+    ] {
+        assert!(
+            log.contains(&format!("VGPU-MDEV-L1 manage VGPU-TEST {check} PASS")),
+            "{check}"
+        );
+    }
     for (label, picture) in [("mdev1", "bars"), ("mdev2", "inverted")] {
         assert!(
             log.contains(&format!("{label} VGPU-MDEV shown {picture}")),
