@@ -638,7 +638,21 @@ fn connect_qmp(path: &Path) -> Result<UnixStream, E2eError> {
     if !wait_for_path(path, Duration::from_secs(10)) {
         return Err(E2eError::Qmp(format!("{} did not appear", path.display())));
     }
-    let mut stream = UnixStream::connect(path).map_err(io("connecting to QMP"))?;
+    // The socket file appears at bind(), a moment before QEMU listens on it: a refused
+    // connection then is retried for a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match UnixStream::connect(path) {
+            Ok(stream) => break stream,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(io("connecting to QMP")(e)),
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .map_err(io("QMP timeout"))?;
