@@ -2,7 +2,7 @@
 //! window (0xa0000-0xbffff), which no BAR describes, forwarded to vfio-pci's VGA region (where
 //! the port number or guest physical address is the region offset), so a guest's VGA BIOS or
 //! driver can program the real device (QEMU's x-vga=on). The memory window is taken out of guest
-//! RAM first ([`crate::memory::Memory::open_vga_window`]).
+//! RAM first ([`crate::memory::Memory::open_window`]).
 
 use std::sync::Arc;
 
