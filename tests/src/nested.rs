@@ -27,6 +27,13 @@ pub fn read_png(path: &Path) -> Image {
     }
 }
 
+/// The rest of the first L1 log line containing `prefix`, after it; panics when none has it.
+pub fn line<'a>(log: &'a str, prefix: &str) -> &'a str {
+    log.lines()
+        .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.trim()))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in the L1 log"))
+}
+
 /// The results directory of `suite` (run now unless VGPU_NESTED_REUSE=1), or None when the test
 /// says it skipped: the harness takes minutes, so it runs only with VGPU_NESTED=1.
 pub fn results(test: &str, suite: &str, default_out: &str) -> Option<(PathBuf, String)> {

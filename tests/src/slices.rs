@@ -10,6 +10,22 @@ use serde_json::Value;
 
 use crate::{io, venus::venus_icd, vgpu_bin, E2eError};
 
+/// The checks guests/slices/mdev-suite reports (`VGPU-TEST <name> PASS`), in order: mbochs
+/// loaded, `vgpu mdev` and mdevctl 1.2 agreeing on types and lists, the pool filled and emptied,
+/// slices defined by one tool and started or stopped by the other.
+pub const MDEV_SUITE_CHECKS: &[&str] = &[
+    "load",
+    "types-match",
+    "fill",
+    "types-match-full",
+    "stop",
+    "ours-defined-theirs-started",
+    "theirs-defined-ours-started",
+    "list-match",
+    "stop-cross",
+    "stop-twice",
+];
+
 /// A slice server on a private directory, killed on drop.
 pub struct SliceServer {
     pub dir: PathBuf,

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use vgpu_tests::slices::MDEV_SUITE_CHECKS;
 use vgpu_tests::{repo_root, skipped, GpuDevice, Guest, GuestSpec};
 
 /// Boots the slices image running `suite`, waits for it and checks that every `expected` check
@@ -53,18 +54,7 @@ fn e2e_mdev_on_mbochs_matches_mdevctl() {
     run_suite(
         "e2e_mdev_on_mbochs_matches_mdevctl",
         spec,
-        &[
-            "load",
-            "types-match",
-            "fill",
-            "types-match-full",
-            "stop",
-            "ours-defined-theirs-started",
-            "theirs-defined-ours-started",
-            "list-match",
-            "stop-cross",
-            "stop-twice",
-        ],
+        MDEV_SUITE_CHECKS,
     );
 }
 

@@ -9,6 +9,7 @@
 //! an instance and on L1's whole bochs-display) completed. Runs only with VGPU_NESTED=1.
 
 use vgpu_tests::nested::{read_png, results};
+use vgpu_tests::slices::MDEV_SUITE_CHECKS;
 
 #[test]
 fn two_vms_on_two_mbochs_instances_each_show_their_own_picture() {
@@ -24,17 +25,7 @@ fn two_vms_on_two_mbochs_instances_each_show_their_own_picture() {
         "mbochs did not load"
     );
     // The management checks on L1's kernel, `vgpu mdev` against mdevctl 1.2.
-    for check in [
-        "types-match",
-        "fill",
-        "types-match-full",
-        "stop",
-        "ours-defined-theirs-started",
-        "theirs-defined-ours-started",
-        "list-match",
-        "stop-cross",
-        "stop-twice",
-    ] {
+    for check in MDEV_SUITE_CHECKS {
         assert!(
             log.contains(&format!("VGPU-MDEV-L1 manage VGPU-TEST {check} PASS")),
             "{check}"

@@ -5,13 +5,7 @@
 //! its MSI-X vectors fire; disabling the VFs while L2 holds one is refused plainly, and works
 //! once the VM has ended. Runs only with VGPU_NESTED=1.
 
-use vgpu_tests::nested::results;
-
-fn line<'a>(log: &'a str, prefix: &str) -> &'a str {
-    log.lines()
-        .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.trim()))
-        .unwrap_or_else(|| panic!("no {prefix:?} line in the L1 log"))
-}
+use vgpu_tests::nested::{line, results};
 
 #[test]
 fn a_vf_in_l2_gets_its_driver_and_interrupts_and_cannot_be_pulled_away() {

@@ -9,7 +9,7 @@
 //! without a reset of its own) is hot reset; writes on its mapped framebuffer BAR cost no VM
 //! exits. Runs only with VGPU_NESTED=1.
 
-use vgpu_tests::nested::{read_png, results};
+use vgpu_tests::nested::{line, read_png, results};
 
 /// The bochs function's address in L1.
 fn bochs_l1(log: &str) -> String {
@@ -18,12 +18,6 @@ fn bochs_l1(log: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-fn line<'a>(log: &'a str, prefix: &str) -> &'a str {
-    log.lines()
-        .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.trim()))
-        .unwrap_or_else(|| panic!("no {prefix:?} line in the L1 log"))
 }
 
 #[test]
